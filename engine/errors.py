@@ -1,0 +1,21 @@
+"""Errors a user can act on. The CLI turns them into one line on stderr and an exit code."""
+
+
+class UserError(Exception):
+    """Bad input from the user: nothing has been written. Exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A config field is wrong: names the field path, the value and what is allowed."""
+
+    def __init__(self, path: str, value, allowed: str):
+        self.path, self.value, self.allowed = path, value, allowed
+        super().__init__(f"{path}: got {value!r}; allowed: {allowed}")
+
+
+class RunStateError(Exception):
+    """The run cannot do what was asked in its current state (locked, finished, unknown). Exit 3."""
+
+    exit_code = 3
