@@ -1,6 +1,6 @@
 """Synthetic arithmetic tasks of the embedded default, with a short chain of thought.
 
-Question "47+38-12", rationale "47+38=85. 85-12=73. The answer is 73.": the model adds left to
+Question "17+8-12", rationale "17+8=25. 25-12=13. The answer is 13.": the model adds left to
 right. Families differ in operand count and operations, so the in-domain task (3-term sums) and
 the out-of-domain ones (4-term sums, mixed + / -) test whether what self-improvement learnt
 carries over. Splits are generated from a fixed seed, so every machine sees the same questions.
@@ -32,7 +32,7 @@ class ArithTask(Task):
     default_max_new_tokens = 64
     stop_sequences = ("\n",)
 
-    def __init__(self, name: str, n_operands: int, ops: str, low: int = 10, high: int = 99):
+    def __init__(self, name: str, n_operands: int, ops: str, low: int = 1, high: int = 25):
         self.name, self.n_operands, self.ops, self.low, self.high = name, n_operands, ops, low, high
 
     def sample(self, rng: random.Random) -> Example:
@@ -42,6 +42,12 @@ class ArithTask(Task):
         rationale, result = solve(operands, ops)
         return Example(id=question, question=question, answer=str(result), rationale=rationale)
 
+    def split_size(self, split: str) -> int:
+        """At most SPLIT_SIZES[split], and never more than the family's distinct questions allow."""
+        space = (self.high - self.low + 1) ** self.n_operands * len(self.ops) ** (self.n_operands - 1)
+        test = min(SPLIT_SIZES["test"], space // 4)
+        return test if split == "test" else min(SPLIT_SIZES["train"], (space - test) // 2)
+
     def load(self, split: str) -> list[Example]:
         if split not in SPLIT_SIZES:
             raise KeyError(split)
@@ -49,7 +55,7 @@ class ArithTask(Task):
         rng = random.Random(f"{self.name}:{split}")
         held_out = {e.question for e in self.load("test")} if split == "train" else set()
         seen, out = set(held_out), []
-        while len(out) < SPLIT_SIZES[split]:
+        while len(out) < self.split_size(split):
             ex = self.sample(rng)
             if ex.question not in seen:
                 seen.add(ex.question)

@@ -18,21 +18,38 @@ class Example:
     meta: dict = field(default_factory=dict, compare=False)
 
 
+def cut_at_stop(completion: str, stop_sequences: tuple[str, ...]) -> str:
+    """The completion up to the first stop sequence (what a backend honouring them returns)."""
+    end = min((i for i in (completion.find(s) for s in stop_sequences) if i >= 0), default=len(completion))
+    return completion[:end]
+
+
 class Task:
-    """Base class. Subclasses set `name` and implement `load`, `extract` and `is_correct`."""
+    """Base class. Subclasses set `name` and implement `load`, `prompt`, `extract` and `is_correct`."""
 
     name: str = ""
     splits: tuple[str, ...] = ("test",)
     # Split used for few-shot exemplars (and for self-improvement training questions).
     train_split: str = "train"
     default_max_new_tokens: int = 512
+    # Generation stops at the first of these (the model starting the next exemplar).
+    stop_sequences: tuple[str, ...] = ()
 
     def load(self, split: str) -> list[Example]:
         raise NotImplementedError
 
+    def shot_pool(self) -> list[Example]:
+        """The exemplars `shots_for` draws from; never the evaluated questions' split."""
+        return self.load(self.train_split)
+
     def prompt(self, example: Example, shots: list[Example]) -> str:
         """The full prompt: few-shot exemplars, then the question, ending where the model answers."""
         raise NotImplementedError
+
+    def messages(self, example: Example, shots: list[Example]) -> list[dict[str, str]]:
+        """The same content as chat messages, for `tokenizer.apply_chat_template(...,
+        add_generation_prompt=True)`. Default: the whole prompt as one user turn."""
+        return [{"role": "user", "content": self.prompt(example, shots)}]
 
     def extract(self, completion: str) -> str | None:
         """The final answer the completion commits to, or None."""
