@@ -1,0 +1,42 @@
+"""imm run PRESET [--set K=V]... [--home DIR] [--detach] [--dry-run]"""
+from __future__ import annotations
+
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="start a run from a preset (TOML)", description=__doc__)
+    p.add_argument("preset", help="preset TOML file, e.g. presets/tiny-arith.toml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set merge.alpha=0.3 (repeatable)")
+    p.add_argument("--home", help="home folder of the database and runs (default $IMM_HOME or ./imm-runs)")
+    p.add_argument("--detach", action="store_true", help="start the engine in its own session and return")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..config import resolve
+    from ..launcher import spawn_detached
+    from ..runs import create_run
+    from ..store import Store, home_dir
+
+    cfg = resolve(args.preset, args.overrides)  # rejects bad input before anything is written
+    store = Store(home_dir(args.home))
+    run_id, paths = create_run(store, cfg, str(args.preset))
+    print(f"run {run_id}", flush=True)
+    if args.detach:
+        pid = spawn_detached(store.home, run_id, paths)
+        print(f"engine pid {pid}; log {paths.log}")
+        return 0
+    return foreground(store, run_id)
+
+
+def foreground(store, run_id: str) -> int:
+    from ..loop import Engine
+    from ..report import render
+
+    status = Engine(store, run_id).execute()
+    print(render("table", store.run(run_id), store.stages(run_id), store.metrics(run_id)))
+    if status == "stopped":
+        print(f"stopped; continue with: imm resume {run_id}", file=sys.stderr)
+    return 0

@@ -1,0 +1,296 @@
+"""Presets (TOML) + `--set key.path=value` overrides -> one validated `RunConfig`.
+
+Every rejection is a `ConfigError` naming the field path, the value and what is allowed, raised
+before anything is written. Field types come from the dataclass annotations below; ranges and
+choices are checked in `validate`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+METHODS = ("imm", "vanilla", "mixture", "accumulate")
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_MODELS = ("tiny-arith",)
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class ModelConfig:
+    # "builtin:tiny-arith" (built offline, cached in the home folder), a local folder, or a hub id.
+    path: str = "builtin:tiny-arith"
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    chat_template: bool = False
+
+
+@dataclass
+class TasksConfig:
+    id: str = "arith_add3"  # in-domain: trained on and evaluated
+    ood: list[str] = field(default_factory=lambda: ["arith_add4", "arith_mix3"])
+    train_size: int = 0  # training questions per iteration (0 = the whole train split)
+    eval_size: int = 0  # evaluated questions per task (0 = the whole test split)
+
+
+@dataclass
+class GenerationConfig:
+    backend: str = "hf"  # hf (transformers) | vllm
+    k: int = 1  # samples per question at each temperature
+    temperatures: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6])
+    max_new_tokens: int = 512
+    fewshot: int = 0
+    batch_size: int = 64
+
+
+@dataclass
+class SFTConfig:
+    backend: str = "hf"  # hf (transformers, CPU or one GPU) | deepspeed
+    epochs: int = 3
+    lr: float = 2e-5
+    batch_size: int = 4
+    grad_accum: int = 4
+    warmup: float = 0.03  # share of the optimiser steps spent warming up
+    schedule: str = "cosine"  # cosine | linear
+    max_length: int = 1024
+    weight_decay: float = 0.0
+
+
+@dataclass
+class MergeConfig:
+    alpha: float = 0.5  # weight of the base model
+    drop_rate: float = 0.0  # DARE p
+    seed: int = 0
+    mode: str = "uniform"  # uniform (IMM) | importance (IIMM: per-layer N * I_n / sum I)
+    device: str = "auto"
+
+
+@dataclass
+class EvalConfig:
+    k: list[int] = field(default_factory=lambda: [1])
+    samples: int = 1  # completions per question (n of pass@k)
+    temperature: float = 0.0  # 0 = greedy
+    fewshot: int = 0
+    max_new_tokens: int = 0  # 0 = the task's default
+    batch_size: int = 64
+
+
+@dataclass
+class MixtureConfig:
+    share: float = 0.5  # earlier iterations' kept samples mixed in, as a share of this iteration's
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    iterations: int = 2
+    method: str = "imm"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def all_tasks(self) -> list[str]:
+        return [self.tasks.id, *self.tasks.ood]
+
+
+# ---------------------------------------------------------------- building from dicts
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _coerce(value, tp, path: str):
+    """Check `value` against annotation `tp`; ints pass as floats; "a,b" strings pass as lists."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+            (item_tp,) = typing.get_args(tp)
+            if item_tp is not str:
+                value = [_parse_scalar(v) for v in value]
+        if not isinstance(value, list):
+            raise ConfigError(path, value, _type_name(tp))
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool or tp is int:
+        if type(value) is not tp:
+            raise ConfigError(path, value, _type_name(tp))
+        return value
+    if not isinstance(value, tp):
+        raise ConfigError(path, value, _type_name(tp))
+    return value
+
+
+def _build(cls, data: dict, path: str):
+    if not isinstance(data, dict):
+        raise ConfigError(path or "config", data, "a table of settings")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else key
+        if key not in known:
+            raise ConfigError(key_path, value, f"one of the known keys {sorted(known)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, key_path)
+        else:
+            kwargs[key] = _coerce(value, tp, key_path)
+    return cls(**kwargs)
+
+
+def _parse_scalar(text: str):
+    """A --set value as TOML ("0.3", "true", "[1, 2]", '"x"'); anything else stays a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one `key.path=value` to the nested dict `data` in place."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError("--set", assignment, "KEY.PATH=VALUE, e.g. merge.alpha=0.3")
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(key, raw, "a path through tables of the config")
+    node[parts[-1]] = _parse_scalar(raw.strip())
+
+
+def load_preset(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("preset", str(path), "an existing TOML file (see presets/)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("preset", str(path), f"valid TOML ({exc})") from None
+    data.setdefault("name", path.stem)
+    return data
+
+
+def resolve(preset: str | Path | dict, overrides: list[str] = ()) -> RunConfig:
+    """Preset (file or dict) + overrides -> validated RunConfig. A local model path is made
+    absolute, so a detached engine started elsewhere finds the same folder."""
+    data = load_preset(preset) if not isinstance(preset, dict) else dict(preset)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    cfg = _build(RunConfig, data, "")
+    validate(cfg)
+    local = Path(cfg.model.path).expanduser()
+    if not cfg.model.path.startswith(BUILTIN_PREFIX) and local.exists():
+        cfg.model.path = str(local.resolve())
+    return cfg
+
+
+# ---------------------------------------------------------------- ranges and choices
+
+
+def _choice(path: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(path, value, "one of " + ", ".join(map(str, allowed)))
+
+
+def _at_least(path: str, value, low) -> None:
+    if value < low:
+        raise ConfigError(path, value, f">= {low}")
+
+
+def _check_model_path(path: str, value: str) -> None:
+    if value.startswith(BUILTIN_PREFIX):
+        _choice(path, value, [BUILTIN_PREFIX + m for m in BUILTIN_MODELS])
+    elif Path(value).expanduser().exists():
+        if not Path(value).expanduser().is_dir():
+            raise ConfigError(path, value, "a model folder (config.json + weights), not a file")
+    elif value.startswith(("/", ".", "~")) or not HUB_ID.match(value):
+        raise ConfigError(
+            path, value, f"an existing local model folder, a hub id like 'Qwen/Qwen2.5-0.5B-Instruct', or {BUILTIN_PREFIX}NAME"
+        )
+
+
+def validate(cfg: RunConfig) -> None:
+    from .tasks import task_names
+
+    _at_least("iterations", cfg.iterations, 1)
+    _choice("method", cfg.method, METHODS)
+    _choice("device", cfg.device, ("auto", "cpu", "cuda"))
+    _check_model_path("model.path", cfg.model.path)
+    _choice("model.dtype", cfg.model.dtype, ("auto", "float32", "bfloat16", "float16"))
+
+    known = task_names()
+    _choice("tasks.id", cfg.tasks.id, known)
+    for i, name in enumerate(cfg.tasks.ood):
+        _choice(f"tasks.ood[{i}]", name, known)
+    _at_least("tasks.train_size", cfg.tasks.train_size, 0)
+    _at_least("tasks.eval_size", cfg.tasks.eval_size, 0)
+
+    g = cfg.generation
+    _choice("generation.backend", g.backend, ("hf", "vllm"))
+    _at_least("generation.k", g.k, 1)
+    if not g.temperatures:
+        raise ConfigError("generation.temperatures", g.temperatures, "a non-empty list of numbers >= 0")
+    for i, t in enumerate(g.temperatures):
+        _at_least(f"generation.temperatures[{i}]", t, 0)
+    _at_least("generation.max_new_tokens", g.max_new_tokens, 1)
+    _at_least("generation.fewshot", g.fewshot, 0)
+    _at_least("generation.batch_size", g.batch_size, 1)
+
+    s = cfg.sft
+    _choice("sft.backend", s.backend, ("hf", "deepspeed"))
+    _at_least("sft.epochs", s.epochs, 1)
+    if not s.lr > 0:
+        raise ConfigError("sft.lr", s.lr, "a number > 0")
+    _at_least("sft.batch_size", s.batch_size, 1)
+    _at_least("sft.grad_accum", s.grad_accum, 1)
+    if not 0 <= s.warmup < 1:
+        raise ConfigError("sft.warmup", s.warmup, "a share of the steps in [0, 1)")
+    _choice("sft.schedule", s.schedule, ("cosine", "linear"))
+    _at_least("sft.max_length", s.max_length, 8)
+    _at_least("sft.weight_decay", s.weight_decay, 0)
+
+    m = cfg.merge
+    if not 0 <= m.alpha <= 1:
+        raise ConfigError("merge.alpha", m.alpha, "a number in [0, 1]")
+    if not 0 <= m.drop_rate < 1:
+        raise ConfigError("merge.drop_rate", m.drop_rate, "a number in [0, 1)")
+    _choice("merge.mode", m.mode, ("uniform", "importance"))
+    _choice("merge.device", m.device, ("auto", "cpu", "cuda"))
+
+    e = cfg.eval
+    if not e.k:
+        raise ConfigError("eval.k", e.k, "a non-empty list of integers >= 1")
+    for i, k in enumerate(e.k):
+        _at_least(f"eval.k[{i}]", k, 1)
+        if k > e.samples:
+            raise ConfigError(f"eval.k[{i}]", k, f"<= eval.samples ({e.samples}): pass@k needs n >= k samples")
+    _at_least("eval.samples", e.samples, 1)
+    _at_least("eval.temperature", e.temperature, 0)
+    _at_least("eval.fewshot", e.fewshot, 0)
+    _at_least("eval.max_new_tokens", e.max_new_tokens, 0)
+    _at_least("eval.batch_size", e.batch_size, 1)
+
+    if not 0 <= cfg.mixture.share <= 10:
+        raise ConfigError("mixture.share", cfg.mixture.share, "a number in [0, 10]")

@@ -1,0 +1,61 @@
+"""Text generation backends. `hf` (transformers, CPU or one GPU) is verified; `vllm` is written
+against vLLM's documented offline API and not verified here (see README)."""
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Generator(Protocol):
+    def generate(self, prompts: list[str], temperature: float, n: int, max_new_tokens: int,
+                 stop: tuple[str, ...] = ()) -> list[list[str]]:
+        """n completions for each prompt (greedy when temperature == 0), cut at the first stop string."""
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+class HFGenerator:
+    def __init__(self, path, device: str, dtype, batch_size: int = 64, chat_template: bool = False):
+        from .modelio import load_model, load_tokenizer
+
+        self.tokenizer = load_tokenizer(path, padding_side="left")
+        self.model = load_model(path, device, dtype).eval()
+        self.device, self.batch_size, self.chat_template = device, batch_size, chat_template
+
+    def _encode(self, prompts: list[str]):
+        if self.chat_template:
+            prompts = [
+                self.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+                for p in prompts
+            ]
+        return self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not self.chat_template)
+
+    def generate(self, prompts, temperature, n, max_new_tokens, stop=()):
+        import torch
+
+        out: list[list[str]] = []
+        for start in range(0, len(prompts), self.batch_size):
+            enc = self._encode(prompts[start : start + self.batch_size]).to(self.device)
+            sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else dict(do_sample=False)
+            with torch.inference_mode():
+                ids = self.model.generate(
+                    **enc, max_new_tokens=max_new_tokens, num_return_sequences=n,
+                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, **sampling,
+                )
+            texts = self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            texts = [cut_at_stop(t, stop) for t in texts]
+            out.extend(texts[i : i + n] for i in range(0, len(texts), n))
+        return out
+
+    def close(self) -> None:
+        del self.model
+
+
+def make_generator(backend: str, path, device: str, dtype, batch_size: int, chat_template: bool = False):
+    if backend == "vllm":
+        from .vllm_backend import VLLMGenerator
+
+        return VLLMGenerator(path, dtype, chat_template=chat_template)
+    return HFGenerator(path, device, dtype, batch_size=batch_size, chat_template=chat_template)

@@ -1,0 +1,313 @@
+"""The IMM loop: runs a run's pending stages in plan order and records each in SQLite.
+
+Stage handlers write their artifacts to temporary paths and rename them into place; a stage is
+marked done (with its metrics, in one transaction) only after that. `Engine.execute` skips done
+stages, so resuming after a crash or kill restarts the first unfinished stage from scratch.
+Every stage seeds its randomness from (run seed, iteration, stage), so a resumed run produces
+the same results as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import fcntl
+import gc
+import hashlib
+import json
+import logging
+import os
+import random
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .config import BUILTIN_PREFIX, RunConfig, resolve
+from .errors import RunStateError, UserError
+from .runs import RunPaths
+from .store import Store, now
+
+
+def stage_seed(seed: int, iteration: int, stage: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{iteration}:{stage}".encode()).digest()[:4], "little")
+
+
+@contextmanager
+def run_lock(path: Path, run_id: str):
+    """Exclusive per-run lock, released by the kernel even on SIGKILL."""
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunStateError(f"run {run_id} is already being run by pid {holder}; refusing to start a second engine")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+def hold_for_test(paths: RunPaths, t: int, stage: str, when: str) -> None:
+    """Fault-injection point for the kill/resume tests: with IMM_TEST_HOLD="T:STAGE:WHEN" the
+    engine announces itself in a HOLDING file and waits there until the test kills it or deletes
+    the file."""
+    if os.environ.get("IMM_TEST_HOLD") == f"{t}:{stage}:{when}":
+        marker = paths.root / "HOLDING"
+        marker.write_text(f"{os.getpid()}\n")
+        while marker.exists():
+            time.sleep(0.05)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    from .modelio import write_atomic
+
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+class Engine:
+    def __init__(self, store: Store, run_id: str, echo: bool = True):
+        row = store.run(run_id)
+        if row is None:
+            raise RunStateError(f"no run {run_id!r} in {store.home}")
+        self.store, self.run_id = store, row["id"]
+        self.cfg: RunConfig = resolve(json.loads(row["config"]))
+        self.paths = RunPaths(Path(row["run_dir"]))
+        self.log = self._logger(echo)
+        self.stop_requested = False
+
+    def _logger(self, echo: bool) -> logging.Logger:
+        log = logging.getLogger(f"imm.{self.run_id}")
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        log.handlers.clear()
+        fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+        handlers = [logging.FileHandler(self.paths.log)] + ([logging.StreamHandler()] if echo else [])
+        for h in handlers:
+            h.setFormatter(fmt)
+            log.addHandler(h)
+        return log
+
+    # ------------------------------------------------------------ paths of checkpoints
+    @property
+    def base_path(self) -> str:
+        if self.cfg.model.path.startswith(BUILTIN_PREFIX):
+            from .basebuild import builtin_folder
+
+            return str(builtin_folder(self.store.home, self.cfg.model.path.removeprefix(BUILTIN_PREFIX)))
+        return self.cfg.model.path
+
+    def prev_path(self, t: int) -> str:
+        """The model iteration t starts from: the base, then Merge_{t-1} (imm) or SFT_{t-1}."""
+        if t == 1:
+            return self.base_path
+        return str(self.paths.merged(t - 1) if self.cfg.method == "imm" else self.paths.sft(t - 1))
+
+    # ------------------------------------------------------------ driver
+    def execute(self) -> str:
+        """Run every pending stage; returns the run's final status (done or stopped)."""
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        with run_lock(self.paths.lock, self.run_id):
+            self.paths.stop_request.unlink(missing_ok=True)
+            previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+            try:
+                return self._execute()
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _on_sigterm(self, *_):
+        self.stop_requested = True
+        self.log.info("stop requested (SIGTERM): stopping after the current stage")
+
+    def _execute(self) -> str:
+        import torch
+
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        self.store.update_run(self.run_id, status="running", pid=os.getpid(), error=None)
+        self.log.info(f"run {self.run_id}: engine pid {os.getpid()}")
+        for row in self.store.stages(self.run_id):
+            if row["status"] == "done":
+                continue
+            if self.stop_requested or self.paths.stop_request.exists():
+                self.paths.stop_request.unlink(missing_ok=True)
+                self.store.update_run(self.run_id, status="stopped", pid=None)
+                self.store.event(self.run_id, "stopped at a safe point", kind="stopped")
+                self.log.info("stopped at a safe point; `imm resume` continues from here")
+                return "stopped"
+            self._run_stage(row["iteration"], row["stage"])
+        self.store.update_run(self.run_id, status="done", pid=None)
+        self.store.event(self.run_id, "run finished", kind="done")
+        self.log.info(f"run {self.run_id} finished")
+        return "done"
+
+    def _run_stage(self, t: int, stage: str) -> None:
+        import torch
+
+        self.store.set_stage(self.run_id, t, stage, status="running", started=now(), ended=None, error=None)
+        self.store.event(self.run_id, f"{stage} started", t, stage, kind="start")
+        self.log.info(f"[iter {t}] {stage}: started")
+        seed = stage_seed(self.cfg.seed, t, stage)
+        random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            hold_for_test(self.paths, t, stage, "start")
+            artifact, info, metrics = getattr(self, f"stage_{stage}")(t, seed)
+            hold_for_test(self.paths, t, stage, "end")
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            self.store.set_stage(self.run_id, t, stage, status="failed", ended=now(), error=error)
+            self.store.update_run(self.run_id, status="failed", pid=None, error=f"[iter {t}] {stage}: {error}")
+            self.store.event(self.run_id, f"{stage} failed: {error}", t, stage, kind="error")
+            self.log.error(f"[iter {t}] {stage}: failed: {error}")
+            raise
+        finally:
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        self.store.finish_stage(self.run_id, t, stage, artifact=str(artifact or ""), info=info, metrics=metrics)
+        summary = ", ".join(f"{k}={v}" for k, v in info.items())
+        self.store.event(self.run_id, f"{stage} done {summary}".strip(), t, stage, kind="done")
+        self.log.info(f"[iter {t}] {stage}: done {summary}")
+
+    # ------------------------------------------------------------ helpers shared by stages
+    def device_and_dtype(self):
+        from .modelio import resolve_device, torch_dtype
+
+        device = resolve_device(self.cfg.device)
+        return device, torch_dtype(self.cfg.model.dtype, device)
+
+    def generator(self, path: str, batch_size: int):
+        from .generation import make_generator
+
+        device, dtype = self.device_and_dtype()
+        return make_generator(self.cfg.generation.backend, path, device, dtype, batch_size, self.cfg.model.chat_template)
+
+    def tasks(self):
+        from .tasks import get_task
+
+        return {name: (get_task(name), "id" if i == 0 else "ood") for i, name in enumerate(self.cfg.all_tasks())}
+
+    def train_examples(self, task):
+        from .tasks.base import Example  # noqa: F401  (type of the returned items)
+
+        examples = task.load(task.train_split)
+        size = self.cfg.tasks.train_size
+        if size and size < len(examples):
+            examples = random.Random(f"{self.cfg.seed}:train").sample(examples, size)
+        return examples
+
+    def evaluate(self, path: str, checkpoint: str, t: int, seed: int) -> list[dict]:
+        from .evaluate import evaluate
+
+        gen = self.generator(path, self.cfg.eval.batch_size)
+        rows = evaluate(gen, self.tasks(), self.cfg.eval, self.cfg.tasks.eval_size, seed,
+                        samples_path=self.paths.eval_samples(t, checkpoint))
+        for r in rows:
+            self.log.info(f"[iter {t}] eval {checkpoint} {r['task']} ({r['domain']}) {r['metric']} = {r['value']:.1f}% (n={r['n']})")
+        return [{"checkpoint": checkpoint, "iteration": t, **r} for r in rows]
+
+    # ------------------------------------------------------------ stages
+    def stage_build(self, t, seed):
+        from .basebuild import ensure_builtin
+
+        folder = ensure_builtin(self.store.home, self.cfg.model.path.removeprefix(BUILTIN_PREFIX), self.log.info)
+        return folder, {}, []
+
+    def stage_eval(self, t, seed):
+        self.paths.iteration(t).mkdir(exist_ok=True)
+        if t == 0:
+            return "", {}, self.evaluate(self.base_path, "base", 0, seed)
+        metrics = self.evaluate(str(self.paths.sft(t)), f"sft{t}", t, seed)
+        if self.cfg.method == "imm":
+            metrics += self.evaluate(str(self.paths.merged(t)), f"merge{t}", t, seed)
+        return "", {}, metrics
+
+    def stage_generate(self, t, seed):
+        from .evaluate import fewshot_pool
+
+        g = self.cfg.generation
+        task = self.tasks()[self.cfg.tasks.id][0]
+        examples = self.train_examples(task)
+        pool = fewshot_pool(task, g.fewshot)
+        prompts = [task.prompt(ex, task.shots_for(ex, pool, g.fewshot, seed)) for ex in examples]
+        gen = self.generator(self.prev_path(t), g.batch_size)
+        records = []
+        for temperature in g.temperatures:
+            outs = gen.generate(prompts, temperature, g.k, g.max_new_tokens, task.stop_sequences)
+            for ex, completions in zip(examples, outs):
+                records += [
+                    {"id": ex.id, "question": ex.question, "answer": ex.answer, "temperature": temperature,
+                     "sample": i, "completion": c}
+                    for i, c in enumerate(completions)
+                ]
+            self.log.info(f"[iter {t}] generate: temperature {temperature}: {len(examples) * g.k} samples")
+        self.paths.iteration(t).mkdir(exist_ok=True)
+        write_jsonl(self.paths.samples(t), records)
+        return self.paths.samples(t), {"questions": len(examples), "samples": len(records)}, []
+
+    def stage_filter(self, t, seed):
+        from .tasks.base import Example
+
+        task = self.tasks()[self.cfg.tasks.id][0]
+        samples = read_jsonl(self.paths.samples(t))
+        kept, seen, solved = [], set(), set()
+        for r in samples:
+            ex = Example(id=r["id"], question=r["question"], answer=r["answer"])
+            _, correct = task.grade(r["completion"], ex)
+            key = (r["id"], r["completion"].strip())
+            if correct and key not in seen:
+                seen.add(key)
+                solved.add(r["id"])
+                kept.append({**r, "prompt": task.prompt(ex, []), "response": r["completion"].strip()})
+        write_jsonl(self.paths.kept(t), kept)
+        info = {"samples": len(samples), "kept": len(kept), "yield_pct": round(100 * len(kept) / max(1, len(samples)), 1),
+                "questions_solved": len(solved)}
+        return self.paths.kept(t), info, []
+
+    def sft_pairs(self, t: int, seed: int) -> list[tuple[str, str]]:
+        """This iteration's kept data, plus earlier iterations' as the method says."""
+        current = read_jsonl(self.paths.kept(t))
+        earlier = [r for s in range(1, t) for r in read_jsonl(self.paths.kept(s))]
+        if self.cfg.method == "accumulate":
+            data = earlier + current
+        elif self.cfg.method == "mixture" and earlier:
+            n_mix = min(len(earlier), round(self.cfg.mixture.share * len(current)))
+            data = current + random.Random(seed).sample(earlier, n_mix)
+        else:
+            data = current
+        return [(r["prompt"], r["response"]) for r in data]
+
+    def stage_sft(self, t, seed):
+        from .modelio import clear_stale
+        from .sft import train
+
+        pairs = self.sft_pairs(t, seed)
+        if not pairs:
+            raise UserError(f"iteration {t}: the filter kept no correct samples to fine-tune on "
+                            "(raise generation.k or add temperatures, or start from a stronger model)")
+        out = self.paths.sft(t)
+        clear_stale(out)
+        device, dtype = self.device_and_dtype()
+        info = train(Path(self.prev_path(t)), pairs, self.cfg.sft, out, device, dtype, seed, self.log.info)
+        return out, info, []
+
+    def stage_merge(self, t, seed):
+        from .merge_stream import merge_checkpoints
+        from .modelio import clear_stale
+
+        m = self.cfg.merge
+        out = self.paths.merged(t)
+        clear_stale(out)
+        merge_seed = stage_seed(m.seed, t, "merge")
+        device = self.device_and_dtype()[0] if m.device == "auto" else m.device
+        merge_checkpoints(base=self.base_path, prev=self.prev_path(t), sft=str(self.paths.sft(t)), out=str(out),
+                          alpha=m.alpha, drop_rate=m.drop_rate, seed=merge_seed, device=device)
+        return out, {"alpha": m.alpha, "drop_rate": m.drop_rate, "seed": merge_seed}, []

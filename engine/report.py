@@ -1,0 +1,76 @@
+"""A run's results as a table (rows Base, SFT1, Merge1, ...; columns tasks) in several formats."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+
+def checkpoint_label(name: str) -> str:
+    m = re.fullmatch(r"(sft|merge)(\d+)", name)
+    return {"sft": "SFT", "merge": "Merge"}[m.group(1)] + m.group(2) if m else name.capitalize()
+
+
+def checkpoint_order(name: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(sft|merge)(\d+)", name)
+    return (int(m.group(2)), 0 if m.group(1) == "sft" else 1) if m else (0, -1)
+
+
+def results(metric_rows: list[dict]) -> list[dict]:
+    """The `results` list of `imm show --format json`."""
+    return [
+        {k: r[k] for k in ("checkpoint", "iteration", "task", "domain", "metric", "value", "n")}
+        for r in sorted(metric_rows, key=lambda r: (checkpoint_order(r["checkpoint"]), r["domain"] != "id", r["task"], r["metric"]))
+    ]
+
+
+def table(metric_rows: list[dict], metric: str = "pass@1") -> tuple[list[str], list[list[str]]]:
+    """Header and rows: one row per checkpoint, one column per task (in-domain first), values in %."""
+    rows = [r for r in results(metric_rows) if r["metric"] == metric]
+    tasks = list(dict.fromkeys(f"{r['task']} ({r['domain']})" for r in sorted(rows, key=lambda r: r["domain"] != "id")))
+    by_ckpt: dict[str, dict[str, float]] = {}
+    for r in rows:
+        by_ckpt.setdefault(r["checkpoint"], {})[f"{r['task']} ({r['domain']})"] = r["value"]
+    header = ["checkpoint"] + [f"{t} {metric} %" for t in tasks]
+    body = [
+        [checkpoint_label(c)] + [f"{vals[t]:.1f}" if t in vals else "" for t in tasks]
+        for c, vals in sorted(by_ckpt.items(), key=lambda kv: checkpoint_order(kv[0]))
+    ]
+    return header, body
+
+
+def render_text(header: list[str], body: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in body])
+
+
+def render_markdown(header: list[str], body: list[list[str]]) -> str:
+    rows = [header, ["---"] * len(header)] + body
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def render_csv(header: list[str], body: list[list[str]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([header] + body)
+    return buf.getvalue().rstrip("\n")
+
+
+def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict]) -> str:
+    if fmt == "json":
+        return json.dumps(
+            {
+                "id": run["id"], "name": run["name"], "status": run["status"], "method": run["method"],
+                "config": json.loads(run["config"]), "error": run["error"],
+                "stages": [
+                    {k: s[k] for k in ("iteration", "stage", "status", "started", "ended", "error", "artifact")}
+                    | {"info": json.loads(s["info"]) if s["info"] else {}}
+                    for s in stages
+                ],
+                "results": results(metric_rows),
+            },
+            indent=2,
+        )
+    header, body = table(metric_rows)
+    return {"table": render_text, "md": render_markdown, "csv": render_csv}[fmt](header, body)

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real builtin base model, built once per test session, and run homes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT.parent / "shared" / "data"
+TINY_PRESET = PROJECT / "presets" / "tiny-arith.toml"
+# Small enough for a test (seconds per stage), large enough that the filter keeps samples.
+FAST = [
+    "iterations=1", "tasks.train_size=64", "tasks.eval_size=32", "generation.temperatures=[0.5]",
+    "generation.max_new_tokens=40", "sft.epochs=1", "sft.batch_size=16",
+]
+
+
+@pytest.fixture(scope="session")
+def base_models(tmp_path_factory) -> Path:
+    """A home's models/ folder holding the builtin tiny-arith base, really pre-trained once."""
+    from engine.basebuild import ensure_builtin
+
+    home = tmp_path_factory.mktemp("base-home")
+    ensure_builtin(home, "tiny-arith", log=lambda _: None)
+    return home / "models"
+
+
+@pytest.fixture
+def home(tmp_path, base_models) -> Path:
+    """A fresh home folder that shares the session's built base model."""
+    h = tmp_path / "home"
+    h.mkdir()
+    (h / "models").symlink_to(base_models)
+    return h
+
+
+def imm(*args: str, home: Path | None = None, check: bool = False, **kw) -> subprocess.CompletedProcess:
+    """Run the real command line in a subprocess (`python -m engine ...`)."""
+    cmd = [sys.executable, "-m", "engine", *args] + (["--home", str(home)] if home else [])
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    env.update(kw.pop("env", {}))
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT, env=env, timeout=kw.pop("timeout", 300), **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,75 @@
+"""Presets + overrides -> RunConfig; every rejection names the field, the value and what is allowed,
+exits 2 and writes nothing."""
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.config import RunConfig, resolve
+
+from conftest import PROJECT, TINY_PRESET
+
+
+def test_tiny_preset_resolves_with_overrides():
+    cfg = resolve(TINY_PRESET, ["merge.alpha=0.3", "tasks.ood=arith_add4", "generation.temperatures=0.2,0.5",
+                                "eval.k=[1]", "sft.lr=5e-4", "seed=7", "merge.drop_rate=0"])
+    assert isinstance(cfg, RunConfig)
+    assert (cfg.name, cfg.merge.alpha, cfg.tasks.ood, cfg.generation.temperatures) == ("tiny-arith", 0.3, ["arith_add4"], [0.2, 0.5])
+    assert (cfg.sft.lr, cfg.seed, cfg.merge.drop_rate) == (5e-4, 7, 0.0)
+    assert cfg.all_tasks() == ["arith_add3", "arith_add4"]
+
+
+def test_local_model_path_is_made_absolute(tmp_path, monkeypatch):
+    (tmp_path / "m").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cfg = resolve(TINY_PRESET, ["model.path=./m"])
+    assert cfg.model.path == str(tmp_path / "m")
+
+
+@pytest.mark.parametrize(
+    "override, field, allowed",
+    [
+        ("bogus=1", "bogus", "known keys"),
+        ("merge.bogus=1", "merge.bogus", "known keys"),
+        ("merge.alpha=1.5", "merge.alpha", "[0, 1]"),
+        ("merge.alpha=-0.1", "merge.alpha", "[0, 1]"),
+        ("merge.alpha=high", "merge.alpha", "a number"),
+        ("merge.drop_rate=1", "merge.drop_rate", "[0, 1)"),
+        ("generation.k=0", "generation.k", ">= 1"),
+        ("eval.k=[0]", "eval.k[0]", ">= 1"),
+        ("eval.k=[2]", "eval.k[0]", "eval.samples"),
+        ("iterations=0", "iterations", ">= 1"),
+        ("iterations=1.5", "iterations", "an integer"),
+        ("generation.temperatures=[0.2,-0.4]", "generation.temperatures[1]", ">= 0"),
+        ("model.path=./no/such/model", "model.path", "existing local model folder"),
+        ("tasks.id=no_such_task", "tasks.id", "arith_add3"),
+        ("tasks.ood=[\"arith_add4\",\"nope\"]", "tasks.ood[1]", "arith_add3"),
+        ("method=magic", "method", "imm, vanilla, mixture, accumulate"),
+        ("sft.epochs=true", "sft.epochs", "an integer"),
+    ],
+)
+def test_bad_input_exits_2_names_field_and_writes_nothing(tmp_path, capsys, override, field, allowed):
+    home = tmp_path / "home"
+    code = main(["run", str(TINY_PRESET), "--set", override, "--home", str(home)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"error: {field}: got ")
+    assert allowed in err
+    assert not home.exists()
+
+
+def test_missing_and_malformed_presets(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "none.toml"), "--home", str(tmp_path / "h")]) == 2
+    assert "preset" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("iterations = = 2\n")
+    assert main(["run", str(bad), "--home", str(tmp_path / "h")]) == 2
+    assert "valid TOML" in capsys.readouterr().err
+    assert not (tmp_path / "h").exists()
+
+
+def test_every_shipped_preset_validates():
+    presets = sorted((PROJECT / "presets").glob("*.toml"))
+    assert TINY_PRESET in presets
+    for preset in presets:
+        resolve(preset)

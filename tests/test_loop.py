@@ -1,0 +1,164 @@
+"""The whole loop through the real command line: a real tiny model generates, is filtered,
+fine-tuned, merged and evaluated; killed with SIGKILL inside each stage and resumed, it gives the
+same metric rows as an uninterrupted run."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST, PROJECT, TINY_PRESET, imm
+
+pytestmark = pytest.mark.slow
+
+
+def run_id_of(proc) -> str:
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("run "), proc.stdout + proc.stderr
+    return first.split()[1]
+
+
+def show_json(run_id: str, home: Path) -> dict:
+    return json.loads(imm("show", run_id, "--format", "json", home=home, check=True).stdout)
+
+
+def metric_rows(home: Path, run_id: str) -> list[tuple]:
+    with sqlite3.connect(home / "imm.db") as db:
+        return db.execute(
+            "SELECT checkpoint, iteration, task, domain, metric, value, n FROM metrics WHERE run_id = ? ORDER BY 1, 3, 5",
+            [run_id],
+        ).fetchall()
+
+
+def start_engine(*args: str, home: Path, hold: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    if hold:
+        env["IMM_TEST_HOLD"] = hold
+    return subprocess.Popen([sys.executable, "-m", "engine", *args, "--home", str(home)], cwd=PROJECT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout: float = 240, what: str = "") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, base_models):
+    """One uninterrupted IMM run (1 iteration, small sizes) to compare resumed runs against."""
+    home = tmp_path_factory.mktemp("ref-home")
+    (home / "models").symlink_to(base_models)
+    proc = imm("run", str(TINY_PRESET), *sum((["--set", o] for o in FAST), []), home=home, check=True)
+    return home, run_id_of(proc), proc
+
+
+def test_run_prints_id_first_then_the_results_table(reference):
+    home, run_id, proc = reference
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"run {run_id}"
+    table = "\n".join(lines[1:])
+    assert "arith_add3 (id) pass@1 %" in table and "arith_mix3 (ood) pass@1 %" in table
+    assert [l.split()[0] for l in lines[-3:]] == ["Base", "SFT1", "Merge1"]
+
+
+def test_show_json_holds_config_stages_and_results(reference):
+    home, run_id, _ = reference
+    shown = show_json(run_id, home)
+    assert shown["status"] == "done" and shown["config"]["merge"]["alpha"] == 0.5
+    assert [(s["iteration"], s["stage"]) for s in shown["stages"]] == [
+        (0, "build"), (0, "eval"), (1, "generate"), (1, "filter"), (1, "sft"), (1, "merge"), (1, "eval")]
+    assert all(s["status"] == "done" for s in shown["stages"])
+    filt = next(s for s in shown["stages"] if s["stage"] == "filter")["info"]
+    assert filt["samples"] == 64 and 0 < filt["kept"] <= 64
+    results = shown["results"]
+    assert {(r["checkpoint"], r["task"]) for r in results} == {
+        (c, t) for c in ("base", "sft1", "merge1") for t in ("arith_add3", "arith_add4", "arith_mix3")}
+    for r in results:
+        assert r["metric"] == "pass@1" and 0 <= r["value"] <= 100 and r["n"] == 32
+        assert r["domain"] == ("id" if r["task"] == "arith_add3" else "ood")
+    # artifacts: real HF checkpoints and JSONL samples in the run folder
+    run_dir = Path(imm("show", run_id, "--format", "json", home=home).stdout and shown["stages"][4]["artifact"]).parent
+    assert (run_dir / "sft" / "model.safetensors").exists() and (run_dir / "merged" / "config.json").exists()
+    assert len((run_dir / "samples.jsonl").read_text().splitlines()) == 64
+
+
+def test_show_formats(reference):
+    home, run_id, _ = reference
+    csv = imm("show", run_id, "--format", "csv", home=home, check=True).stdout.splitlines()
+    assert csv[0].startswith("checkpoint,arith_add3 (id) pass@1 %") and [r.split(",")[0] for r in csv[1:]] == ["Base", "SFT1", "Merge1"]
+    md = imm("show", run_id, "--format", "md", home=home, check=True).stdout.splitlines()
+    assert md[1].startswith("| --- |") and md[2].startswith("| Base |")
+    listing = imm("ls", home=home, check=True).stdout
+    assert run_id in listing and "done" in listing
+
+
+# (stage, when): killed right after the stage started, or after its artifacts were written but
+# before it was marked done; one chain of kills covers every stage of an iteration.
+KILL_CHAIN = ["1:generate:end", "1:filter:start", "1:filter:end", "1:sft:end", "1:merge:start", "1:merge:end",
+              "1:eval:start", "1:eval:end"]
+
+
+def test_sigkill_inside_every_stage_then_resume_gives_identical_metrics(home, reference):
+    ref_home, ref_id, _ = reference
+    overrides = sum((["--set", o] for o in FAST), [])
+    run_id = None
+    for hold in KILL_CHAIN:
+        args = ("run", str(TINY_PRESET), *overrides) if run_id is None else ("resume", run_id)
+        proc = start_engine(*args, home=home, hold=hold)
+        if run_id is None:
+            run_id = proc.stdout.readline().split()[1]
+        holding = Path(home / "runs" / run_id / "HOLDING")
+        wait_for(holding.exists, what=f"engine to reach {hold}")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        holding.unlink()
+        it, stage, _ = hold.split(":")
+        row = next(s for s in show_json(run_id, home)["stages"] if s["stage"] == stage and s["iteration"] == int(it))
+        assert row["status"] == "running"  # killed inside the stage: not marked done
+    listing = imm("ls", home=home, check=True).stdout
+    assert "interrupted" in listing
+    imm("resume", run_id, home=home, check=True)
+    assert show_json(run_id, home)["status"] == "done"
+    assert metric_rows(home, run_id) == metric_rows(ref_home, ref_id)
+
+
+def test_a_second_engine_on_a_running_run_refuses(home):
+    overrides = sum((["--set", o] for o in FAST), [])
+    first = start_engine("run", str(TINY_PRESET), *overrides, home=home, hold="0:eval:start")
+    run_id = first.stdout.readline().split()[1]
+    try:
+        wait_for((home / "runs" / run_id / "HOLDING").exists, what="first engine")
+        second = imm("resume", run_id, home=home)
+        assert second.returncode == 3
+        assert f"run {run_id} is already being run by pid {first.pid}" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_detached_run_stops_at_the_next_safe_point(home):
+    overrides = sum((["--set", o] for o in FAST), [])
+    started = imm("run", str(TINY_PRESET), *overrides, "--detach", home=home, check=True,
+                  env={"IMM_TEST_HOLD": "0:eval:start"})
+    run_id = run_id_of(started)
+    assert "engine pid" in started.stdout  # the command returned while the engine works on
+    holding = home / "runs" / run_id / "HOLDING"
+    wait_for(holding.exists, what="detached engine")
+    assert "stop requested" in imm("stop", run_id, home=home, check=True).stdout
+    holding.unlink()  # let the engine finish the stage it is in
+    wait_for(lambda: show_json(run_id, home)["status"] == "stopped", what="engine to stop at a safe point")
+    stages = show_json(run_id, home)["stages"]
+    assert [s["status"] for s in stages[:3]] == ["done", "done", "pending"]
+    assert "stopped at a safe point" in (home / "runs" / run_id / "engine.log").read_text()
+    assert imm("stop", run_id, home=home).returncode == 3  # nothing left to stop
