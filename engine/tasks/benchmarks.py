@@ -19,7 +19,9 @@ from .sources import HubSplit, Source
 
 LETTERS = "ABCDEFGHIJ"
 CALCULATOR_RE = re.compile(r"<<[^>]*>>")  # GSM8K's calculator annotations "<<2*3=6>>"
-OPTION_RE = re.compile(r"(?:^|\s)([A-J])\)\s*")  # "A) 3 B) 5" or "A)3"
+OPTION_RE = re.compile(r"(?:^|\s)([A-J])(?:\)\s*|\.\s+)")  # "A) 3 B) 5", "A)3", "A. 3"
+# AQuA's list items "A)5(√3 + 1)"; one of them repeats its letter ("A)A)59").
+LETTER_PREFIX_RE = re.compile(r"^\(?([A-J])\)\s*(?:\(?\1\)\s*)*")
 
 
 def answer_sentence(answer: str) -> str:
@@ -63,7 +65,7 @@ def split_options(rec: Record, field: str) -> list[str]:
     """Options as a list of texts, from a list or from one string "A) .. B) ..", letters dropped."""
     value = rec.get(field)
     if isinstance(value, list):
-        return [OPTION_RE.sub("", str(v), count=1).strip() for v in value]
+        return [LETTER_PREFIX_RE.sub("", str(v)).strip() for v in value]
     parts = OPTION_RE.split(str(value))[1:]  # letter, text, letter, text, ...
     if not parts or "".join(parts[0::2]) != LETTERS[: len(parts) // 2]:
         return [str(value).strip()]  # unparsable: show as one block rather than guess

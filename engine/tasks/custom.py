@@ -8,7 +8,7 @@ A preset's `[tasks.NAME]` table (or a dict / `TaskSpec` passed to `get_task(NAME
     kind = "numeric"          # numeric | number_or_text | math | choice
     question = "problem"      # field names in each record; defaults "question", "answer"
     answer = "value"          # numeric: 18 / "1,000" / "$5"; math: LaTeX; choice: a letter or a 0-based index
-    rationale = "solution"    # optional: gold chain of thought, used when exemplars come from train
+    rationale = "solution"    # optional, per record too: gold chain of thought, for exemplars from train
     choices = "options"       # choice only, optional: a list field or one string "A) .. B) .."
     shots = "fixed"           # "fixed": the kind's fixed exemplars; "train": draw from train.jsonl
 
@@ -106,9 +106,9 @@ def custom_task(name: str, spec: Mapping[str, Any] | TaskSpec) -> BenchmarkTask:
                 question = choice_question(question, split_options(rec, s.choices))
         else:
             answer = format_number(float(raw)) if isinstance(raw, (int, float)) else str(raw).strip()
-        rationale = rec.text(s.rationale) if s.rationale else ""
-        if rationale and "answer is" not in rationale.lower():
-            rationale = f"{rationale} {answer_sentence(answer)}"
+        rationale = str(rec.data.get(s.rationale) or "").strip() if s.rationale else ""
+        if "answer is" not in rationale.lower():
+            rationale = f"{rationale} {answer_sentence(answer)}".strip()
         return Example(id, question, answer, rationale)
 
     splits = ("train", "test")

@@ -17,7 +17,7 @@ def _timeout() -> int | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse(answer: str, timeout: int | None) -> tuple:
+def parse_answer(answer: str, timeout: int | None) -> tuple:
     from math_verify import parse
 
     # Wrapping in \boxed{} makes math-verify read the whole string as one answer.
@@ -28,7 +28,7 @@ def math_equal(extracted: str, gold: str) -> bool:
     from math_verify import verify
 
     timeout = _timeout()
-    gold_parsed, pred_parsed = _parse(gold, timeout), _parse(extracted, timeout)
+    gold_parsed, pred_parsed = parse_answer(gold, timeout), parse_answer(extracted, timeout)
     return bool(gold_parsed and pred_parsed) and verify(
         list(gold_parsed), list(pred_parsed), timeout_seconds=timeout
     )
