@@ -1,0 +1,62 @@
+"""`imm grade TASK FILE.jsonl`: re-grade saved completions.
+
+Each input record holds the task's gold fields as stored (e.g. gsm8k: question, answer) plus
+`completion`; each output line is that record with `extracted` and `correct` added.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("grade", help="grade completions in a JSONL file against a task's gold answers",
+                              description=__doc__)
+    p.add_argument("task", help="a task name (see the README), or a custom task's name with --spec")
+    p.add_argument("file", type=Path, help="JSONL: the task's gold fields plus `completion` per line")
+    p.add_argument("--spec", help='custom task table as JSON, e.g. \'{"kind": "numeric", "path": "x.jsonl"}\'')
+    p.add_argument("--out", type=Path, help="write graded records here instead of stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..tasks import get_task
+    from ..tasks.benchmark import BenchmarkTask
+    from ..tasks.sources import read_jsonl
+
+    spec = parse_spec_arg(args.spec)
+    task = get_task(args.task, spec)
+    if not isinstance(task, BenchmarkTask):
+        raise UserError(f"task {args.task!r} is generated, not read from records; grade needs a data task")
+    records = read_jsonl(task.name, args.file, "input")
+    graded = []
+    for i, record in enumerate(records):
+        if "completion" not in record:
+            raise UserError(f"{args.file}: record {i + 1} has no field 'completion'")
+        example = task.example(record, i, where=str(args.file))
+        extracted, correct = task.grade(str(record["completion"]), example)
+        graded.append({**record, "extracted": extracted, "correct": correct})
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in graded)
+    if args.out:
+        args.out.write_text(lines, encoding="utf-8")
+    else:
+        sys.stdout.write(lines)
+    n_correct = sum(r["correct"] for r in graded)
+    print(f"{task.name}: {n_correct}/{len(graded)} correct ({100 * n_correct / len(graded):.1f}%)", file=sys.stderr)
+    return 0
+
+
+def parse_spec_arg(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--spec: not valid JSON ({exc.msg}): {text!r}") from None
+    if not isinstance(spec, dict):
+        raise UserError(f"--spec: expected a JSON object, got {text!r}")
+    return spec
