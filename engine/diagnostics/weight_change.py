@@ -1,14 +1,13 @@
 """Per-layer weight change sum_k ||W_before - W_after||_F between two checkpoint folders.
 
-Streams one tensor pair at a time through `CheckpointReader`, in shard order, and closes a shard's
-memory map when moving past it, so at most one shard of each checkpoint is mapped at a time and
-never both full models are in memory.
+Streams one tensor pair at a time through `CheckpointReader` and unmaps the shards after each
+pair, so memory holds two tensors (and their float32 difference, in chunks), never both models.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..checkpoint import CheckpointReader, shard_map
+from ..checkpoint import CheckpointReader
 from ..errors import UserError
 from .layers import Tally
 
@@ -44,25 +43,20 @@ def frobenius_distance(a, b, chunk_elements: int = CHUNK_ELEMENTS) -> float:
 
 
 def weight_change(before_dir, after_dir) -> WeightChange:
-    where_before, where_after = shard_map(before_dir), shard_map(after_dir)
-    common = sorted(set(where_before) & set(where_after), key=lambda n: (where_before[n], where_after[n], n))
     tally = Tally()
     with CheckpointReader(before_dir) as before, CheckpointReader(after_dir) as after:
-        open_before = open_after = None
-        for name in common:
-            if where_before[name] != open_before:
-                before.close()
-                open_before = where_before[name]
-            if where_after[name] != open_after:
-                after.close()
-                open_after = where_after[name]
+        names_before, names_after = set(before.names()), set(after.names())
+        for name in sorted(names_before & names_after):
             a, b = before.get(name), after.get(name)
+            # Drop the shard maps after each tensor: pages read through a map stay resident (and count
+            # in RSS) until it is unmapped, which would add up to both whole checkpoints.
+            before.close()
+            after.close()
             if a.shape != b.shape:
                 raise UserError(f"{name}: shape {list(a.shape)} in {before_dir}, {list(b.shape)} in {after_dir}")
             tally.add(name, a.ndim, frobenius_distance(a, b))
-            del a, b
     total = sum(tally.layers.values())
     pct = {n: (100.0 * v / total if total else 0.0) for n, v in sorted(tally.layers.items())}
     return WeightChange(**tally.as_dict(), pct=pct,
-                        only_in_before=sorted(set(where_before) - set(where_after)),
-                        only_in_after=sorted(set(where_after) - set(where_before)))
+                        only_in_before=sorted(names_before - names_after),
+                        only_in_after=sorted(names_after - names_before))
