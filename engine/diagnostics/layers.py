@@ -16,7 +16,6 @@ LAYER_RE = re.compile(r"^(?P<prefix>(?:[^.]+\.)*?)(?P<index>\d+)\.(?P<rest>.+)$"
 # Categories of tensors that are not a layer's weight matrix.
 LAYER_VECTOR = "layer_vector"  # norm weights and biases inside a numbered layer
 EMBEDDING, HEAD, NORM, OTHER = "embedding", "head", "norm", "other"
-UNASSIGNED_CATEGORIES = (EMBEDDING, HEAD, NORM, LAYER_VECTOR, OTHER)
 
 
 @dataclass(frozen=True)
