@@ -85,6 +85,14 @@ class MixtureConfig:
 
 
 @dataclass
+class AnalyzeConfig:
+    when: str = "off"  # off | every | first_last: iterations that get the diagnostics stage
+    data: str = ""  # importance set: task, task:split or JSONL ("" = the in-domain task's train split)
+    limit: int = 128  # examples of the importance set
+    batch_size: int = 16
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     iterations: int = 2
@@ -98,6 +106,7 @@ class RunConfig:
     merge: MergeConfig = field(default_factory=MergeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -291,6 +300,12 @@ def validate(cfg: RunConfig) -> None:
     _at_least("eval.fewshot", e.fewshot, 0)
     _at_least("eval.max_new_tokens", e.max_new_tokens, 0)
     _at_least("eval.batch_size", e.batch_size, 1)
+
+    _choice("analyze.when", cfg.analyze.when, ("off", "every", "first_last"))
+    _at_least("analyze.limit", cfg.analyze.limit, 1)
+    _at_least("analyze.batch_size", cfg.analyze.batch_size, 1)
+    if cfg.merge.mode == "importance" and cfg.method != "imm":
+        raise ConfigError("merge.mode", cfg.merge.mode, f"uniform with method {cfg.method!r} (importance-weighted merging is IIMM: method imm)")
 
     if not 0 <= cfg.mixture.share <= 10:
         raise ConfigError("mixture.share", cfg.mixture.share, "a number in [0, 10]")

@@ -18,8 +18,11 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
-def fewshot_pool(task: Task, n_shots: int):
-    return task.load(task.train_split) if n_shots > 0 and task.train_split in task.splits else []
+def build_prompts(task: Task, examples: list, n_shots: int, seed: int, chat: bool) -> list:
+    """Few-shot prompts (or chat messages, for chat-template models) for each example."""
+    pool = task.shot_pool() if n_shots > 0 else []
+    render = task.messages if chat else task.prompt
+    return [render(ex, task.shots_for(ex, pool, n_shots, seed)) for ex in examples]
 
 
 def eval_examples(task: Task, size: int):
@@ -28,14 +31,13 @@ def eval_examples(task: Task, size: int):
 
 
 def evaluate(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size: int, seed: int,
-             samples_path: Path | None = None) -> list[dict]:
+             samples_path: Path | None = None, chat: bool = False) -> list[dict]:
     """Metric rows {task, domain, metric, value (0-100), n} for every task and k.
     tasks maps name -> (task, domain "id"/"ood"). Completions are saved to samples_path (JSONL)."""
     rows, records = [], []
     for name, (task, domain) in tasks.items():
         examples = eval_examples(task, size)
-        pool = fewshot_pool(task, eval_cfg.fewshot)
-        prompts = [task.prompt(ex, task.shots_for(ex, pool, eval_cfg.fewshot, seed)) for ex in examples]
+        prompts = build_prompts(task, examples, eval_cfg.fewshot, seed, chat)
         max_new = eval_cfg.max_new_tokens or task.default_max_new_tokens
         completions = generator.generate(prompts, eval_cfg.temperature, eval_cfg.samples, max_new, task.stop_sequences)
         correct_counts = []

@@ -2,35 +2,39 @@
 against vLLM's documented offline API and not verified here (see README)."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, Union
+
+from .tasks.base import cut_at_stop
+
+# A prompt is plain text, or chat messages that the backend renders with the model's chat template.
+Prompt = Union[str, list[dict]]
 
 
 class Generator(Protocol):
-    def generate(self, prompts: list[str], temperature: float, n: int, max_new_tokens: int,
+    def generate(self, prompts: list[Prompt], temperature: float, n: int, max_new_tokens: int,
                  stop: tuple[str, ...] = ()) -> list[list[str]]:
         """n completions for each prompt (greedy when temperature == 0), cut at the first stop string."""
 
 
-def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
-    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
-    return text[:cut]
+def render_prompt(tokenizer, prompt: Prompt) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
 class HFGenerator:
-    def __init__(self, path, device: str, dtype, batch_size: int = 64, chat_template: bool = False):
+    def __init__(self, path, device: str, dtype, batch_size: int = 64):
         from .modelio import load_model, load_tokenizer
 
         self.tokenizer = load_tokenizer(path, padding_side="left")
         self.model = load_model(path, device, dtype).eval()
-        self.device, self.batch_size, self.chat_template = device, batch_size, chat_template
+        self.device, self.batch_size = device, batch_size
 
-    def _encode(self, prompts: list[str]):
-        if self.chat_template:
-            prompts = [
-                self.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-                for p in prompts
-            ]
-        return self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not self.chat_template)
+    def _encode(self, prompts: list[Prompt]):
+        # A chat template already holds the special tokens (BOS) it wants.
+        chat = not isinstance(prompts[0], str)
+        texts = [render_prompt(self.tokenizer, p) for p in prompts]
+        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
 
     def generate(self, prompts, temperature, n, max_new_tokens, stop=()):
         import torch
@@ -53,9 +57,9 @@ class HFGenerator:
         del self.model
 
 
-def make_generator(backend: str, path, device: str, dtype, batch_size: int, chat_template: bool = False):
+def make_generator(backend: str, path, device: str, dtype, batch_size: int):
     if backend == "vllm":
         from .vllm_backend import VLLMGenerator
 
-        return VLLMGenerator(path, dtype, chat_template=chat_template)
-    return HFGenerator(path, device, dtype, batch_size=batch_size, chat_template=chat_template)
+        return VLLMGenerator(path, dtype)
+    return HFGenerator(path, device, dtype, batch_size=batch_size)

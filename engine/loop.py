@@ -1,7 +1,7 @@
 """The IMM loop: runs a run's pending stages in plan order and records each in SQLite.
 
 Stage handlers write their artifacts to temporary paths and rename them into place; a stage is
-marked done (with its metrics, in one transaction) only after that. `Engine.execute` skips done
+marked done (with its rows: metrics, diagnostics; in one transaction) only after that. `Engine.execute` skips done
 stages, so resuming after a crash or kill restarts the first unfinished stage from scratch.
 Every stage seeds its randomness from (run seed, iteration, stage), so a resumed run produces
 the same results as an uninterrupted one.
@@ -159,7 +159,7 @@ class Engine:
         torch.manual_seed(seed)
         try:
             hold_for_test(self.paths, t, stage, "start")
-            artifact, info, metrics = getattr(self, f"stage_{stage}")(t, seed)
+            artifact, info, rows = getattr(self, f"stage_{stage}")(t, seed)
             hold_for_test(self.paths, t, stage, "end")
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -172,7 +172,7 @@ class Engine:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        self.store.finish_stage(self.run_id, t, stage, artifact=str(artifact or ""), info=info, metrics=metrics)
+        self.store.finish_stage(self.run_id, t, stage, artifact=str(artifact or ""), info=info, rows=rows)
         summary = ", ".join(f"{k}={v}" for k, v in info.items())
         self.store.event(self.run_id, f"{stage} done {summary}".strip(), t, stage, kind="done")
         self.log.info(f"[iter {t}] {stage}: done {summary}")
@@ -188,7 +188,7 @@ class Engine:
         from .generation import make_generator
 
         device, dtype = self.device_and_dtype()
-        return make_generator(self.cfg.generation.backend, path, device, dtype, batch_size, self.cfg.model.chat_template)
+        return make_generator(self.cfg.generation.backend, path, device, dtype, batch_size)
 
     def tasks(self):
         from .tasks import get_task
@@ -196,20 +196,20 @@ class Engine:
         return {name: (get_task(name), "id" if i == 0 else "ood") for i, name in enumerate(self.cfg.all_tasks())}
 
     def train_examples(self, task):
-        from .tasks.base import Example  # noqa: F401  (type of the returned items)
-
         examples = task.load(task.train_split)
         size = self.cfg.tasks.train_size
         if size and size < len(examples):
             examples = random.Random(f"{self.cfg.seed}:train").sample(examples, size)
         return examples
 
-    def evaluate(self, path: str, checkpoint: str, t: int, seed: int) -> list[dict]:
+    def evaluate(self, path: str, checkpoint: str, t: int, seed: int, size: int | None = None,
+                 samples_path: Path | None = None) -> list[dict]:
+        """Metric rows of one checkpoint on every task (size: questions per task, default eval_size)."""
         from .evaluate import evaluate
 
         gen = self.generator(path, self.cfg.eval.batch_size)
-        rows = evaluate(gen, self.tasks(), self.cfg.eval, self.cfg.tasks.eval_size, seed,
-                        samples_path=self.paths.eval_samples(t, checkpoint))
+        rows = evaluate(gen, self.tasks(), self.cfg.eval, self.cfg.tasks.eval_size if size is None else size, seed,
+                        samples_path=samples_path or self.paths.eval_samples(t, checkpoint), chat=self.cfg.model.chat_template)
         for r in rows:
             self.log.info(f"[iter {t}] eval {checkpoint} {r['task']} ({r['domain']}) {r['metric']} = {r['value']:.1f}% (n={r['n']})")
         return [{"checkpoint": checkpoint, "iteration": t, **r} for r in rows]
@@ -219,25 +219,24 @@ class Engine:
         from .basebuild import ensure_builtin
 
         folder = ensure_builtin(self.store.home, self.cfg.model.path.removeprefix(BUILTIN_PREFIX), self.log.info)
-        return folder, {}, []
+        return folder, {}, {}
 
     def stage_eval(self, t, seed):
         self.paths.iteration(t).mkdir(exist_ok=True)
         if t == 0:
-            return "", {}, self.evaluate(self.base_path, "base", 0, seed)
+            return "", {}, {"metrics": self.evaluate(self.base_path, "base", 0, seed)}
         metrics = self.evaluate(str(self.paths.sft(t)), f"sft{t}", t, seed)
         if self.cfg.method == "imm":
             metrics += self.evaluate(str(self.paths.merged(t)), f"merge{t}", t, seed)
-        return "", {}, metrics
+        return "", {}, {"metrics": metrics}
 
     def stage_generate(self, t, seed):
-        from .evaluate import fewshot_pool
+        from .evaluate import build_prompts
 
         g = self.cfg.generation
         task = self.tasks()[self.cfg.tasks.id][0]
         examples = self.train_examples(task)
-        pool = fewshot_pool(task, g.fewshot)
-        prompts = [task.prompt(ex, task.shots_for(ex, pool, g.fewshot, seed)) for ex in examples]
+        prompts = build_prompts(task, examples, g.fewshot, seed, self.cfg.model.chat_template)
         gen = self.generator(self.prev_path(t), g.batch_size)
         records = []
         for temperature in g.temperatures:
@@ -251,7 +250,7 @@ class Engine:
             self.log.info(f"[iter {t}] generate: temperature {temperature}: {len(examples) * g.k} samples")
         self.paths.iteration(t).mkdir(exist_ok=True)
         write_jsonl(self.paths.samples(t), records)
-        return self.paths.samples(t), {"questions": len(examples), "samples": len(records)}, []
+        return self.paths.samples(t), {"questions": len(examples), "samples": len(records)}, {}
 
     def stage_filter(self, t, seed):
         from .tasks.base import Example
@@ -266,11 +265,12 @@ class Engine:
             if correct and key not in seen:
                 seen.add(key)
                 solved.add(r["id"])
-                kept.append({**r, "prompt": task.prompt(ex, []), "response": r["completion"].strip()})
+                prompt = task.messages(ex, []) if self.cfg.model.chat_template else task.prompt(ex, [])
+                kept.append({**r, "prompt": prompt, "response": r["completion"].strip()})
         write_jsonl(self.paths.kept(t), kept)
         info = {"samples": len(samples), "kept": len(kept), "yield_pct": round(100 * len(kept) / max(1, len(samples)), 1),
                 "questions_solved": len(solved)}
-        return self.paths.kept(t), info, []
+        return self.paths.kept(t), info, {}
 
     def sft_pairs(self, t: int, seed: int) -> list[tuple[str, str]]:
         """This iteration's kept data, plus earlier iterations' as the method says."""
@@ -297,17 +297,73 @@ class Engine:
         clear_stale(out)
         device, dtype = self.device_and_dtype()
         info = train(Path(self.prev_path(t)), pairs, self.cfg.sft, out, device, dtype, seed, self.log.info)
-        return out, info, []
+        return out, info, {}
 
     def stage_merge(self, t, seed):
+        m = self.cfg.merge
+        out = self.paths.merged(t)
+        return out, self.merge_into(t, out, m.alpha, m.drop_rate, stage_seed(m.seed, t, "merge")), {}
+
+    def merge_into(self, t: int, out: Path, alpha: float, drop_rate: float, seed: int) -> dict:
+        """Merge base, prev_t and SFT_t into the new folder `out` with the run's merge mode."""
         from .merge_stream import merge_checkpoints
         from .modelio import clear_stale
 
         m = self.cfg.merge
-        out = self.paths.merged(t)
         clear_stale(out)
-        merge_seed = stage_seed(m.seed, t, "merge")
         device = self.device_and_dtype()[0] if m.device == "auto" else m.device
+        info = {"alpha": alpha, "drop_rate": drop_rate, "seed": seed, "mode": m.mode}
+        layer_scale = None
+        if m.mode == "importance":
+            from .diagnostics import iimm_layer_scales, layer_scale_fn
+
+            scales = iimm_layer_scales(self.importance(t).layers)
+            layer_scale = layer_scale_fn(scales)
+            info["layer_scales"] = {str(n): round(v, 4) for n, v in sorted(scales.items())}
         merge_checkpoints(base=self.base_path, prev=self.prev_path(t), sft=str(self.paths.sft(t)), out=str(out),
-                          alpha=m.alpha, drop_rate=m.drop_rate, seed=merge_seed, device=device)
-        return out, {"alpha": m.alpha, "drop_rate": m.drop_rate, "seed": merge_seed}, []
+                          alpha=alpha, drop_rate=drop_rate, seed=seed, device=device, layer_scale=layer_scale)
+        return info
+
+    def importance(self, t: int):
+        """Layer importance of the model iteration t starts from, computed once and kept as JSON
+        (IIMM's merge and the diagnostics stage both use it)."""
+        from .diagnostics import Importance, importance, load_pairs
+        from .modelio import write_atomic
+
+        path = self.paths.importance(t)
+        if path.exists():
+            return Importance.from_dict(json.loads(path.read_text()))
+        a = self.cfg.analyze
+        task = self.cfg.tasks.id
+        pairs = load_pairs(a.data or f"{task}:{self.tasks()[task][0].train_split}", a.limit)
+        device = self.device_and_dtype()[0]
+        imp = importance(self.prev_path(t), pairs, batch_size=a.batch_size, max_length=self.cfg.sft.max_length, device=device)
+        self.paths.iteration(t).mkdir(exist_ok=True)
+        write_atomic(path, json.dumps(imp.to_dict()))
+        return imp
+
+    def stage_analyze(self, t, seed):
+        """Importance of the model before SFT vs weight change to SFT_t (and Merge_t): per layer,
+        per module, with the Spearman verdict."""
+        from .diagnostics import build_report, weight_change
+        from .modelio import write_atomic
+
+        imp = self.importance(t)
+        targets = {f"sft{t}": self.paths.sft(t)}
+        if self.cfg.method == "imm":
+            targets[f"merge{t}"] = self.paths.merged(t)
+        reports = {name: build_report(weight_change(self.prev_path(t), folder), imp) for name, folder in targets.items()}
+        write_atomic(self.paths.diagnostics(t), json.dumps(reports, indent=1))
+        layer_rows, verdict_rows = [], []
+        for name, rep in reports.items():
+            layer_rows += [{"iteration": t, "checkpoint": name, **{k: v for k, v in row.items() if k != "modules"},
+                            "modules": json.dumps(row["modules"])} for row in rep["layers"]]
+            top = rep["top_quarter"]
+            verdict_rows.append({"iteration": t, "checkpoint": name, "spearman": rep["spearman"], "verdict": rep["verdict"],
+                                 "threshold": rep["threshold"], "top_importance": json.dumps(top["importance"]),
+                                 "top_change": json.dumps(top["weight_change"]), "top_overlap": json.dumps(top["overlap"])})
+            self.log.info(f"[iter {t}] analyze {name}: spearman(importance, weight change) = "
+                          f"{rep['spearman'] if rep['spearman'] is None else round(rep['spearman'], 3)} -> {rep['verdict']}; "
+                          f"top-quarter layers by importance {top['importance']}, by change {top['weight_change']}")
+        info = {name: {"spearman": rep["spearman"], "verdict": rep["verdict"]} for name, rep in reports.items()}
+        return self.paths.diagnostics(t), info, {"layer_stats": layer_rows, "verdicts": verdict_rows}

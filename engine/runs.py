@@ -22,17 +22,22 @@ def iteration_stages(cfg: RunConfig) -> list[str]:
     return stages
 
 
+def analyzed(cfg: RunConfig, t: int) -> bool:
+    return cfg.analyze.when == "every" or (cfg.analyze.when == "first_last" and t in (1, cfg.iterations))
+
+
 def plan(cfg: RunConfig) -> list[tuple[int, str]]:
     """Every stage of the run in order, as (iteration, stage); iteration 0 prepares the base."""
     steps = [(0, "build")] if cfg.model.path.startswith(BUILTIN_PREFIX) else []
     steps.append((0, "eval"))
     for t in range(1, cfg.iterations + 1):
-        steps += [(t, stage) for stage in iteration_stages(cfg)]
+        steps += [(t, stage) for stage in iteration_stages(cfg)] + ([(t, "analyze")] if analyzed(cfg, t) else [])
     return steps
 
 
 class RunPaths:
-    """Where a run keeps its artifacts: run_dir/iter_T/{samples.jsonl, kept.jsonl, sft/, merged/, eval_*.jsonl}."""
+    """Where a run keeps its artifacts: run_dir/iter_T/{samples.jsonl, kept.jsonl, sft/, merged/,
+    eval_*.jsonl, importance.json, diagnostics.json}."""
 
     def __init__(self, run_dir: Path):
         self.root = Path(run_dir)
@@ -55,6 +60,12 @@ class RunPaths:
 
     def merged(self, t: int) -> Path:
         return self.iteration(t) / "merged"
+
+    def importance(self, t: int) -> Path:
+        return self.iteration(t) / "importance.json"
+
+    def diagnostics(self, t: int) -> Path:
+        return self.iteration(t) / "diagnostics.json"
 
     def eval_samples(self, t: int, checkpoint: str) -> Path:
         return self.iteration(t) / f"eval_{checkpoint}.jsonl"

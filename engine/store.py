@@ -1,7 +1,8 @@
 """The SQLite index of all runs in one home folder (WAL, busy timeout, numbered migrations).
 
 Tables: runs, stages (the plan and timeline of each run), metrics (one value per checkpoint,
-task and metric), events (progress lines). The engine process is the only writer of a run's rows
+task and metric), events (progress lines), sweeps (alpha / p trials), layer_stats and verdicts
+(per-layer diagnostics). The engine process is the only writer of a run's rows
 once the run exists; readers (`imm ls`, `imm show`, the app) only read.
 """
 from __future__ import annotations
@@ -58,7 +59,43 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["events"].create_index(["run_id", "id"])
 
 
-MIGRATIONS = [_v1]  # MIGRATIONS[i] brings the schema from version i to i + 1
+def _v2(db: sqlite_utils.Database) -> None:
+    db["sweeps"].create(
+        {
+            "id": int, "run_id": str, "iteration": int, "alpha": float, "drop_rate": float, "seed": int,
+            "subset": int, "results": str, "seconds": float, "weights": str, "adopted": int, "created": float,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["sweeps"].create_index(["run_id", "iteration"])
+
+
+def _v3(db: sqlite_utils.Database) -> None:
+    # Per-layer diagnostics of an iteration: importance of the model before SFT, and the weight
+    # change from it to `checkpoint` (sftT or mergeT).
+    db["layer_stats"].create(
+        {
+            "run_id": str, "iteration": int, "checkpoint": str, "layer": int, "importance": float,
+            "importance_pct": float, "weight_change": float, "weight_change_pct": float, "modules": str,
+        },
+        pk=("run_id", "iteration", "checkpoint", "layer"),
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["verdicts"].create(
+        {
+            "run_id": str, "iteration": int, "checkpoint": str, "spearman": float, "verdict": str,
+            "threshold": float, "top_importance": str, "top_change": str, "top_overlap": str,
+        },
+        pk=("run_id", "iteration", "checkpoint"),
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+
+
+MIGRATIONS = [_v1, _v2, _v3]
+ROW_KEYS = {"metrics": ("run_id", "checkpoint", "task", "metric"),
+            "layer_stats": ("run_id", "iteration", "checkpoint", "layer"),
+            "verdicts": ("run_id", "iteration", "checkpoint")}  # MIGRATIONS[i] brings the schema from version i to i + 1
 
 
 class Store:
@@ -110,13 +147,13 @@ class Store:
             self.db["stages"].update((run_id, iteration, stage), fields)
 
     def finish_stage(self, run_id: str, iteration: int, stage: str, artifact: str = "",
-                     info: dict | None = None, metrics: list[dict] = ()) -> None:
-        """Record a stage's metrics and mark it done in one transaction: both or neither."""
+                     info: dict | None = None, rows: dict[str, list[dict]] | None = None) -> None:
+        """Record a stage's rows (table -> rows: metrics, layer_stats, verdicts) and mark it done
+        in one transaction: all or nothing."""
         with self.db.conn:
-            if metrics:
-                self.db["metrics"].upsert_all(
-                    [{"run_id": run_id, **m} for m in metrics], pk=("run_id", "checkpoint", "task", "metric")
-                )
+            for table, table_rows in (rows or {}).items():
+                if table_rows:
+                    self.db[table].upsert_all([{"run_id": run_id, **r} for r in table_rows], pk=ROW_KEYS[table])
             self.db["stages"].update(
                 (run_id, iteration, stage),
                 {"status": "done", "ended": now(), "artifact": artifact, "info": json.dumps(info or {}), "error": None},
@@ -132,6 +169,39 @@ class Store:
             self.db["events"].insert(
                 {"run_id": run_id, "ts": now(), "iteration": iteration, "stage": stage, "kind": kind, "message": message}
             )
+
+    # ------------------------------------------------------------ sweeps
+    def add_trial(self, trial: dict) -> int:
+        with self.db.conn:
+            return self.db["sweeps"].insert({**trial, "created": now()}).last_pk
+
+    def trials(self, run_id: str, iteration: int | None = None) -> list[dict]:
+        where, args = "run_id = ?", [run_id]
+        if iteration is not None:
+            where, args = where + " AND iteration = ?", args + [iteration]
+        return list(self.db["sweeps"].rows_where(where, args, order_by="id"))
+
+    def adopt_trial(self, run_id: str, iteration: int, trial_id: int, merge_info: dict,
+                    merge_metrics: list[dict], later: list[tuple[int, str]]) -> None:
+        """Make a trial the iteration's merge in one transaction: its merge stage info and
+        metrics change, and every later stage goes back to pending with its metrics removed."""
+        with self.db.conn:
+            self.db.execute("UPDATE sweeps SET adopted = (id = ?) WHERE run_id = ? AND iteration = ?",
+                            [trial_id, run_id, iteration])
+            self.db["stages"].update((run_id, iteration, "merge"), {"info": json.dumps(merge_info)})
+            self.db.execute("DELETE FROM metrics WHERE run_id = ? AND checkpoint = ?", [run_id, f"merge{iteration}"])
+            self.db["metrics"].insert_all([{"run_id": run_id, **m} for m in merge_metrics])
+            for it, stage in later:
+                self.db["stages"].update((run_id, it, stage), {"status": "pending", "started": None, "ended": None,
+                                                               "error": None, "info": None, "artifact": None})
+                self.db.execute("DELETE FROM metrics WHERE run_id = ? AND iteration = ?", [run_id, it])
+            self.db["runs"].update(run_id, {"status": "stopped" if later else "done", "updated": now()})
+
+    def layer_stats(self, run_id: str) -> list[dict]:
+        return list(self.db["layer_stats"].rows_where("run_id = ?", [run_id], order_by="iteration, checkpoint, layer"))
+
+    def verdicts(self, run_id: str) -> list[dict]:
+        return list(self.db["verdicts"].rows_where("run_id = ?", [run_id], order_by="iteration, checkpoint"))
 
     def events(self, run_id: str, after_id: int = 0) -> list[dict]:
         return list(self.db["events"].rows_where("run_id = ? AND id > ?", [run_id, after_id], order_by="id"))

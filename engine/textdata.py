@@ -16,9 +16,14 @@ class Encoded:
     labels: list[int]
 
 
-def encode_pair(tokenizer, prompt: str, response: str, max_length: int) -> Encoded:
-    """Tokens of prompt + response + EOS; labels are IGNORE over the prompt. Truncated on the right."""
-    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+def encode_pair(tokenizer, prompt, response: str, max_length: int) -> Encoded:
+    """Tokens of prompt + response + EOS; labels are IGNORE over the prompt. Truncated on the right.
+    A prompt given as chat messages is rendered with the tokenizer's chat template."""
+    if isinstance(prompt, str):
+        prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    else:
+        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ids = (prompt_ids + response_ids)[:max_length]
     labels = ([IGNORE] * len(prompt_ids) + response_ids)[:max_length]

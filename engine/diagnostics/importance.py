@@ -29,6 +29,12 @@ class Importance:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Importance":
+        """The inverse of to_dict after a JSON round trip (which turns layer keys into strings)."""
+        return cls(**{**d, "layers": {int(k): v for k, v in d["layers"].items()},
+                      "modules": {int(k): v for k, v in d["modules"].items()}})
+
 
 def scored_tokens(items: list[Encoded]) -> int:
     """Label positions the causal-LM loss scores (labels shift left by one)."""

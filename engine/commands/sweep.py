@@ -1,0 +1,57 @@
+"""imm sweep RUN --iter T --alpha 0.1,0.3,0.5 --drop 0,0.2 [--seed S] [--subset N] [--keep-weights]
+imm sweep RUN --iter T --list | --adopt TRIAL
+
+Re-merge a finished iteration with other alpha / DARE p values and evaluate each trial on the
+run's tasks, without re-running generation or SFT. --adopt makes a trial the iteration's merge;
+`imm resume RUN` then continues from it.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: comma-separated numbers like 0.1,0.3,0.5") from None
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="alpha / drop-rate sweep on a finished iteration", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("--iter", dest="iteration", type=int, required=True, metavar="T")
+    p.add_argument("--alpha", type=float_list, help="alphas to try (default: the run's)")
+    p.add_argument("--drop", type=float_list, help="DARE drop rates p to try (default: the run's)")
+    p.add_argument("--seed", type=int, help="DARE mask seed (default: the run's merge seed for iteration T)")
+    p.add_argument("--subset", type=int, default=0, metavar="N", help="evaluate on the first N questions per task")
+    p.add_argument("--keep-weights", action="store_true", help="keep each trial's merged checkpoint on disk")
+    p.add_argument("--list", action="store_true", help="show the iteration's trials so far")
+    p.add_argument("--adopt", type=int, metavar="TRIAL", help="make this trial the iteration's merge")
+    p.add_argument("--home", help="home folder (default $IMM_HOME or ./imm-runs)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import RunStateError, UserError
+    from ..report import render_text
+    from ..store import Store, home_dir
+    from ..sweep import adopt, run_sweep, trial_table
+
+    store = Store(home_dir(args.home))
+    row = store.run(args.run_id)
+    if row is None:
+        raise RunStateError(f"no run {args.run_id!r} in {store.home}")
+    if args.subset < 0:
+        raise UserError(f"--subset: got {args.subset}; allowed: 0 (all) or a positive number of questions")
+    if args.adopt is not None:
+        adopt(store, row["id"], args.iteration, args.adopt)
+    elif not args.list:
+        import json
+
+        merge = json.loads(row["config"])["merge"]
+        run_sweep(store, row["id"], args.iteration, args.alpha or [merge["alpha"]], args.drop or [merge["drop_rate"]],
+                  seed=args.seed, subset=args.subset, keep_weights=args.keep_weights)
+    print(render_text(*trial_table(store.trials(row["id"], args.iteration))))
+    return 0

@@ -1,0 +1,110 @@
+"""Alpha / drop-rate sweeps on a finished iteration: re-merge base, prev and SFT_T with other
+(alpha, p), evaluate each trial on the run's tasks, record it in SQLite, and optionally adopt a
+trial as the iteration's merge so the next iteration continues from it. Generation and SFT are
+never re-run. A sweep holds the run's lock: it cannot race a running engine.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from .errors import RunStateError, UserError
+from .loop import Engine, run_lock, stage_seed
+from .store import Store
+
+CORE_STAGES = ("generate", "filter", "sft", "merge", "eval")
+
+
+def _stage(stages: list[dict], t: int, name: str) -> dict | None:
+    return next((s for s in stages if s["iteration"] == t and s["stage"] == name), None)
+
+
+def _check_iteration(engine: Engine, stages: list[dict], t: int) -> None:
+    sft = _stage(stages, t, "sft")
+    if sft is None:
+        raise UserError(f"--iter: got {t}; allowed: an iteration of run {engine.run_id} (1..{engine.cfg.iterations})")
+    if sft["status"] != "done":
+        raise RunStateError(f"iteration {t} of run {engine.run_id} has no finished SFT checkpoint yet")
+
+
+def trial_folder(engine: Engine, t: int, alpha: float, p: float, seed: int) -> Path:
+    return engine.paths.root / "sweeps" / f"iter_{t}" / f"alpha{alpha:g}_p{p:g}_seed{seed}"
+
+
+def run_sweep(store: Store, run_id: str, t: int, alphas: list[float], drops: list[float], seed: int | None = None,
+              subset: int = 0, keep_weights: bool = False, log: Callable[[str], None] = print) -> list[dict]:
+    """One trial per (alpha, p); returns the trial rows. seed defaults to the run's own merge seed
+    for iteration t, so the run's (alpha, p) reproduces its merge exactly."""
+    for a in alphas:
+        if not 0 <= a <= 1:
+            raise UserError(f"--alpha: got {a}; allowed: numbers in [0, 1]")
+    for p in drops:
+        if not 0 <= p < 1:
+            raise UserError(f"--drop: got {p}; allowed: numbers in [0, 1)")
+    engine = Engine(store, run_id, echo=False)
+    _check_iteration(engine, store.stages(engine.run_id), t)
+    seed = stage_seed(engine.cfg.merge.seed, t, "merge") if seed is None else seed
+    eval_seed = stage_seed(engine.cfg.seed, t, "eval")
+    trials = []
+    with run_lock(engine.paths.lock, engine.run_id):
+        for alpha in alphas:
+            for p in drops:
+                start = time.perf_counter()
+                out = trial_folder(engine, t, alpha, p, seed)
+                engine.merge_into(t, out, alpha, p, seed)
+                rows = engine.evaluate(str(out), "trial", t, eval_seed, size=subset or None,
+                                       samples_path=out.parent / f"{out.name}.eval.jsonl")
+                if not keep_weights:
+                    shutil.rmtree(out)
+                trial = {"run_id": engine.run_id, "iteration": t, "alpha": alpha, "drop_rate": p, "seed": seed,
+                         "subset": subset, "results": json.dumps(rows), "seconds": time.perf_counter() - start,
+                         "weights": str(out) if keep_weights else None, "adopted": 0}
+                trial["id"] = store.add_trial(trial)
+                log(f"trial {trial['id']}: alpha {alpha:g}, p {p:g}: "
+                    + ", ".join(f"{r['task']} {r['value']:.1f}%" for r in rows if r["metric"] == "pass@1")
+                    + f" ({trial['seconds']:.1f} s)")
+                trials.append(trial)
+    return trials
+
+
+def adopt(store: Store, run_id: str, t: int, trial_id: int, log: Callable[[str], None] = print) -> None:
+    """Make trial `trial_id` iteration t's merge: Merge_t is re-made with the trial's (alpha, p,
+    seed), re-evaluated on the full eval set, and every later stage goes back to pending, so
+    `imm resume` continues from it."""
+    engine = Engine(store, run_id, echo=False)
+    stages = store.stages(engine.run_id)
+    _check_iteration(engine, stages, t)
+    if engine.cfg.method != "imm":
+        raise UserError(f"--adopt: run {engine.run_id} uses method {engine.cfg.method!r}; allowed: runs of method 'imm'")
+    trial = next((x for x in store.trials(engine.run_id, t) if x["id"] == trial_id), None)
+    if trial is None:
+        raise UserError(f"--adopt: got {trial_id}; allowed: a trial id of iteration {t} (see `imm sweep {engine.run_id} --iter {t} --list`)")
+    if _stage(stages, t, "merge")["status"] != "done":
+        raise RunStateError(f"iteration {t} of run {engine.run_id} has not finished its merge yet; resume it first")
+    with run_lock(engine.paths.lock, engine.run_id):
+        final = engine.paths.merged(t)
+        info = engine.merge_into(t, final, trial["alpha"], trial["drop_rate"], trial["seed"])
+        metrics = [{"checkpoint": f"merge{t}", "iteration": t, **r}
+                   for r in engine.evaluate(str(final), f"merge{t}", t, stage_seed(engine.cfg.seed, t, "eval"))]
+        later = [(s["iteration"], s["stage"]) for s in stages
+                 if s["iteration"] > t or (s["iteration"] == t and s["stage"] not in CORE_STAGES)]
+        info["adopted_trial"] = trial_id
+        store.adopt_trial(engine.run_id, t, trial_id, info, metrics, later)
+        store.event(engine.run_id, f"adopted sweep trial {trial_id} as merge {t}", t, "merge", kind="adopt")
+    log(f"trial {trial_id} adopted as Merge{t}" + (f"; {len(later)} later stages reset: imm resume {engine.run_id}" if later else ""))
+
+
+def trial_table(trials: list[dict], metric: str = "pass@1") -> tuple[list[str], list[list[str]]]:
+    """Rows (alpha, p), columns tasks (in-domain first), as the paper shows alpha."""
+    results = [[r for r in json.loads(tr["results"]) if r["metric"] == metric] for tr in trials]
+    columns = sorted({(r["domain"] != "id", r["task"]) for rows in results for r in rows})
+    tasks = [f"{task} ({'ood' if ood else 'id'})" for ood, task in columns]
+    body = []
+    for tr, rows in zip(trials, results):
+        vals = {f"{r['task']} ({r['domain']})": f"{r['value']:.1f}" for r in rows}
+        body.append([str(tr["id"]), f"{tr['alpha']:g}", f"{tr['drop_rate']:g}", *(vals.get(t, "") for t in tasks),
+                     f"{tr['seconds']:.1f}", "*" if tr["adopted"] else ""])
+    return ["trial", "alpha", "p", *(f"{t} {metric} %" for t in tasks), "seconds", "adopted"], body
