@@ -182,20 +182,23 @@ class Store:
         return list(self.db["sweeps"].rows_where(where, args, order_by="id"))
 
     def adopt_trial(self, run_id: str, iteration: int, trial_id: int, merge_info: dict,
-                    merge_metrics: list[dict], later: list[tuple[int, str]]) -> None:
-        """Make a trial the iteration's merge in one transaction: its merge stage info and
-        metrics change, and every later stage goes back to pending with its metrics removed."""
+                    merge_metrics: list[dict], reset: list[tuple[int, str]]) -> None:
+        """Make a trial the iteration's merge in one transaction: its merge stage info and metrics
+        change; the `reset` stages (all that depend on the merge) go back to pending, and the rows
+        they wrote (later iterations' metrics, this and later iterations' diagnostics) go."""
         with self.db.conn:
             self.db.execute("UPDATE sweeps SET adopted = (id = ?) WHERE run_id = ? AND iteration = ?",
                             [trial_id, run_id, iteration])
             self.db["stages"].update((run_id, iteration, "merge"), {"info": json.dumps(merge_info)})
-            self.db.execute("DELETE FROM metrics WHERE run_id = ? AND checkpoint = ?", [run_id, f"merge{iteration}"])
+            self.db.execute("DELETE FROM metrics WHERE run_id = ? AND (checkpoint = ? OR iteration > ?)",
+                            [run_id, f"merge{iteration}", iteration])
             self.db["metrics"].insert_all([{"run_id": run_id, **m} for m in merge_metrics])
-            for it, stage in later:
+            for table in ("layer_stats", "verdicts"):
+                self.db.execute(f"DELETE FROM {table} WHERE run_id = ? AND iteration >= ?", [run_id, iteration])
+            for it, stage in reset:
                 self.db["stages"].update((run_id, it, stage), {"status": "pending", "started": None, "ended": None,
                                                                "error": None, "info": None, "artifact": None})
-                self.db.execute("DELETE FROM metrics WHERE run_id = ? AND iteration = ?", [run_id, it])
-            self.db["runs"].update(run_id, {"status": "stopped" if later else "done", "updated": now()})
+            self.db["runs"].update(run_id, {"status": "stopped" if reset else "done", "updated": now()})
 
     def layer_stats(self, run_id: str) -> list[dict]:
         return list(self.db["layer_stats"].rows_where("run_id = ?", [run_id], order_by="iteration, checkpoint, layer"))
