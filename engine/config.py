@@ -22,6 +22,14 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
+class TeacherConfig:
+    # Distillation: a stronger model generates the training samples instead of the model itself.
+    path: str = ""  # "" = no teacher; else a local folder or a hub id
+    dtype: str = "auto"
+    chat_template: bool = False
+
+
+@dataclass
 class ModelConfig:
     # "builtin:tiny-arith" (built offline, cached in the home folder), a local folder, or a hub id.
     path: str = "builtin:tiny-arith"
@@ -35,6 +43,9 @@ class TasksConfig:
     ood: list[str] = field(default_factory=lambda: ["arith_add4", "arith_mix3"])
     train_size: int = 0  # training questions per iteration (0 = the whole train split)
     eval_size: int = 0  # evaluated questions per task (0 = the whole test split)
+    # [tasks.NAME] tables: a custom task over local JSONL, or a built-in task's data moved
+    # elsewhere (see engine.tasks.custom). Gathered from the preset's sub-tables.
+    specs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -49,7 +60,7 @@ class GenerationConfig:
 
 @dataclass
 class SFTConfig:
-    backend: str = "hf"  # hf (transformers, CPU or one GPU) | deepspeed
+    backend: str = "hf"  # hf (transformers + PyTorch, CPU or one GPU)
     epochs: int = 3
     lr: float = 2e-5
     batch_size: int = 4
@@ -100,6 +111,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
@@ -138,6 +150,10 @@ def _coerce(value, tp, path: str):
             raise ConfigError(path, value, _type_name(tp))
         (item_tp,) = typing.get_args(tp)
         return [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(path, value, "a table")
+        return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is bool or tp is int:
@@ -189,7 +205,16 @@ def apply_override(data: dict, assignment: str) -> None:
     node[parts[-1]] = _parse_scalar(raw.strip())
 
 
-def load_preset(path: str | Path) -> dict:
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_preset(path: str | Path, _seen: tuple = ()) -> dict:
+    """A preset's settings; `extends = "other.toml"` (relative to the preset) starts from another
+    preset and overrides what this one sets. The name defaults to the file's stem."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("preset", str(path), "an existing TOML file (see presets/)")
@@ -197,8 +222,25 @@ def load_preset(path: str | Path) -> dict:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("preset", str(path), f"valid TOML ({exc})") from None
-    data.setdefault("name", path.stem)
+    name = data.get("name", path.stem)
+    parent = data.pop("extends", None)
+    if parent is not None:
+        parent_path = path.parent / str(parent)
+        if parent_path.resolve() in _seen:
+            raise ConfigError("extends", str(parent), "a preset that does not extend this one again (a cycle)")
+        data = deep_merge(load_preset(parent_path, _seen + (path.resolve(),)), data)
+    data["name"] = name
     return data
+
+
+def gather_task_specs(data: dict) -> None:
+    """Move the [tasks.NAME] sub-tables of a preset into tasks.specs."""
+    tasks = data.get("tasks")
+    if isinstance(tasks, dict):
+        specs = {k: v for k, v in tasks.items() if isinstance(v, dict) and k != "specs"}
+        if specs:
+            data["tasks"] = {k: v for k, v in tasks.items() if k not in specs}
+            data["tasks"]["specs"] = {**tasks.get("specs", {}), **specs}
 
 
 def resolve(preset: str | Path | dict, overrides: list[str] = ()) -> RunConfig:
@@ -207,11 +249,16 @@ def resolve(preset: str | Path | dict, overrides: list[str] = ()) -> RunConfig:
     data = load_preset(preset) if not isinstance(preset, dict) else dict(preset)
     for assignment in overrides:
         apply_override(data, assignment)
+    gather_task_specs(data)
     cfg = _build(RunConfig, data, "")
     validate(cfg)
-    local = Path(cfg.model.path).expanduser()
-    if not cfg.model.path.startswith(BUILTIN_PREFIX) and local.exists():
-        cfg.model.path = str(local.resolve())
+    for holder in (cfg.model, cfg.teacher):
+        local = Path(holder.path).expanduser()
+        if holder.path and not holder.path.startswith(BUILTIN_PREFIX) and local.exists():
+            holder.path = str(local.resolve())
+    for spec in cfg.tasks.specs.values():
+        if spec.get("path"):
+            spec["path"] = str(Path(spec["path"]).expanduser().resolve())
     return cfg
 
 
@@ -249,10 +296,17 @@ def validate(cfg: RunConfig) -> None:
     _check_model_path("model.path", cfg.model.path)
     _choice("model.dtype", cfg.model.dtype, ("auto", "float32", "bfloat16", "float16"))
 
-    known = task_names()
+    from .tasks import get_task
+
+    known = task_names() + sorted(cfg.tasks.specs)
     _choice("tasks.id", cfg.tasks.id, known)
     for i, name in enumerate(cfg.tasks.ood):
         _choice(f"tasks.ood[{i}]", name, known)
+    for name, spec in cfg.tasks.specs.items():
+        get_task(name, spec)  # checks the table's fields (ConfigError tasks.NAME.FIELD)
+    if cfg.teacher.path:
+        _check_model_path("teacher.path", cfg.teacher.path)
+        _choice("teacher.dtype", cfg.teacher.dtype, ("auto", "float32", "bfloat16", "float16"))
     _at_least("tasks.train_size", cfg.tasks.train_size, 0)
     _at_least("tasks.eval_size", cfg.tasks.eval_size, 0)
 
@@ -268,7 +322,7 @@ def validate(cfg: RunConfig) -> None:
     _at_least("generation.batch_size", g.batch_size, 1)
 
     s = cfg.sft
-    _choice("sft.backend", s.backend, ("hf", "deepspeed"))
+    _choice("sft.backend", s.backend, ("hf",))
     _at_least("sft.epochs", s.epochs, 1)
     if not s.lr > 0:
         raise ConfigError("sft.lr", s.lr, "a number > 0")

@@ -184,16 +184,20 @@ class Engine:
         device = resolve_device(self.cfg.device)
         return device, torch_dtype(self.cfg.model.dtype, device)
 
-    def generator(self, path: str, batch_size: int):
+    def generator(self, path: str, batch_size: int, dtype_name: str | None = None):
         from .generation import make_generator
+        from .modelio import torch_dtype
 
         device, dtype = self.device_and_dtype()
+        if dtype_name:
+            dtype = torch_dtype(dtype_name, device)
         return make_generator(self.cfg.generation.backend, path, device, dtype, batch_size)
 
     def tasks(self):
         from .tasks import get_task
 
-        return {name: (get_task(name), "id" if i == 0 else "ood") for i, name in enumerate(self.cfg.all_tasks())}
+        specs = self.cfg.tasks.specs
+        return {name: (get_task(name, specs.get(name)), "id" if i == 0 else "ood") for i, name in enumerate(self.cfg.all_tasks())}
 
     def train_examples(self, task):
         examples = task.load(task.train_split)
@@ -233,11 +237,16 @@ class Engine:
     def stage_generate(self, t, seed):
         from .evaluate import build_prompts
 
-        g = self.cfg.generation
+        g, teacher = self.cfg.generation, self.cfg.teacher
         task = self.tasks()[self.cfg.tasks.id][0]
         examples = self.train_examples(task)
-        prompts = build_prompts(task, examples, g.fewshot, seed, self.cfg.model.chat_template)
-        gen = self.generator(self.prev_path(t), g.batch_size)
+        # Distillation: the teacher writes the samples (in its own prompt format) instead of the model.
+        chat = teacher.chat_template if teacher.path else self.cfg.model.chat_template
+        prompts = build_prompts(task, examples, g.fewshot, seed, chat)
+        if teacher.path:
+            gen = self.generator(teacher.path, g.batch_size, teacher.dtype)
+        else:
+            gen = self.generator(self.prev_path(t), g.batch_size)
         records = []
         for temperature in g.temperatures:
             outs = gen.generate(prompts, temperature, g.k, g.max_new_tokens, task.stop_sequences)
@@ -250,7 +259,8 @@ class Engine:
             self.log.info(f"[iter {t}] generate: temperature {temperature}: {len(examples) * g.k} samples")
         self.paths.iteration(t).mkdir(exist_ok=True)
         write_jsonl(self.paths.samples(t), records)
-        return self.paths.samples(t), {"questions": len(examples), "samples": len(records)}, {}
+        info = {"questions": len(examples), "samples": len(records), "generator": teacher.path or "model"}
+        return self.paths.samples(t), info, {}
 
     def stage_filter(self, t, seed):
         from .tasks.base import Example

@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import INDEX_NAME, SINGLE_NAME, CheckpointReader, ShardWriter, TensorLocation, tensor_nbytes
+from .modelio import tmp_sibling
 from .errors import UserError
 from .merge import imm_step_into, tensor_seed
 
@@ -103,7 +104,7 @@ def merge_checkpoints(
     plan = plan_tensors(readers, layer_scale)
     shards = split_shards(plan, max_shard_bytes)
 
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    tmp = tmp_sibling(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:

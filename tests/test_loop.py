@@ -38,7 +38,7 @@ def metric_rows(home: Path, run_id: str) -> list[tuple]:
 
 
 def start_engine(*args: str, home: Path, hold: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
     if hold:
         env["IMM_TEST_HOLD"] = hold
     return subprocess.Popen([sys.executable, "-m", "engine", *args, "--home", str(home)], cwd=PROJECT, env=env,

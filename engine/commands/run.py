@@ -11,6 +11,7 @@ def add_parser(sub) -> None:
                    help="override a config key, e.g. --set merge.alpha=0.3 (repeatable)")
     p.add_argument("--home", help="home folder of the database and runs (default $IMM_HOME or ./imm-runs)")
     p.add_argument("--detach", action="store_true", help="start the engine in its own session and return")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved plan; load no model, write nothing")
     p.set_defaults(func=run)
 
 
@@ -21,6 +22,11 @@ def run(args) -> int:
     from ..store import Store, home_dir
 
     cfg = resolve(args.preset, args.overrides)  # rejects bad input before anything is written
+    if args.dry_run:
+        from ..dryrun import describe
+
+        print(describe(cfg))
+        return 0
     store = Store(home_dir(args.home))
     run_id, paths = create_run(store, cfg, str(args.preset))
     print(f"run {run_id}", flush=True)
