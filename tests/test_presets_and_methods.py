@@ -1,0 +1,105 @@
+"""Presets (extends, task tables, teacher), the dry run, and what each method trains on."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.cli import main
+from engine.config import resolve
+from engine.errors import ConfigError
+from engine.loop import Engine, write_jsonl
+from engine.runs import create_run
+from engine.store import Store
+
+from conftest import FAST, PROJECT, TINY_PRESET, imm
+
+PRESETS = PROJECT / "presets"
+
+
+def test_baseline_presets_extend_the_paper_setup():
+    cfg = resolve(PRESETS / "qwen2.5-1.5b-gsm8k-mixture.toml")
+    assert (cfg.name, cfg.method, cfg.model.path) == ("qwen2.5-1.5b-gsm8k-mixture", "mixture", "Qwen/Qwen2.5-1.5B-Instruct")
+    assert (cfg.iterations, cfg.sft.epochs, cfg.sft.lr, cfg.sft.warmup, cfg.sft.batch_size, cfg.sft.grad_accum) == (3, 3, 2e-5, 0.03, 4, 4)
+    assert (cfg.generation.k, cfg.generation.temperatures, cfg.merge.alpha) == (3, [0.2, 0.4, 0.6], 0.5)
+    assert cfg.tasks.ood == ["svamp", "asdiv", "mawps", "sat_math", "mmlu_stem", "aqua"]
+    math = resolve(PRESETS / "qwen2.5-1.5b-math.toml")
+    assert (math.tasks.id, math.generation.k, math.model.path) == ("math", 6, "Qwen/Qwen2.5-1.5B-Instruct")
+    assert resolve(PRESETS / "qwen2.5-1.5b-gsm8k-distill.toml").teacher.path == "Qwen/Qwen2.5-7B-Instruct"
+    assert resolve(PRESETS / "qwen2.5-1.5b-gsm8k-iimm.toml").merge.mode == "importance"
+
+
+def test_extends_cycle_is_an_error(tmp_path):
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
+    with pytest.raises(ConfigError, match="extends"):
+        resolve(tmp_path / "a.toml")
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    proc = imm("run", str(PRESETS / "qwen2.5-0.5b-gsm8k.toml"), "--dry-run", home=tmp_path / "home", check=True)
+    out = proc.stdout
+    assert "gsm8k (in-domain): test 1319, evaluated 1319; train 7473, used per iteration 7473" in out
+    assert "9 samples per question -> 67257 samples per iteration" in out
+    assert "svamp (out-of-domain): test 1000" in out and "sat_math (out-of-domain): test 32" in out
+    assert "stages (16): 0:eval, 1:generate, 1:filter, 1:sft, 1:merge, 1:eval," in out
+    assert not (tmp_path / "home").exists()  # nothing written, no model loaded (the hub is unreachable here)
+
+
+def test_custom_task_table_in_a_preset(tmp_path, capsys):
+    data = tmp_path / "wp.jsonl"
+    data.write_text("".join(json.dumps({"problem": f"What is {i} + {i}?", "value": 2 * i}) + "\n" for i in range(5)))
+    preset = tmp_path / "mine.toml"
+    preset.write_text(f'extends = "{TINY_PRESET}"\n[tasks]\nood = ["wp"]\n[tasks.wp]\npath = "{data}"\nkind = "numeric"\n'
+                      'question = "problem"\nanswer = "value"\n')
+    cfg = resolve(preset)
+    assert cfg.tasks.ood == ["wp"] and cfg.tasks.specs["wp"]["path"] == str(data)
+    out = imm("run", str(preset), "--dry-run", check=True).stdout
+    assert "wp (out-of-domain): test 5, evaluated 5" in out
+    preset.write_text(preset.read_text().replace('kind = "numeric"', 'kind = "poetry"'))
+    assert main(["run", str(preset), "--home", str(tmp_path / "h")]) == 2
+    assert "tasks.wp.kind: got 'poetry'" in capsys.readouterr().err and not (tmp_path / "h").exists()
+
+
+def test_missing_teacher_is_rejected(tmp_path, capsys):
+    assert main(["run", str(TINY_PRESET), "--set", "teacher.path=./no/teacher", "--home", str(tmp_path / "h")]) == 2
+    assert capsys.readouterr().err.startswith("error: teacher.path: got './no/teacher'")
+
+
+@pytest.mark.parametrize("method, expected", [
+    ("vanilla", ["b1", "b2"]),
+    ("imm", ["b1", "b2"]),
+    ("accumulate", ["a1", "a2", "a3", "b1", "b2"]),
+])
+def test_what_each_method_trains_on(tmp_path, method, expected):
+    engine = engine_with_kept(tmp_path, method)
+    assert sorted(r for _, r in engine.sft_pairs(2, seed=1)) == expected
+
+
+def test_mixture_mixes_a_share_of_earlier_kept_samples(tmp_path):
+    engine = engine_with_kept(tmp_path, "mixture", ["mixture.share=1.0"])
+    pairs = [r for _, r in engine.sft_pairs(2, seed=1)]
+    assert pairs[:2] == ["b1", "b2"] and len(pairs) == 4 and set(pairs[2:]) <= {"a1", "a2", "a3"}
+    assert pairs == [r for _, r in engine.sft_pairs(2, seed=1)]  # reproducible for a seed
+
+
+def engine_with_kept(tmp_path, method: str, extra=()) -> Engine:
+    store = Store(tmp_path / "home")
+    run_id, paths = create_run(store, resolve(TINY_PRESET, [f"method={method}", *extra]), "test")
+    for t, names in ((1, ["a1", "a2", "a3"]), (2, ["b1", "b2"])):
+        paths.iteration(t).mkdir()
+        write_jsonl(paths.kept(t), [{"prompt": f"Q{n}", "response": n} for n in names])
+    return Engine(store, run_id, echo=False)
+
+
+@pytest.mark.slow
+def test_distillation_teacher_writes_the_samples(home, base_models):
+    teacher = base_models / "tiny-arith-v1"
+    proc = imm("run", str(TINY_PRESET), *sum((["--set", o] for o in FAST + ["method=vanilla", f"teacher.path={teacher}"]), []),
+               home=home, check=True)
+    run_id = proc.stdout.split()[1]
+    shown = json.loads(imm("show", run_id, "--format", "json", home=home, check=True).stdout)
+    generate = next(s for s in shown["stages"] if s["stage"] == "generate")
+    assert generate["info"]["generator"] == str(teacher)
+    assert [s["stage"] for s in shown["stages"] if s["iteration"] == 1] == ["generate", "filter", "sft", "eval"]
+    assert {r["checkpoint"] for r in shown["results"]} == {"base", "sft1"}
