@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .config import BUILTIN_PREFIX, RunConfig, resolve
 from .errors import RunStateError, UserError
+from .jsonl import read_records, write_records
 from .runs import RunPaths
 from .store import Store, now
 
@@ -60,17 +61,6 @@ def hold_for_test(paths: RunPaths, t: int, stage: str, when: str) -> None:
         marker.write_text(f"{os.getpid()}\n")
         while marker.exists():
             time.sleep(0.05)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    from .modelio import write_atomic
-
-    write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 class Engine:
@@ -258,7 +248,7 @@ class Engine:
                 ]
             self.log.info(f"[iter {t}] generate: temperature {temperature}: {len(examples) * g.k} samples")
         self.paths.iteration(t).mkdir(exist_ok=True)
-        write_jsonl(self.paths.samples(t), records)
+        write_records(self.paths.samples(t), records)
         info = {"questions": len(examples), "samples": len(records), "generator": teacher.path or "model"}
         return self.paths.samples(t), info, {}
 
@@ -266,7 +256,7 @@ class Engine:
         from .tasks.base import Example
 
         task = self.tasks()[self.cfg.tasks.id][0]
-        samples = read_jsonl(self.paths.samples(t))
+        samples = read_records(self.paths.samples(t), "samples")
         kept, seen, solved = [], set(), set()
         for r in samples:
             ex = Example(id=r["id"], question=r["question"], answer=r["answer"])
@@ -277,15 +267,15 @@ class Engine:
                 solved.add(r["id"])
                 prompt = task.messages(ex, []) if self.cfg.model.chat_template else task.prompt(ex, [])
                 kept.append({**r, "prompt": prompt, "response": r["completion"].strip()})
-        write_jsonl(self.paths.kept(t), kept)
+        write_records(self.paths.kept(t), kept)
         info = {"samples": len(samples), "kept": len(kept), "yield_pct": round(100 * len(kept) / max(1, len(samples)), 1),
                 "questions_solved": len(solved)}
         return self.paths.kept(t), info, {}
 
     def sft_pairs(self, t: int, seed: int) -> list[tuple[str, str]]:
         """This iteration's kept data, plus earlier iterations' as the method says."""
-        current = read_jsonl(self.paths.kept(t))
-        earlier = [r for s in range(1, t) for r in read_jsonl(self.paths.kept(s))]
+        current = read_records(self.paths.kept(t), "kept samples")
+        earlier = [r for s in range(1, t) for r in read_records(self.paths.kept(s), "kept samples")]
         if self.cfg.method == "accumulate":
             data = earlier + current
         elif self.cfg.method == "mixture" and earlier:

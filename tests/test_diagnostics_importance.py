@@ -113,8 +113,8 @@ def test_load_pairs_from_task_split_and_jsonl(tmp_path):
     "content, message",
     [
         (None, "does not exist"),
-        ('{"prompt": "p"}\n', r"got fields \['prompt'\]; allowed: 'prompt' and 'response'"),
-        ("not json\n", ":1 is not valid JSON"),
+        ('{"prompt": "p"}\n', r"record 1 has fields \['prompt'\]; allowed: 'prompt' and 'response'"),
+        ("not json\n", ":1: not valid JSON"),
         ("\n", "no records"),
     ],
 )

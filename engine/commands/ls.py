@@ -1,12 +1,14 @@
 """imm ls [--home DIR]: the runs in the home folder, newest first."""
 from __future__ import annotations
 
+from . import HOME_HELP
+
 import time
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("ls", help="list runs", description=__doc__)
-    p.add_argument("--home", help="home folder (default $IMM_HOME or ./imm-runs)")
+    p.add_argument("--home", help=HOME_HELP)
     p.set_defaults(func=run)
 
 

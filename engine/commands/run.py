@@ -1,6 +1,8 @@
 """imm run PRESET [--set K=V]... [--home DIR] [--detach] [--dry-run]"""
 from __future__ import annotations
 
+from . import HOME_HELP
+
 import sys
 
 
@@ -9,7 +11,7 @@ def add_parser(sub) -> None:
     p.add_argument("preset", help="preset TOML file, e.g. presets/tiny-arith.toml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set merge.alpha=0.3 (repeatable)")
-    p.add_argument("--home", help="home folder of the database and runs (default $IMM_HOME or ./imm-runs)")
+    p.add_argument("--home", help=HOME_HELP)
     p.add_argument("--detach", action="store_true", help="start the engine in its own session and return")
     p.add_argument("--dry-run", action="store_true", help="print the resolved plan; load no model, write nothing")
     p.set_defaults(func=run)

@@ -1,25 +1,21 @@
 """imm show RUN [--format table|json|csv|md] [--home DIR]"""
 from __future__ import annotations
 
+from . import add_run_arguments, open_run
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("show", help="a run's results (and, as JSON, its config and stages)", description=__doc__)
-    p.add_argument("run_id", metavar="RUN")
+    add_run_arguments(p)
     p.add_argument("--format", choices=("table", "json", "csv", "md"), default="table")
-    p.add_argument("--home", help="home folder (default $IMM_HOME or ./imm-runs)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..errors import RunStateError
     from ..report import render
-    from ..store import Store, home_dir
     from .ls import live_status, progress
 
-    store = Store(home_dir(args.home))
-    row = store.run(args.run_id)
-    if row is None:
-        raise RunStateError(f"no run {args.run_id!r} in {store.home}")
+    store, row = open_run(args)
     stages = store.stages(row["id"])
     if args.format == "table":
         done, where = progress(stages)

@@ -1,11 +1,12 @@
 """imm stop RUN [--home DIR]: the engine stops before its next stage (a safe point)."""
 from __future__ import annotations
 
+from . import add_run_arguments, open_run
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("stop", help="stop a running run at its next safe point", description=__doc__)
-    p.add_argument("run_id", metavar="RUN")
-    p.add_argument("--home", help="home folder (default $IMM_HOME or ./imm-runs)")
+    add_run_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -13,12 +14,8 @@ def run(args) -> int:
     from ..errors import RunStateError
     from ..launcher import pid_alive, request_stop
     from ..runs import RunPaths
-    from ..store import Store, home_dir
 
-    store = Store(home_dir(args.home))
-    row = store.run(args.run_id)
-    if row is None:
-        raise RunStateError(f"no run {args.run_id!r} in {store.home}")
+    _, row = open_run(args)
     if row["status"] != "running" or not pid_alive(row["pid"]):
         raise RunStateError(f"run {row['id']} is not running (status {row['status']})")
     request_stop(RunPaths(row["run_dir"]))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_run_arguments, open_run
+
 
 def float_list(text: str) -> list[float]:
     try:
@@ -20,7 +22,7 @@ def float_list(text: str) -> list[float]:
 def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="alpha / drop-rate sweep on a finished iteration", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_id", metavar="RUN")
+    add_run_arguments(p)
     p.add_argument("--iter", dest="iteration", type=int, required=True, metavar="T")
     p.add_argument("--alpha", type=float_list, help="alphas to try (default: the run's)")
     p.add_argument("--drop", type=float_list, help="DARE drop rates p to try (default: the run's)")
@@ -29,20 +31,15 @@ def add_parser(sub) -> None:
     p.add_argument("--keep-weights", action="store_true", help="keep each trial's merged checkpoint on disk")
     p.add_argument("--list", action="store_true", help="show the iteration's trials so far")
     p.add_argument("--adopt", type=int, metavar="TRIAL", help="make this trial the iteration's merge")
-    p.add_argument("--home", help="home folder (default $IMM_HOME or ./imm-runs)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..errors import RunStateError, UserError
+    from ..errors import UserError
     from ..report import render_text
-    from ..store import Store, home_dir
     from ..sweep import adopt, run_sweep, trial_table
 
-    store = Store(home_dir(args.home))
-    row = store.run(args.run_id)
-    if row is None:
-        raise RunStateError(f"no run {args.run_id!r} in {store.home}")
+    store, row = open_run(args)
     if args.subset < 0:
         raise UserError(f"--subset: got {args.subset}; allowed: 0 (all) or a positive number of questions")
     if args.adopt is not None:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from ..jsonl import read_records
 from ..tasks import get_task
 
 FIELD_PAIRS = (("prompt", "response"), ("question", "answer"))
@@ -23,18 +24,11 @@ def pairs_from_jsonl(path: Path) -> list[tuple[str, str]]:
     if not path.is_file():
         raise UserError(f"--data: file {str(path)!r} does not exist")
     pairs = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--data: {path}:{lineno} is not valid JSON ({exc.msg})") from None
-        fields = next((f for f in FIELD_PAIRS if isinstance(record, dict) and all(k in record for k in f)), None)
+    for number, record in enumerate(read_records(path, "--data"), 1):
+        fields = next((f for f in FIELD_PAIRS if all(k in record for k in f)), None)
         if fields is None:
-            got = sorted(record) if isinstance(record, dict) else type(record).__name__
             raise UserError(
-                f"--data: {path}:{lineno} got fields {got}; allowed: 'prompt' and 'response', "
+                f"--data: {path}: record {number} has fields {sorted(record)}; allowed: 'prompt' and 'response', "
                 "or 'question' and 'answer'"
             )
         pairs.append((str(record[fields[0]]), str(record[fields[1]])))

@@ -10,12 +10,12 @@ Records are plain dicts with the fields as stored, the same from a file or from 
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from ..jsonl import read_records
 
 ENV_VAR = "IMM_DATA_DIR"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -76,18 +76,7 @@ def load_records(task: str, source: Source, split: str) -> tuple[list[dict], str
 def read_jsonl(task: str, path: Path, split: str) -> list[dict]:
     if not path.is_file():
         raise UserError(f"task {task!r}: split {split!r}: no such file {str(path)!r}")
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"task {task!r}: {path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise UserError(f"task {task!r}: {path}:{lineno}: expected a JSON object, got {record!r:.60}")
-            records.append(record)
+    records = read_records(path, f"task {task!r}")
     if not records:
         raise UserError(f"task {task!r}: split {split!r}: {path} holds no records")
     return records

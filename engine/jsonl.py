@@ -1,0 +1,32 @@
+"""JSON Lines files: reading with errors that name the file and line, and atomic writing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import UserError
+
+
+def read_records(path: Path, where: str) -> list[dict]:
+    """The JSON objects of a JSONL file (blank lines skipped). A line that is not a JSON object is a
+    UserError starting with `where` (e.g. "task 'gsm8k'") and naming the file and line."""
+    records = []
+    with Path(path).open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{where}: {path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise UserError(f"{where}: {path}:{lineno}: expected a JSON object, got {record!r:.60}")
+            records.append(record)
+    return records
+
+
+def write_records(path: Path, records: list[dict]) -> None:
+    """Write records to a temporary sibling, then rename it into place."""
+    from .modelio import write_atomic
+
+    write_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
