@@ -224,11 +224,13 @@ def cuda_bench(repeats: int = 20) -> dict:
     """Bandwidth of a device-to-device copy vs our fused kernel, on tensors already on the GPU.
 
     The kernel is timed four ways over the Qwen-shaped tensors: all 290 tensors in one launch
-    (ResidentMerge, what a sweep over a model held in GPU memory uses), one launch per tensor as
+    (ResidentMerge, what a sweep over a model held in GPU memory uses; with its default launch
+    width and with the other one of 4 / 8 warps), one launch per tensor as
     merge_checkpoints does (Python launch cost included), the same launches replayed from a CUDA
     graph (the kernels' own time), and the embedding alone (136M elements, one launch). Bytes
     counted: base, prev and sft read and the output written once, 2 bytes each (bf16)."""
     import torch
+    import triton
 
     from engine import merge_cuda
     from engine.merge import tensor_seed
@@ -276,17 +278,23 @@ def cuda_bench(repeats: int = 20) -> dict:
             lambda: merge_cuda.imm_step_fused(emb[3], *emb[:3], ALPHA, DROP, 1.0, SEED)) / 1e9
     merge_cuda.BLOCK, merge_cuda.NUM_WARPS = 4096, 8
     names = list(tensors)
-    resident = merge_cuda.ResidentMerge(*([tensors[n][i] for n in names] for i in (3, 0, 1, 2)))
+    roles = [[tensors[n][i] for n in names] for i in (3, 0, 1, 2)]
+    resident = merge_cuda.ResidentMerge(*roles)
+    other_warps = 4 if merge_cuda.NUM_WARPS == 8 else 8
+    resident_other = merge_cuda.ResidentMerge(*roles, num_warps=other_warps)
     rates = {}
     for p in (DROP, 0.0):
         rates[f"all tensors, ResidentMerge (one launch), p={p}"] = moved / seconds(
             lambda p=p: resident.run(ALPHA, p, [1.0] * len(names), [seeds[n] for n in names]))
+        rates[f"all tensors, ResidentMerge with {other_warps} warps, p={p}"] = moved / seconds(
+            lambda p=p: resident_other.run(ALPHA, p, [1.0] * len(names), [seeds[n] for n in names]))
         rates[f"all tensors, launched one by one, p={p}"] = moved / seconds(lambda p=p: merge_all(p))
         rates[f"all tensors, CUDA graph, p={p}"] = moved / seconds(graphed(p))
         rates[f"embedding only, p={p}"] = emb_bytes / seconds(
             lambda p=p: merge_cuda.imm_step_fused(emb[3], *emb[:3], ALPHA, p, 1.0, SEED))
     result = {
-        "card": torch.cuda.get_device_name(), "torch": torch.__version__,
+        "card": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+        "num_warps": merge_cuda.NUM_WARPS,
         "copy_bandwidth_GBps": copy_bw / 1e9,
         "merge_GBps": {k: v / 1e9 for k, v in rates.items()},
         "ratio": {k: v / copy_bw for k, v in rates.items()},
@@ -313,16 +321,20 @@ def results_section(cpu: dict | None, gpu: dict | None) -> str:
                       f"peak RSS ratio {cpu['rss_ratio']:.2f} (target <= 0.5). Wall time is the whole process "
                       "(Python and torch start-up included); peak RSS from GNU time.", ""]
     if gpu:
-        lines += [f"GPU: {gpu['card']} (torch {gpu['torch']}), tensors already in GPU memory.", "",
+        lines += [f"GPU: {gpu['card']} (torch {gpu['torch']}, Triton {gpu.get('triton', '?')}), tensors already "
+                  f"in GPU memory; ResidentMerge launches {gpu.get('num_warps', 8)} warps a program unless "
+                  "the row says otherwise.", "",
                   "| measure | GB/s (read + written) | share of copy bandwidth |", "| --- | ---: | ---: |",
                   f"| device-to-device copy, 1 GiB | {gpu['copy_bandwidth_GBps']:.0f} | 100% |"]
         for k, v in gpu["merge_GBps"].items():
             lines.append(f"| fused merge kernel, {k} | {v:.0f} | {gpu['ratio'][k]:.0%} |")
         whole = gpu["ratio"][f"all tensors, ResidentMerge (one launch), p={DROP}"]
-        lines += ["", f"Target >= 70% of the measured bandwidth. The kernel runs at the copy bandwidth on a large "
-                      f"tensor; over the whole model with DARE (p={DROP}) in one launch it reaches {whole:.0%}, "
-                      f"{'meeting' if whole >= 0.7 else 'missing'} the target. One launch per tensor (what "
-                      "merge_checkpoints does, between disk reads) is bound by Python's launch cost.", ""]
+        whole0 = gpu["ratio"]["all tensors, ResidentMerge (one launch), p=0.0"]
+        lines += ["", f"Target >= 70% of the measured bandwidth. Over the whole model in one launch the kernel "
+                      f"reaches {whole:.0%} with DARE (p={DROP}) and {whole0:.0%} without, "
+                      f"{'meeting' if min(whole, whole0) >= 0.7 else 'missing'} the target; on the embedding "
+                      "alone it runs at the copy bandwidth. One launch per tensor (what merge_checkpoints "
+                      "does, between disk reads) is bound by Python's launch cost.", ""]
     return "\n".join(lines)
 
 

@@ -49,6 +49,39 @@ def test_fused_kernel_draws_an_exact_bernoulli_mask_with_1_over_1_minus_p():
     assert torch.equal(out, again) and not torch.equal(out, other)
 
 
+@pytest.mark.parametrize("p", [0.3, 0.5, 1e-7, 0.999, 1 - 2**-24])
+def test_fused_kernel_keeps_exactly_where_the_rand4x_uniform_is_at_least_p(p):
+    """The kernel's integer threshold selects exactly the elements whose tl.rand4x draw is >= p."""
+    import numpy as np
+    import triton
+    import triton.language as tl
+
+    from engine.merge_cuda import BLOCK, imm_step_fused, keep_threshold
+
+    @triton.jit
+    def uniforms(out_ptr, seed, m, R: tl.constexpr):
+        i = tl.program_id(0) * R + tl.arange(0, R)
+        u0, u1, u2, u3 = tl.rand4x(seed, i.to(tl.uint32))
+        inside = i < m
+        tl.store(out_ptr + 4 * i, u0, mask=inside)
+        tl.store(out_ptr + 4 * i + 1, u1, mask=inside)
+        tl.store(out_ptr + 4 * i + 2, u2, mask=inside)
+        tl.store(out_ptr + 4 * i + 3, u3, mask=inside)
+
+    blocks, seed = 64, 12345
+    n = blocks * BLOCK
+    u = torch.empty(n // 4, 4, device="cuda")
+    uniforms[(triton.cdiv(n // 4, 1024),)](u, seed, n // 4, R=1024)
+    # element j of block b uses draw j // (BLOCK / 4) of counter b * BLOCK / 4 + j % (BLOCK / 4)
+    u = u.view(blocks, BLOCK // 4, 4).transpose(1, 2).reshape(n)
+    zero, one = torch.zeros(n, device="cuda"), torch.ones(n, device="cuda")
+    out = imm_step_fused(torch.empty(n, device="cuda"), zero, zero, one, 0.0, p, 1.0, seed)
+    assert torch.equal(out != 0, u >= np.float32(p).item())
+    t = keep_threshold(p)
+    scale = np.float32(4.6566127342e-10)
+    assert np.float32(t) * scale >= np.float32(p) and (t == 0 or np.float32(t - 1) * scale < np.float32(p))
+
+
 def test_fused_kernel_mean_over_seeds_approaches_the_undropped_step():
     from engine.merge_cuda import imm_step_fused
 
@@ -82,10 +115,38 @@ def test_resident_merge_equals_one_launch_per_tensor():
     outs = [torch.empty_like(s) for s in sfts]
     scales, seeds = [1.0, 2.0, 0.5, 1.5], [11, 2**40 + 3, 5, 7]
     resident = ResidentMerge(outs, bases, prevs, sfts)
+    assert [g["align"] for g in resident.groups] == [8] * 3  # separate allocations: wide accesses
     for p in (P, 0.0):
         resident.run(ALPHA, p, scales, seeds)
         for o, b, q, s, scale, seed in zip(outs, bases, prevs, sfts, scales, seeds):
             assert torch.equal(o, imm_step_fused(torch.empty_like(s), b, q, s, ALPHA, p, scale, seed))
+
+
+def test_resident_merge_on_unaligned_views_equals_one_launch_per_tensor():
+    """Tensors at odd element offsets (no vector accesses) and aligned ones in one group; the result
+    does not depend on alignment (it decides which accesses are vectorised, not the rounding)."""
+    from engine.merge_cuda import BLOCK, ResidentMerge, imm_step_fused
+
+    sizes = [2 * BLOCK + 3, BLOCK, 100]
+    pools = [tensors(sum(sizes) + 8, torch.bfloat16, seed)[0] for seed in (1, 2, 3)]
+    views = []
+    for pool in pools:
+        at, parts = 1, []
+        for n in sizes:
+            parts.append(pool[at:at + n])
+            at += n
+        views.append(parts)
+    bases, prevs, sfts = views
+    bases = [bases[0], torch.randn(sizes[1], device="cuda").bfloat16(), bases[2]]
+    outs = [torch.empty_like(s) for s in sfts]
+    resident = ResidentMerge(outs, bases, prevs, sfts)
+    assert resident.groups[0]["align"] == 1
+    resident.run(ALPHA, P, [1.0, 0.5, 2.0], [4, 5, 6])
+    for o, b, q, s, scale, seed in zip(outs, bases, prevs, sfts, [1.0, 0.5, 2.0], [4, 5, 6]):
+        single = imm_step_fused(torch.empty_like(s), b, q, s, ALPHA, P, scale, seed)
+        assert torch.equal(o, single)
+        aligned = imm_step_fused(torch.empty_like(s), b.clone(), q.clone(), s.clone(), ALPHA, P, scale, seed)
+        assert torch.equal(single, aligned)
 
 
 @pytest.mark.parametrize("fused", [True, False])
