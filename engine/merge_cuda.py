@@ -13,8 +13,8 @@ Importing this module needs Triton (shipped with CUDA builds of torch).
 from __future__ import annotations
 
 import functools
+import struct
 
-import numpy as np
 import torch
 import triton
 import triton.language as tl
@@ -22,7 +22,14 @@ import triton.language as tl
 BLOCK = 4096  # elements per program: 4 groups of BLOCK // 4, one Philox call per 4 elements
 NUM_WARPS = 8
 SEED_MASK = 2**31 - 1
-_UNIFORM_SCALE = np.float32(4.6566127342e-10)  # tl.random.uint_to_uniform_float's, for 32-bit draws
+
+
+def _f32(x: float) -> float:
+    """x rounded to the nearest float32 (as a Python float)."""
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+_UNIFORM_SCALE = _f32(4.6566127342e-10)  # tl.random.uint_to_uniform_float's, for 32-bit draws
 
 
 @functools.lru_cache(maxsize=256)  # a binary search of ~25 us, on the per-launch path
@@ -30,12 +37,12 @@ def keep_threshold(p: float) -> int:
     """The least 31-bit value v with fp32(v) * scale >= fp32(p), the float comparison that
     `tl.rand4x(...) >= p` makes in the kernel (v is the draw x, or ~x when x < 0 as int32, as
     tl.random.uint_to_uniform_float maps it). Keeping v >= threshold keeps exactly those elements."""
-    p32 = np.float32(p)
-    if not 0 <= p32 < 1:
+    if not 0 <= p < 1 or _f32(p) >= 1:
         raise ValueError(f"drop rate {p} is not in [0, 1)")
+    p32 = _f32(p)
 
-    def uniform(v: int) -> np.float32:
-        return np.float32(np.float32(v) * _UNIFORM_SCALE)
+    def uniform(v: int) -> float:  # fp32(v) * scale in fp32 (the double product is exact)
+        return _f32(_f32(v) * _UNIFORM_SCALE)
 
     lo, hi = 0, 2**31 - 1  # uniform(2**31 - 1) is the largest float below 1, >= any p32 < 1
     while lo < hi:
