@@ -45,7 +45,8 @@ def evaluate(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size: int,
             graded = [task.grade(c, ex) for c in outs]
             correct_counts.append(sum(ok for _, ok in graded))
             records += [
-                {"task": name, "id": ex.id, "answer": ex.answer, "completion": c, "extracted": x, "correct": ok}
+                {"task": name, "id": ex.id, "question": ex.question, "gold": ex.answer, "completion": c,
+                 "extracted": x, "correct": ok}
                 for c, (x, ok) in zip(outs, graded)
             ]
         for k in eval_cfg.k:

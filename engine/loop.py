@@ -242,7 +242,7 @@ class Engine:
             outs = gen.generate(prompts, temperature, g.k, g.max_new_tokens, task.stop_sequences)
             for ex, completions in zip(examples, outs):
                 records += [
-                    {"id": ex.id, "question": ex.question, "answer": ex.answer, "temperature": temperature,
+                    {"id": ex.id, "question": ex.question, "gold": ex.answer, "temperature": temperature,
                      "sample": i, "completion": c}
                     for i, c in enumerate(completions)
                 ]
@@ -259,7 +259,7 @@ class Engine:
         samples = read_records(self.paths.samples(t), "samples")
         kept, seen, solved = [], set(), set()
         for r in samples:
-            ex = Example(id=r["id"], question=r["question"], answer=r["answer"])
+            ex = Example(id=r["id"], question=r["question"], answer=r["gold"])
             _, correct = task.grade(r["completion"], ex)
             key = (r["id"], r["completion"].strip())
             if correct and key not in seen:

@@ -162,3 +162,14 @@ def test_detached_run_stops_at_the_next_safe_point(home):
     assert [s["status"] for s in stages[:3]] == ["done", "done", "pending"]
     assert "stopped at a safe point" in (home / "runs" / run_id / "engine.log").read_text()
     assert imm("stop", run_id, home=home).returncode == 3  # nothing left to stop
+
+
+def test_saved_samples_regrade_with_imm_grade(reference):
+    home, run_id, _ = reference
+    saved = home / "runs" / run_id / "iter_1" / "eval_sft1.jsonl"
+    records = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert len(records) == 3 * 32 and {"gold", "completion", "correct"} <= set(records[0])
+    proc = imm("grade", "arith_add3", str(saved), check=True)
+    regraded = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["correct"] for r in regraded] == [r["correct"] for r in records]
+    assert f"{sum(r['correct'] for r in records)}/{len(records)} correct" in proc.stderr

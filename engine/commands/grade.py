@@ -1,7 +1,8 @@
 """`imm grade TASK FILE.jsonl`: re-grade saved completions.
 
 Each input record holds the task's gold fields as stored (e.g. gsm8k: question, answer) plus
-`completion`; each output line is that record with `extracted` and `correct` added.
+`completion`, or, as in the samples a run saves (samples.jsonl, eval_*.jsonl), the canonical
+answer as `gold`; each output line is that record with `extracted` and `correct` added.
 """
 from __future__ import annotations
 
@@ -25,19 +26,24 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..tasks import get_task
+    from ..tasks.base import Example
     from ..tasks.benchmark import BenchmarkTask
     from ..tasks.sources import read_jsonl
 
     spec = parse_spec_arg(args.spec)
     task = get_task(args.task, spec)
-    if not isinstance(task, BenchmarkTask):
-        raise UserError(f"task {args.task!r} is generated, not read from records; grade needs a data task")
     records = read_jsonl(task.name, args.file, "input")
     graded = []
     for i, record in enumerate(records):
         if "completion" not in record:
             raise UserError(f"{args.file}: record {i + 1} has no field 'completion'")
-        example = task.example(record, i, where=str(args.file))
+        if "gold" in record:
+            example = Example(id=str(i), question=str(record.get("question", "")), answer=str(record["gold"]))
+        elif isinstance(task, BenchmarkTask):
+            example = task.example(record, i, where=str(args.file))
+        else:
+            raise UserError(f"{args.file}: record {i + 1} has no field 'gold'; allowed: records with 'gold' "
+                            f"(task {args.task!r} is generated, so it has no stored gold fields)")
         extracted, correct = task.grade(str(record["completion"]), example)
         graded.append({**record, "extracted": extracted, "correct": correct})
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in graded)
