@@ -8,7 +8,8 @@ import pytest
 from engine.cli import main
 from engine.config import resolve
 from engine.errors import ConfigError
-from engine.loop import Engine, write_jsonl
+from engine.jsonl import write_records
+from engine.loop import Engine
 from engine.runs import create_run
 from engine.store import Store
 
@@ -88,7 +89,7 @@ def engine_with_kept(tmp_path, method: str, extra=()) -> Engine:
     run_id, paths = create_run(store, resolve(TINY_PRESET, [f"method={method}", *extra]), "test")
     for t, names in ((1, ["a1", "a2", "a3"]), (2, ["b1", "b2"])):
         paths.iteration(t).mkdir()
-        write_jsonl(paths.kept(t), [{"prompt": f"Q{n}", "response": n} for n in names])
+        write_records(paths.kept(t), [{"prompt": f"Q{n}", "response": n} for n in names])
     return Engine(store, run_id, echo=False)
 
 
