@@ -118,9 +118,6 @@ class Engine:
         self.log.info("stop requested (SIGTERM): stopping after the current stage")
 
     def _execute(self) -> str:
-        import torch
-
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         self.store.update_run(self.run_id, status="running", pid=os.getpid(), error=None)
         self.log.info(f"run {self.run_id}: engine pid {os.getpid()}")
         for row in self.store.stages(self.run_id):

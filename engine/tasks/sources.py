@@ -83,8 +83,11 @@ def read_jsonl(task: str, path: Path, split: str) -> list[dict]:
 
 
 def load_hub(task: str, hub: HubSplit, searched: str) -> list[dict]:
-    import datasets
-
+    try:
+        import datasets
+    except ImportError:
+        raise UserError(f"task {task!r}: no local file (looked for {searched}) and the `datasets` package is not "
+                        f"installed to load {hub.name!r} from the hub; set {ENV_VAR} or the task's path") from None
     try:
         data = datasets.load_dataset(hub.name, hub.config, split=hub.split)
     except Exception as exc:  # offline, unknown name, missing split: all end the same for the user
