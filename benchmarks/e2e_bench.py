@@ -38,9 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_md import RESULTS, write_section  # benchmarks/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## End to end (tiny default)"
 PRESET = "presets/tiny-arith.toml"
 TARGET_S = 300.0
@@ -235,18 +236,6 @@ def section(data: dict) -> str:
               + ("printed the same table" if data["warm_tables_identical"] else "DIFFERED, see JSON") + "):", "",
               cold["results_table_md"], ""]
     return "\n".join(lines)
-
-
-def write_section(text_section: str) -> None:
-    """Replace the "## End to end (tiny default)" section (up to the next "## "), keeping the others."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + text_section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + text_section + ("\n" + text[end + 1:] if end >= 0 else "")
-    RESULTS.write_text(text)
 
 
 def main() -> None:

@@ -14,12 +14,13 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from results_md import RESULTS, write_section  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -27,7 +28,6 @@ sys.path.insert(0, str(ROOT))
 from engine.tasks import get_task  # noqa: E402
 from engine.tasks.math_equiv import parse_answer  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
 def gold_pairs(name: str) -> tuple[object, list]:
@@ -74,7 +74,7 @@ def main() -> None:
     (out / "grading_bench.json").write_text(json.dumps(result, indent=2) + "\n")
     table = render(result)
     print(table)
-    write_section(table)
+    write_grading_section(table)
 
 
 def render(result: dict) -> str:
@@ -87,19 +87,14 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(table: str) -> None:
+def write_grading_section(table: str) -> None:
     section = (
         "## Grading\n\n"
         "`benchmarks/grading_bench.py`: gold rationales graded against their own answers (extract +\n"
         "equivalence), median of the repeats, math-verify's parse cache cleared before each.\n"
         f"Machine: {os.cpu_count()}-core CPU (no GPU).\n\n{table}\n"
     )
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if "## Grading\n" in text:
-        text = re.sub(r"## Grading\n.*?(?=\n## |\Z)", section.rstrip("\n") + "\n", text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    write_section(section)
 
 
 if __name__ == "__main__":

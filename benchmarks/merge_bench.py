@@ -35,9 +35,10 @@ import sys
 import time
 from pathlib import Path
 
+from results_md import RESULTS, write_section  # benchmarks/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 ALPHA, DROP, SEED = 0.5, 0.3, 1234
 MERGEKIT_VERSION = "0.1.5"
 MERGEKIT_DTYPES = ("float32", "bfloat16")
@@ -338,18 +339,6 @@ def results_section(cpu: dict | None, gpu: dict | None) -> str:
     return "\n".join(lines)
 
 
-def write_results(section: str) -> None:
-    """Replace the "## Merge" section of RESULTS.md (up to the next "## "), keeping the others."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start = text.find("## Merge\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "\n")
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -369,7 +358,7 @@ def main() -> None:
                                                      for tool, r in c["results"].items())
               + f" -> {c['speedup']:.1f}x faster, peak RSS ratio {c['rss_ratio']:.2f}")
     out_json.write_text(json.dumps(previous, indent=2))
-    write_results(results_section(previous.get("cpu"), previous.get("cuda")))
+    write_section(results_section(previous.get("cpu"), previous.get("cuda")))
 
 
 if __name__ == "__main__":

@@ -160,9 +160,9 @@ class Engine:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         self.store.finish_stage(self.run_id, t, stage, artifact=str(artifact or ""), info=info, rows=rows)
-        summary = ", ".join(f"{k}={v}" for k, v in info.items())
-        self.store.event(self.run_id, f"{stage} done {summary}".strip(), t, stage, kind="done")
-        self.log.info(f"[iter {t}] {stage}: done {summary}")
+        summary = " ".join(["done", *(f"{k}={v}" for k, v in info.items())])
+        self.store.event(self.run_id, f"{stage} {summary}", t, stage, kind="done")
+        self.log.info(f"[iter {t}] {stage}: {summary}")
 
     # ------------------------------------------------------------ helpers shared by stages
     def device_and_dtype(self):
