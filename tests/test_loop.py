@@ -105,7 +105,7 @@ def test_show_formats(reference):
 
 # (stage, when): killed right after the stage started, or after its artifacts were written but
 # before it was marked done; one chain of kills covers every stage of an iteration.
-KILL_CHAIN = ["1:generate:end", "1:filter:start", "1:filter:end", "1:sft:end", "1:merge:start", "1:merge:end",
+KILL_CHAIN = ["0:build:end", "0:eval:end", "1:generate:end", "1:filter:start", "1:filter:end", "1:sft:end", "1:merge:start", "1:merge:end",
               "1:eval:start", "1:eval:end"]
 
 
