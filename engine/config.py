@@ -60,7 +60,8 @@ class GenerationConfig:
 
 @dataclass
 class SFTConfig:
-    backend: str = "hf"  # hf (transformers + PyTorch, CPU or one GPU)
+    backend: str = "hf"  # hf (transformers + PyTorch, CPU or one GPU) | deepspeed (ZeRO-3, several GPUs)
+    num_gpus: int = 0  # deepspeed backend: GPUs to train on (0 = all visible)
     epochs: int = 3
     lr: float = 2e-5
     batch_size: int = 4
@@ -322,7 +323,8 @@ def validate(cfg: RunConfig) -> None:
     _at_least("generation.batch_size", g.batch_size, 1)
 
     s = cfg.sft
-    _choice("sft.backend", s.backend, ("hf",))
+    _choice("sft.backend", s.backend, ("hf", "deepspeed"))
+    _at_least("sft.num_gpus", s.num_gpus, 0)
     _at_least("sft.epochs", s.epochs, 1)
     if not s.lr > 0:
         raise ConfigError("sft.lr", s.lr, "a number > 0")

@@ -284,7 +284,11 @@ class Engine:
 
     def stage_sft(self, t, seed):
         from .modelio import clear_stale
-        from .sft import train
+
+        if self.cfg.sft.backend == "deepspeed":
+            from .sft_deepspeed import train
+        else:
+            from .sft import train
 
         pairs = self.sft_pairs(t, seed)
         if not pairs:

@@ -1,0 +1,228 @@
+"""SFT backend `deepspeed`: full fine-tuning with DeepSpeed ZeRO-3 (bf16) over several GPUs.
+
+The engine process never imports DeepSpeed. It writes the pairs (JSONL) and a job spec to a
+temporary folder, launches
+
+    python -m deepspeed.launcher.runner [--num_gpus N | --include localhost:IDS] \
+        --module engine.sft_deepspeed_worker --job DIR
+
+as a child process, streams the child's output into the run's log, checks its exit code, and then
+turns the 16-bit weights that the worker saved with `save_16bit_model` (pytorch_model.bin) into a
+normal Hugging Face folder (safetensors, config, generation config, tokenizer), written to a
+temporary sibling and renamed into place by `engine.modelio.save_checkpoint`.
+
+Training matches the `hf` backend where it can (engine/sft.py): loss on the response tokens only
+(engine.textdata), AdamW (torch's, betas 0.9/0.999, eps 1e-8) with sft.lr and sft.weight_decay,
+the warm-up + cosine/linear factor of `engine.sft.lr_factor`, gradient clipping at 1.0, and the
+same per-epoch shuffle (seed * 1000 + epoch). With W GPUs each epoch's shuffled order is dealt
+round-robin like torch's DistributedSampler (rank r takes positions r, r + W, ...; the order is
+padded with its own first items to a multiple of W so every rank runs the same number of
+micro-batches); each rank cuts its share into micro-batches of sft.batch_size. The effective batch
+is therefore batch_size * grad_accum * W: with W = 1 the batches and steps are the hf backend's.
+Differences: the parameters live in bf16 with fp32 master weights in the optimizer (ZeRO's bf16
+mode) where hf keeps fp32 weights under bf16 autocast.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import math
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from .config import SFTConfig
+from .errors import UserError
+
+WEIGHTS_FILE = "pytorch_model.bin"
+TAIL_LINES = 40
+
+
+def ds_config(cfg: SFTConfig, world_size: int) -> dict:
+    """The DeepSpeed config (ZeRO-3, bf16) for an SFT run on `world_size` GPUs. The learning-rate
+    schedule is not in it: the worker hands DeepSpeed a LambdaLR over engine.sft.lr_factor."""
+    return {
+        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "train_batch_size": cfg.batch_size * cfg.grad_accum * world_size,
+        "gradient_clipping": 1.0,
+        "bf16": {"enabled": True},
+        "zero_optimization": {
+            "stage": 3,
+            "overlap_comm": True,
+            "contiguous_gradients": True,
+            "stage3_gather_16bit_weights_on_model_save": True,
+        },
+        "optimizer": {
+            "type": "AdamW",
+            # torch_adam: torch.optim.AdamW, so no DeepSpeed op has to be compiled on the box
+            "params": {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "betas": [0.9, 0.999], "eps": 1e-8,
+                       "torch_adam": True},
+        },
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def rank_order(n_items: int, rank: int, world_size: int, shuffle_seed: int) -> list[int]:
+    """Indices of the items that `rank` trains on in one epoch, in order: the hf backend's shuffle
+    (engine.textdata.batches with the same seed), padded to a multiple of world_size with its own
+    first items, then dealt round-robin (like torch's DistributedSampler)."""
+    order = list(range(n_items))
+    random.Random(shuffle_seed).shuffle(order)
+    per_rank = math.ceil(n_items / world_size)
+    padded = order + order[: per_rank * world_size - n_items]
+    return padded[rank::world_size]
+
+
+def optimizer_steps(n_items: int, cfg: SFTConfig, world_size: int) -> int:
+    micro = math.ceil(math.ceil(n_items / world_size) / cfg.batch_size)
+    return math.ceil(micro / cfg.grad_accum) * cfg.epochs
+
+
+def launch_command(job: Path, num_gpus: int, visible: str | None, port: int) -> list[str]:
+    """The launcher's argv. num_gpus 0 = all visible GPUs; with CUDA_VISIBLE_DEVICES set, the
+    runner ignores it whenever --num_gpus is given, so the first N visible ids are named instead."""
+    cmd = [sys.executable, "-u", "-m", "deepspeed.launcher.runner", "--master_port", str(port)]
+    if num_gpus > 0:
+        if visible:
+            ids = [v.strip() for v in visible.split(",") if v.strip()]
+            cmd += ["--include", "localhost:" + ",".join(ids[:num_gpus])]
+        else:
+            cmd += ["--num_gpus", str(num_gpus)]
+    return cmd + ["--module", "engine.sft_deepspeed_worker", "--job", str(job)]
+
+
+def child_env(base: dict | None = None) -> dict:
+    """The launcher's environment: unbuffered output, the engine package importable, and
+    TORCH_CUDA_ARCH_LIST without the 'a' suffix (9.0a breaks DeepSpeed's op builder)."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    arch = env.get("TORCH_CUDA_ARCH_LIST")
+    if arch:
+        env["TORCH_CUDA_ARCH_LIST"] = re.sub(r"(\d+\.\d+)a\b", r"\1", arch)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _check_can_run(num_gpus: int) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        raise UserError("sft.backend = 'deepspeed' needs the deepspeed package (pip install 'imm[gpu]'), "
+                        "or use sft.backend = 'hf'")
+    import torch
+
+    visible = torch.cuda.device_count()
+    if visible == 0:
+        raise UserError("sft.backend = 'deepspeed' needs NVIDIA GPUs and none is visible; use sft.backend = 'hf'")
+    if num_gpus > visible:
+        raise UserError(f"sft.num_gpus = {num_gpus}, but only {visible} GPU(s) are visible")
+
+
+def run_launcher(cmd: list[str], env: dict, log: Callable[[str], None], cwd: str | None = None) -> None:
+    """Run the launcher, passing each output line to `log`; a non-zero exit is a UserError that
+    carries the last lines of the output."""
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace", bufsize=1, start_new_session=False)
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            log(f"[deepspeed] {line}")
+    finally:
+        proc.stdout.close()
+        code = proc.wait()
+    if code != 0:
+        raise UserError(f"DeepSpeed SFT failed (exit code {code}); last lines of its output:\n" + "\n".join(tail))
+
+
+def convert_checkpoint(init_path: Path, weights: Path, out: Path, save_dtype=None) -> Path:
+    """A Hugging Face folder at `out` (safetensors, config and generation config of init_path, its
+    tokenizer) holding the state dict saved at `weights` (save_16bit_model's pytorch_model.bin).
+    The model is built on the meta device and takes the loaded tensors as they are, so one copy of
+    the weights is in memory; tied weights (lm_head = embed_tokens) are tied again before saving."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    from .modelio import load_tokenizer, save_checkpoint
+
+    state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+    config = AutoConfig.from_pretrained(str(init_path))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    result = model.load_state_dict(state, strict=False, assign=True)
+    model.tie_weights()
+    if result.unexpected_keys:
+        raise UserError(f"{weights}: unexpected tensors for {type(model).__name__}: {result.unexpected_keys[:5]}")
+    still_meta = [n for n, p in model.named_parameters() if p.is_meta]
+    if still_meta:
+        raise UserError(f"{weights}: no tensors for {still_meta[:5]}")
+    # non-persistent buffers (rotary inv_freq) are in no state dict and never saved: give them
+    # storage so that nothing in save_pretrained meets a meta tensor
+    for mod in model.modules():
+        for name, buf in list(mod._buffers.items()):
+            if buf is not None and buf.is_meta:
+                mod._buffers[name] = torch.zeros(buf.shape, dtype=buf.dtype)
+    if (Path(init_path) / "generation_config.json").exists():
+        model.generation_config = GenerationConfig.from_pretrained(str(init_path))
+    tokenizer = load_tokenizer(init_path, padding_side="right")
+    return save_checkpoint(model, tokenizer, Path(out), dtype=save_dtype)
+
+
+def write_job(folder: Path, init_path: Path, pairs, cfg: SFTConfig, seed: int) -> Path:
+    with (folder / "pairs.jsonl").open("w", encoding="utf-8") as f:
+        for prompt, response in pairs:
+            f.write(json.dumps({"prompt": prompt, "response": response}) + "\n")
+    spec = {"init_path": str(init_path), "sft": dataclasses.asdict(cfg), "seed": seed,
+            "pairs": str(folder / "pairs.jsonl"), "weights_dir": str(folder / "weights"),
+            "result": str(folder / "result.json")}
+    (folder / "job.json").write_text(json.dumps(spec, indent=1))
+    return folder / "job.json"
+
+
+def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Path, device: str,
+          save_dtype, seed: int, log: Callable[[str], None] = print) -> dict:
+    """Same contract as engine.sft.train: fine-tune init_path on the pairs, save to `out`
+    atomically, return an info dict. `device` is ignored: DeepSpeed runs on the visible GPUs."""
+    _check_can_run(cfg.num_gpus)
+    import gc
+
+    import torch
+
+    gc.collect()
+    torch.cuda.empty_cache()  # memory the engine process cached (generation) goes back first
+    out = Path(out)
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.ds-", dir=out.parent) as tmp:
+        folder = Path(tmp)
+        job = write_job(folder, Path(init_path), pairs, cfg, seed)
+        cmd = launch_command(job, cfg.num_gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), _free_port())
+        log("sft (deepspeed): " + " ".join(cmd[1:]))
+        run_launcher(cmd, child_env(), log)
+        weights = folder / "weights" / WEIGHTS_FILE
+        if not weights.exists():
+            raise UserError(f"DeepSpeed SFT exited 0 but wrote no {WEIGHTS_FILE}")
+        info = json.loads((folder / "result.json").read_text())
+        train_s = time.time() - started
+        convert_checkpoint(Path(init_path), weights, out, save_dtype)
+    info.update(backend="deepspeed", train_s=round(train_s, 1), total_s=round(time.time() - started, 1))
+    log(f"sft (deepspeed): {info['world_size']} GPU(s), {info['optimizer_steps']} steps, "
+        f"final loss {info['final_loss']:.4f}, {info['total_s']} s")
+    return info

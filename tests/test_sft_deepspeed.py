@@ -1,0 +1,219 @@
+"""The `deepspeed` SFT backend: its DeepSpeed config, data split, launch command, the conversion of
+save_16bit_model's pytorch_model.bin into a safetensors folder, and config validation. These run on
+the CPU without DeepSpeed; the last test runs the real backend and needs 2 GPUs and DeepSpeed."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+
+from engine.config import SFTConfig, resolve
+from engine.errors import ConfigError, UserError
+
+from conftest import TINY_PRESET
+
+
+def test_ds_config_follows_sft_config():
+    from engine.sft_deepspeed import ds_config
+
+    cfg = SFTConfig(lr=3e-4, batch_size=8, grad_accum=4, weight_decay=0.01)
+    c = ds_config(cfg, world_size=2)
+    assert c["train_micro_batch_size_per_gpu"] == 8
+    assert c["gradient_accumulation_steps"] == 4
+    assert c["train_batch_size"] == 8 * 4 * 2
+    assert c["gradient_clipping"] == 1.0
+    assert c["bf16"] == {"enabled": True}
+    assert c["zero_optimization"]["stage"] == 3
+    assert c["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    assert c["optimizer"]["type"] == "AdamW"
+    p = c["optimizer"]["params"]
+    assert (p["lr"], p["weight_decay"], p["betas"], p["eps"]) == (3e-4, 0.01, [0.9, 0.999], 1e-8)
+    assert "scheduler" not in c  # the worker passes a LambdaLR over engine.sft.lr_factor
+    assert "fp16" not in c
+
+
+def test_one_rank_sees_the_hf_backends_batches_and_ranks_split_evenly():
+    from engine.sft import optimizer_steps as hf_steps
+    from engine.sft_deepspeed import optimizer_steps, rank_order
+    from engine.textdata import Encoded, batches
+
+    items = [Encoded([i + 1] * (1 + i % 5), [i + 1] * (1 + i % 5)) for i in range(23)]
+    seed = 7 * 1000 + 1
+    ours = list(batches([items[i] for i in rank_order(len(items), 0, 1, seed)], 4, 0))
+    theirs = list(batches(items, 4, 0, seed))
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert all((x == y).all() for x, y in zip(a, b))
+    cfg = SFTConfig(batch_size=4, grad_accum=2, epochs=3)
+    assert optimizer_steps(23, cfg, 1) == hf_steps(23, cfg)
+
+    parts = [rank_order(23, r, 3, seed) for r in range(3)]
+    assert {len(p) for p in parts} == {8}  # padded to 24, dealt round-robin
+    assert set().union(*parts) == set(range(23))
+    assert sorted(sum(parts, [])) == sorted(list(range(23)) + [parts[0][0]])
+    assert optimizer_steps(23, cfg, 3) == 3  # 8 items per rank -> 2 micro-batches -> 1 step an epoch
+
+
+def test_launch_command_and_environment():
+    from engine.sft_deepspeed import child_env, launch_command
+
+    cmd = launch_command("/j/job.json", 0, None, 29600)
+    assert cmd[:4] == [sys.executable, "-u", "-m", "deepspeed.launcher.runner"]
+    assert "--num_gpus" not in cmd and "--include" not in cmd
+    assert cmd[-4:] == ["--module", "engine.sft_deepspeed_worker", "--job", "/j/job.json"]
+    assert "--num_gpus" in launch_command("j", 2, None, 1)
+    # with CUDA_VISIBLE_DEVICES set the runner ignores it under --num_gpus: name the ids instead
+    cmd = launch_command("j", 2, "3,5,6", 1)
+    assert "--num_gpus" not in cmd and cmd[cmd.index("--include") + 1] == "localhost:3,5"
+    env = child_env({"TORCH_CUDA_ARCH_LIST": "9.0a;8.0 10.0a+PTX", "PATH": "/bin"})
+    assert env["TORCH_CUDA_ARCH_LIST"] == "9.0;8.0 10.0+PTX"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert importlib.util.find_spec("engine").submodule_search_locations[0].rsplit("/", 1)[0] in env["PYTHONPATH"]
+
+
+def test_pytorch_model_bin_becomes_a_safetensors_folder_with_identical_weights(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from engine.sft_deepspeed import convert_checkpoint
+    from engine.tinymodel import new_tiny_model
+
+    init = tmp_path / "init"
+    new_tiny_model(init, seed=0)
+    trained, _ = new_tiny_model(None, seed=1)  # other weights, as if trained
+    trained = trained.to(torch.bfloat16)
+    state = {k: v for k, v in trained.state_dict().items() if k != "lm_head.weight"}  # as ZeRO-3 saves a tied model
+    (tmp_path / "w").mkdir()
+    torch.save(state, tmp_path / "w" / "pytorch_model.bin")
+
+    out = tmp_path / "sft_1"
+    convert_checkpoint(init, tmp_path / "w" / "pytorch_model.bin", out, save_dtype=torch.bfloat16)
+    names = sorted(p.name for p in out.iterdir())
+    assert "model.safetensors" in names and "config.json" in names and "tokenizer.json" in names
+    assert "generation_config.json" in names
+    assert not any(n.endswith(".bin") for n in names)
+    assert not list(tmp_path.glob(".sft_1.tmp-*"))
+
+    loaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16)
+    got, want = loaded.state_dict(), trained.state_dict()
+    assert set(got) == set(want)
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+    assert loaded.lm_head.weight.data_ptr() == loaded.model.embed_tokens.weight.data_ptr()
+    assert loaded.config.tie_word_embeddings
+
+
+def test_conversion_rejects_tensors_of_another_model(tmp_path):
+    import torch
+
+    from engine.sft_deepspeed import convert_checkpoint
+    from engine.tinymodel import new_tiny_model
+
+    new_tiny_model(tmp_path / "init")
+    torch.save({"model.embed_tokens.weight": torch.zeros(3, 3), "bogus.weight": torch.zeros(1)}, tmp_path / "w.bin")
+    with pytest.raises((UserError, RuntimeError)):
+        convert_checkpoint(tmp_path / "init", tmp_path / "w.bin", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_accepts_deepspeed_and_checks_num_gpus():
+    cfg = resolve(TINY_PRESET, ["sft.backend=deepspeed", "sft.num_gpus=2"])
+    assert (cfg.sft.backend, cfg.sft.num_gpus) == ("deepspeed", 2)
+    assert resolve(TINY_PRESET, []).sft.num_gpus == 0
+    with pytest.raises(ConfigError) as exc:
+        resolve(TINY_PRESET, ["sft.num_gpus=-1"])
+    assert "sft.num_gpus" in str(exc.value) and ">= 0" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        resolve(TINY_PRESET, ["sft.backend=megatron"])
+    assert "deepspeed" in str(exc.value)
+
+
+def _gpus() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+@pytest.mark.skipif(_gpus() < 2 or importlib.util.find_spec("deepspeed") is None,
+                    reason="needs 2 CUDA GPUs and DeepSpeed")
+def test_deepspeed_backend_trains_the_tiny_model_on_two_gpus(tmp_path):
+    import random
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from engine.sft_deepspeed import train
+    from engine.tinymodel import new_tiny_model
+
+    new_tiny_model(tmp_path / "init", seed=0)
+    rng = random.Random(0)
+    pairs = []
+    for _ in range(512):
+        a, b = rng.randint(0, 49), rng.randint(0, 49)
+        pairs.append((f"{a}+{b}=", f"{a + b}"))
+    cfg = SFTConfig(backend="deepspeed", num_gpus=2, epochs=4, lr=2e-3, batch_size=16, grad_accum=2,
+                    warmup=0.1, schedule="cosine", max_length=32)
+    lines = []
+    info = train(tmp_path / "init", pairs, cfg, tmp_path / "sft_1", "cuda", torch.bfloat16, 0, lines.append)
+    print("\n".join(lines[-15:]))
+    print(info)
+    assert info["world_size"] == 2
+    assert info["optimizer_steps"] == 4 * 8  # 256 items a rank / 16 = 16 micro-batches / 2 = 8 steps an epoch
+    assert info["epoch_losses"][-1] < 0.8 * info["epoch_losses"][0]
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "sft_1")
+    assert (tmp_path / "sft_1" / "model.safetensors").exists()
+    assert not any(p.name.startswith(".sft_1") for p in tmp_path.iterdir())
+    init = AutoModelForCausalLM.from_pretrained(tmp_path / "init")
+    assert not torch.equal(model.model.embed_tokens.weight, init.model.embed_tokens.weight.to(model.dtype))
+
+
+def _fake_launch(monkeypatch, script: str):
+    """Stand in for DeepSpeed's launcher: a Python child that runs `script` with the job path."""
+    import engine.sft_deepspeed as sd
+
+    monkeypatch.setattr(sd, "_check_can_run", lambda n: None)
+    monkeypatch.setattr(sd, "launch_command", lambda job, n, visible, port: [sys.executable, "-c", script, str(job)])
+
+
+def test_train_streams_the_child_output_and_converts_its_weights(tmp_path, monkeypatch):
+    import torch
+
+    from engine.sft_deepspeed import train
+    from engine.tinymodel import new_tiny_model
+
+    model, _ = new_tiny_model(tmp_path / "init", seed=3)
+    torch.save({k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}, tmp_path / "trained.bin")
+    _fake_launch(monkeypatch, f"""
+import json, shutil, sys, pathlib
+spec = json.loads(pathlib.Path(sys.argv[1]).read_text())
+pairs = [json.loads(l) for l in open(spec["pairs"])]
+print("worker saw", len(pairs), "pairs, first", pairs[0]["prompt"], pairs[0]["response"])
+pathlib.Path(spec["weights_dir"]).mkdir()
+shutil.copy({str(tmp_path / "trained.bin")!r}, pathlib.Path(spec["weights_dir"]) / "pytorch_model.bin")
+pathlib.Path(spec["result"]).write_text(json.dumps(dict(examples=len(pairs), optimizer_steps=5, final_loss=0.5,
+    epoch_losses=[1.0, 0.5], world_size=2)))
+""")
+    lines = []
+    cfg = SFTConfig(backend="deepspeed")
+    info = train(tmp_path / "init", [("1+2=", "3"), ("2+2=", "4")], cfg, tmp_path / "sft_1", "cuda",
+                 torch.bfloat16, 0, lines.append)
+    assert "[deepspeed] worker saw 2 pairs, first 1+2= 3" in lines
+    assert (info["backend"], info["optimizer_steps"], info["world_size"]) == ("deepspeed", 5, 2)
+    assert (tmp_path / "sft_1" / "model.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["init", "sft_1", "trained.bin"]  # job folder gone
+
+
+def test_a_failing_launcher_is_a_user_error_with_the_tail_of_its_output(tmp_path, monkeypatch):
+    from engine.sft_deepspeed import train
+
+    _fake_launch(monkeypatch, "import sys\nfor i in range(100): print('line', i)\nsys.exit(3)")
+    with pytest.raises(UserError) as exc:
+        train(tmp_path / "init", [("a", "b")], SFTConfig(backend="deepspeed"), tmp_path / "sft_1", "cuda",
+              None, 0, lambda _: None)
+    msg = str(exc.value)
+    assert "exit code 3" in msg and "line 99" in msg and "line 10\n" not in msg
+    assert not (tmp_path / "sft_1").exists() and list(tmp_path.iterdir()) == []
