@@ -56,7 +56,8 @@ def describe(cfg: RunConfig) -> str:
             "mixture": f"this iteration's kept samples + {cfg.mixture.share:g}x as many from earlier iterations",
             "accumulate": "all kept samples so far"}[cfg.method]
     lines.append(f"sft: {data}; {s.epochs} epochs, batch {s.batch_size} x grad-accum {s.grad_accum} = "
-                 f"{s.batch_size * s.grad_accum} per step, lr {s.lr:g}, warm-up {s.warmup:g}, {s.schedule}, max length {s.max_length}")
+                 f"{s.batch_size * s.grad_accum} per step, lr {s.lr:g}, warm-up {s.warmup:g}, {s.schedule}, max length {s.max_length}, "
+                 f"backend {s.backend}")
     if cfg.method == "imm":
         lines.append(f"merge: theta = {m.alpha:g} * base + {1 - m.alpha:g} * (prev + DARE_p(sft - prev)), p {m.drop_rate:g}, "
                      f"mode {m.mode}" + (" (layer scales N * I_n / sum I)" if m.mode == "importance" else ""))
