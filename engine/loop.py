@@ -328,15 +328,18 @@ class Engine:
     def importance(self, t: int):
         """Layer importance of the model iteration t starts from, computed once and kept as JSON
         (IIMM's merge and the diagnostics stage both use it)."""
-        from .diagnostics import Importance, importance, load_pairs
+        from .diagnostics import Importance, importance, load_pairs, task_pairs
         from .modelio import write_atomic
 
         path = self.paths.importance(t)
         if path.exists():
             return Importance.from_dict(json.loads(path.read_text()))
         a = self.cfg.analyze
-        task = self.cfg.tasks.id
-        pairs = load_pairs(a.data or f"{task}:{self.tasks()[task][0].train_split}", a.limit)
+        if a.data:
+            pairs = load_pairs(a.data, a.limit)
+        else:  # the in-domain task's train split (a [tasks.NAME] custom task too)
+            task = self.tasks()[self.cfg.tasks.id][0]
+            pairs = task_pairs(task, task.train_split)[: a.limit]
         device = self.device_and_dtype()[0]
         imp = importance(self.prev_path(t), pairs, batch_size=a.batch_size, max_length=self.cfg.sft.max_length, device=device)
         self.paths.iteration(t).mkdir(exist_ok=True)

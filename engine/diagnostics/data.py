@@ -40,12 +40,16 @@ def pairs_from_jsonl(path: Path) -> list[tuple[str, str]]:
 def pairs_from_task(spec: str) -> list[tuple[str, str]]:
     name, _, split = spec.partition(":")
     task = get_task(name)
-    split = split or task.train_split
+    return task_pairs(task, split or task.train_split)
+
+
+def task_pairs(task, split: str) -> list[tuple[str, str]]:
+    """(zero-shot prompt, gold rationale) of a task's split, for a Task object (custom tasks too)."""
     if split not in task.splits:
-        raise UserError(f"--data: task {name!r} has no split {split!r}; allowed: {', '.join(task.splits)}")
+        raise UserError(f"--data: task {task.name!r} has no split {split!r}; allowed: {', '.join(task.splits)}")
     pairs = [(task.prompt(ex, []), ex.rationale) for ex in task.load(split) if ex.rationale]
     if not pairs:
-        raise UserError(f"--data: task {name!r} split {split!r} has no gold rationales; give a JSONL file")
+        raise UserError(f"--data: task {task.name!r} split {split!r} has no gold rationales; give a JSONL file")
     return pairs
 
 
