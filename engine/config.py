@@ -18,6 +18,7 @@ from .errors import ConfigError
 METHODS = ("imm", "vanilla", "mixture", "accumulate")
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("tiny-arith",)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -295,7 +296,7 @@ def validate(cfg: RunConfig) -> None:
     _choice("method", cfg.method, METHODS)
     _choice("device", cfg.device, ("auto", "cpu", "cuda"))
     _check_model_path("model.path", cfg.model.path)
-    _choice("model.dtype", cfg.model.dtype, ("auto", "float32", "bfloat16", "float16"))
+    _choice("model.dtype", cfg.model.dtype, DTYPES)
 
     from .tasks import get_task
 
@@ -307,7 +308,7 @@ def validate(cfg: RunConfig) -> None:
         get_task(name, spec)  # checks the table's fields (ConfigError tasks.NAME.FIELD)
     if cfg.teacher.path:
         _check_model_path("teacher.path", cfg.teacher.path)
-        _choice("teacher.dtype", cfg.teacher.dtype, ("auto", "float32", "bfloat16", "float16"))
+        _choice("teacher.dtype", cfg.teacher.dtype, DTYPES)
     _at_least("tasks.train_size", cfg.tasks.train_size, 0)
     _at_least("tasks.eval_size", cfg.tasks.eval_size, 0)
 

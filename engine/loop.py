@@ -78,6 +78,8 @@ class Engine:
         log = logging.getLogger(f"imm.{self.run_id}")
         log.setLevel(logging.INFO)
         log.propagate = False
+        for old in log.handlers:
+            old.close()
         log.handlers.clear()
         fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
         handlers = [logging.FileHandler(self.paths.log)] + ([logging.StreamHandler()] if echo else [])

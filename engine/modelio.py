@@ -9,8 +9,6 @@ import os
 import shutil
 from pathlib import Path
 
-DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
-
 
 def resolve_device(name: str) -> str:
     import torch
@@ -30,7 +28,7 @@ def torch_dtype(name: str, device: str):
 
     if name == "auto":
         return torch.bfloat16 if device == "cuda" else torch.float32
-    return getattr(torch, DTYPES[name])
+    return getattr(torch, name)  # a validated choice: float32, bfloat16 or float16
 
 
 def load_tokenizer(path: str | Path, padding_side: str = "left"):
