@@ -51,7 +51,7 @@ POLL_S = 0.1
 
 def imm_command() -> list[str]:
     exe = Path(sys.executable).parent / "imm"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "engine"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "imm_tui"]
 
 
 def read_kb(pid: int, field: str) -> int | None:

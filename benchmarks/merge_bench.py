@@ -165,7 +165,7 @@ def cpu_bench(runs: int, mergekit: str | None) -> dict:
         commands[f"mergekit-{dtype}"] = [str(exe), str(config), str(outs[f"mergekit-{dtype}"]),
                                          "--random-seed", str(SEED), "--quiet"]
     outs["imm"] = out_ours
-    commands["imm"] = [sys.executable, "-m", "engine", "merge", "--base", str(paths["base"]), "--prev",
+    commands["imm"] = [sys.executable, "-m", "imm_tui", "merge", "--base", str(paths["base"]), "--prev",
                        str(paths["prev"]), "--sft", str(paths["sft"]), "--alpha", str(ALPHA), "--drop", str(DROP),
                        "--seed", str(SEED), "--out", str(out_ours)]
     samples: dict[str, list[tuple[float, int]]] = {tool: [] for tool in commands}

@@ -7,7 +7,7 @@ import json
 
 from .config import BUILTIN_PREFIX, RunConfig
 from .errors import UserError
-from .runs import plan
+from .runstate.plan import plan
 
 
 def split_size(task, split: str) -> str | int:

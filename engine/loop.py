@@ -8,7 +8,6 @@ the same results as an uninterrupted one.
 """
 from __future__ import annotations
 
-import fcntl
 import gc
 import hashlib
 import json
@@ -17,39 +16,18 @@ import os
 import random
 import signal
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from .config import BUILTIN_PREFIX, RunConfig, resolve
 from .errors import RunStateError, UserError
 from .jsonl import read_records, write_records
-from .runs import RunPaths
-from .store import Store, now
+from .runstate.lock import run_lock
+from .runstate.paths import RunPaths
+from .runstate.store import Store, now
 
 
 def stage_seed(seed: int, iteration: int, stage: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{iteration}:{stage}".encode()).digest()[:4], "little")
-
-
-@contextmanager
-def run_lock(path: Path, run_id: str):
-    """Exclusive per-run lock, released by the kernel even on SIGKILL."""
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise RunStateError(f"run {run_id} is already being run by pid {holder}; refusing to start a second engine")
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    try:
-        yield
-    finally:
-        handle.close()
 
 
 def hold_for_test(paths: RunPaths, t: int, stage: str, when: str) -> None:
@@ -128,12 +106,10 @@ class Engine:
             if self.stop_requested or self.paths.stop_request.exists():
                 self.paths.stop_request.unlink(missing_ok=True)
                 self.store.update_run(self.run_id, status="stopped", pid=None)
-                self.store.event(self.run_id, "stopped at a safe point", kind="stopped")
                 self.log.info("stopped at a safe point; `imm resume` continues from here")
                 return "stopped"
             self._run_stage(row["iteration"], row["stage"])
         self.store.update_run(self.run_id, status="done", pid=None)
-        self.store.event(self.run_id, "run finished", kind="done")
         self.log.info(f"run {self.run_id} finished")
         return "done"
 
@@ -141,7 +117,6 @@ class Engine:
         import torch
 
         self.store.set_stage(self.run_id, t, stage, status="running", started=now(), ended=None, error=None)
-        self.store.event(self.run_id, f"{stage} started", t, stage, kind="start")
         self.log.info(f"[iter {t}] {stage}: started")
         seed = stage_seed(self.cfg.seed, t, stage)
         random.seed(seed)
@@ -154,7 +129,6 @@ class Engine:
             error = f"{type(exc).__name__}: {exc}"
             self.store.set_stage(self.run_id, t, stage, status="failed", ended=now(), error=error)
             self.store.update_run(self.run_id, status="failed", pid=None, error=f"[iter {t}] {stage}: {error}")
-            self.store.event(self.run_id, f"{stage} failed: {error}", t, stage, kind="error")
             self.log.error(f"[iter {t}] {stage}: failed: {error}")
             raise
         finally:
@@ -163,7 +137,6 @@ class Engine:
                 torch.cuda.empty_cache()
         self.store.finish_stage(self.run_id, t, stage, artifact=str(artifact or ""), info=info, rows=rows)
         summary = " ".join(["done", *(f"{k}={v}" for k, v in info.items())])
-        self.store.event(self.run_id, f"{stage} {summary}", t, stage, kind="done")
         self.log.info(f"[iter {t}] {stage}: {summary}")
 
     # ------------------------------------------------------------ helpers shared by stages

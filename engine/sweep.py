@@ -6,16 +6,18 @@ never re-run. A sweep holds the run's lock: it cannot race a running engine.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
 from .errors import RunStateError, UserError
-from .loop import Engine, run_lock, stage_seed
-from .store import Store
+from .loop import Engine, stage_seed
+from .runstate.lock import run_lock
+from .runstate.names import KEPT_ON_ADOPT
+from .runstate.store import Store
 
-CORE_STAGES = ("generate", "filter", "sft", "merge", "eval")
 
 
 def _stage(stages: list[dict], t: int, name: str) -> dict | None:
@@ -34,40 +36,60 @@ def trial_folder(engine: Engine, t: int, alpha: float, p: float, seed: int) -> P
     return engine.paths.root / "sweeps" / f"iter_{t}" / f"alpha{alpha:g}_p{p:g}_seed{seed}"
 
 
-def run_sweep(store: Store, run_id: str, t: int, alphas: list[float], drops: list[float], seed: int | None = None,
-              subset: int = 0, keep_weights: bool = False, log: Callable[[str], None] = print) -> list[dict]:
-    """One trial per (alpha, p); returns the trial rows. seed defaults to the run's own merge seed
-    for iteration t, so the run's (alpha, p) reproduces its merge exactly."""
+def queue_sweep(store: Store, run_id: str, t: int, alphas: list[float], drops: list[float], seed: int | None = None,
+                subset: int = 0, keep_weights: bool = False) -> list[int]:
+    """Queue one trial per (alpha, p) for the sweep worker; returns their ids. seed defaults to the
+    run's own merge seed for iteration t, so the run's (alpha, p) reproduces its merge exactly."""
     for a in alphas:
         if not 0 <= a <= 1:
             raise UserError(f"--alpha: got {a}; allowed: numbers in [0, 1]")
     for p in drops:
         if not 0 <= p < 1:
             raise UserError(f"--drop: got {p}; allowed: numbers in [0, 1)")
+    if subset < 0:
+        raise UserError(f"--subset: got {subset}; allowed: 0 (all) or a positive number of questions")
     engine = Engine(store, run_id, echo=False)
     _check_iteration(engine, store.stages(engine.run_id), t)
     seed = stage_seed(engine.cfg.merge.seed, t, "merge") if seed is None else seed
-    eval_seed = stage_seed(engine.cfg.seed, t, "eval")
-    trials = []
+    specs = [{"alpha": a, "drop_rate": p, "seed": seed, "subset": subset, "keep_weights": keep_weights}
+             for a in alphas for p in drops]
+    return store.queue_trials(engine.run_id, t, specs)
+
+
+def work_queue(store: Store, run_id: str, log: Callable[[str], None] | None = None) -> str:
+    """Run the run's queued trials, oldest first, until none is left; each trial's row is
+    recorded as it finishes. Holds the run's lock: it cannot race the loop or another worker."""
+    engine = Engine(store, run_id, echo=log is None)
+    log = log or engine.log.info
     with run_lock(engine.paths.lock, engine.run_id):
-        for alpha in alphas:
-            for p in drops:
-                start = time.perf_counter()
-                out = trial_folder(engine, t, alpha, p, seed)
-                engine.merge_into(t, out, alpha, p, seed)
-                rows = engine.evaluate(str(out), "trial", t, eval_seed, size=subset or None,
-                                       samples_path=out.parent / f"{out.name}.eval.jsonl")
-                if not keep_weights:
-                    shutil.rmtree(out)
-                trial = {"run_id": engine.run_id, "iteration": t, "alpha": alpha, "drop_rate": p, "seed": seed,
-                         "subset": subset, "results": json.dumps(rows), "seconds": time.perf_counter() - start,
-                         "weights": str(out) if keep_weights else None, "adopted": 0}
-                trial["id"] = store.add_trial(trial)
-                log(f"trial {trial['id']}: alpha {alpha:g}, p {p:g}: "
-                    + ", ".join(f"{r['task']} {r['value']:.1f}%" for r in rows if r["metric"] == "pass@1")
-                    + f" ({trial['seconds']:.1f} s)")
-                trials.append(trial)
-    return trials
+        store.requeue_running_trials(engine.run_id)
+        store.update_run(engine.run_id, sweep_pid=os.getpid())
+        try:
+            while (trial := store.claim_trial(engine.run_id)) is not None:
+                try:
+                    run_trial(store, engine, trial, log)
+                except Exception as exc:
+                    store.fail_trial(trial["id"], f"{type(exc).__name__}: {exc}")
+                    log(f"trial {trial['id']} failed: {type(exc).__name__}: {exc}")
+        finally:
+            store.update_run(engine.run_id, sweep_pid=None)
+    return "sweep done"
+
+
+def run_trial(store: Store, engine: Engine, trial: dict, log: Callable[[str], None]) -> None:
+    t, alpha, p, seed = trial["iteration"], trial["alpha"], trial["drop_rate"], trial["seed"]
+    keep = trial["weights"] == "keep"
+    start = time.perf_counter()
+    out = trial_folder(engine, t, alpha, p, seed)
+    engine.merge_into(t, out, alpha, p, seed)
+    rows = engine.evaluate(str(out), "trial", t, stage_seed(engine.cfg.seed, t, "eval"), size=trial["subset"] or None,
+                           samples_path=out.parent / f"{out.name}.eval.jsonl")
+    if not keep:
+        shutil.rmtree(out)
+    seconds = time.perf_counter() - start
+    store.finish_trial(trial["id"], rows, seconds, str(out) if keep else None)
+    log(f"trial {trial['id']}: alpha {alpha:g}, p {p:g}: "
+        + ", ".join(f"{r['task']} {r['value']:.1f}%" for r in rows if r["metric"] == "pass@1") + f" ({seconds:.1f} s)")
 
 
 def adopt(store: Store, run_id: str, t: int, trial_id: int, log: Callable[[str], None] = print) -> None:
@@ -90,15 +112,15 @@ def adopt(store: Store, run_id: str, t: int, trial_id: int, log: Callable[[str],
         metrics = [{"checkpoint": f"merge{t}", "iteration": t, **r}
                    for r in engine.evaluate(str(final), f"merge{t}", t, stage_seed(engine.cfg.seed, t, "eval"))]
         later = [(s["iteration"], s["stage"]) for s in stages
-                 if s["iteration"] > t or (s["iteration"] == t and s["stage"] not in CORE_STAGES)]
+                 if s["iteration"] > t or (s["iteration"] == t and s["stage"] not in KEPT_ON_ADOPT)]
         info["adopted_trial"] = trial_id
         store.adopt_trial(engine.run_id, t, trial_id, info, metrics, later)
-        store.event(engine.run_id, f"adopted sweep trial {trial_id} as merge {t}", t, "merge", kind="adopt")
     log(f"trial {trial_id} adopted as Merge{t}" + (f"; {len(later)} later stages reset: imm resume {engine.run_id}" if later else ""))
 
 
 def trial_table(trials: list[dict], metric: str = "pass@1") -> tuple[list[str], list[list[str]]]:
     """Rows (alpha, p), columns tasks (in-domain first), as the paper shows alpha."""
+    trials = [tr for tr in trials if tr["status"] == "done"]
     results = [[r for r in json.loads(tr["results"]) if r["metric"] == metric] for tr in trials]
     columns = sorted({(r["domain"] != "id", r["task"]) for rows in results for r in rows})
     tasks = [f"{task} ({'ood' if ood else 'id'})" for ood, task in columns]

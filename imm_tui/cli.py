@@ -1,13 +1,36 @@
-"""The `imm` command: every subcommand is the engine's (no torch is imported at start-up)."""
+"""The `imm` command (also `python -m imm_tui`): with no subcommand it opens the app; each module in
+`imm_tui.commands` is one subcommand, defining `add_parser(subparsers)` which registers its parser
+with `set_defaults(func=run)`. Commands go through `engine.api`; heavy packages (torch) load only
+inside the API calls that need them, so `imm --help` and `imm ls` stay instant.
+"""
 from __future__ import annotations
 
+import argparse
+import importlib
+import pkgutil
 import sys
+
+from engine.errors import RunStateError, UserError
+
+from . import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{commands.__name__}.{info.name}").add_parser(sub)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.cli import main as engine_main
-
-    return engine_main(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, RunStateError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -39,8 +39,8 @@ def home(tmp_path, base_models) -> Path:
 
 
 def imm(*args: str, home: Path | None = None, check: bool = False, **kw) -> subprocess.CompletedProcess:
-    """Run the real command line in a subprocess (`python -m engine ...`)."""
-    cmd = [sys.executable, "-m", "engine", *args] + (["--home", str(home)] if home else [])
+    """Run the real command line in a subprocess (`python -m imm_tui ...`, what `imm` runs)."""
+    cmd = [sys.executable, "-m", "imm_tui", *args] + (["--home", str(home)] if home else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
     env.update(kw.pop("env", {}))
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT, env=env, timeout=kw.pop("timeout", 300), **kw)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from imm_tui.cli import main
 from engine.config import RunConfig, resolve
 
 from conftest import PROJECT, TINY_PRESET

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.cli import main
+from imm_tui.cli import main
 from engine.diagnostics import importance, spearman, weight_change
 from engine.tinymodel import new_tiny_model
 
@@ -32,7 +32,7 @@ def checkpoints(tmp_path_factory):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "engine", "analyze", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "imm_tui", "analyze", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 

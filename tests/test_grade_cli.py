@@ -9,7 +9,7 @@ from engine.tasks.sources import PROJECT_ROOT
 
 
 def imm(*args, cwd=PROJECT_ROOT):
-    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "imm_tui", *args], cwd=cwd, capture_output=True, text=True)
 
 
 def write_jsonl(path, records):

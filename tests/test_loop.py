@@ -41,7 +41,7 @@ def start_engine(*args: str, home: Path, hold: str | None = None) -> subprocess.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
     if hold:
         env["IMM_TEST_HOLD"] = hold
-    return subprocess.Popen([sys.executable, "-m", "engine", *args, "--home", str(home)], cwd=PROJECT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "imm_tui", *args, "--home", str(home)], cwd=PROJECT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -10,7 +10,7 @@ import torch
 
 from engine import merge_stream
 from engine.checkpoint import INDEX_NAME, CheckpointReader
-from engine.cli import main as cli_main
+from imm_tui.cli import main as cli_main
 from engine.errors import UserError
 from engine.merge import imm_step, tensor_seed
 from engine.merge_stream import HEAD, merge_checkpoints
@@ -275,7 +275,7 @@ def test_crash_mid_write_leaves_no_output_folder(ckpts, tmp_path, monkeypatch):
 
 
 def test_imm_merge_command_end_to_end(ckpts, tmp_path):
-    cmd = [sys.executable, "-m", "engine", "merge", "--base", str(ckpts["base"]), "--prev", str(ckpts["prev"]),
+    cmd = [sys.executable, "-m", "imm_tui", "merge", "--base", str(ckpts["base"]), "--prev", str(ckpts["prev"]),
            "--sft", str(ckpts["sft"]), "--alpha", "0.5", "--drop", "0.3", "--seed", "1", "--out", str(tmp_path / "m")]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -5,13 +5,13 @@ import json
 
 import pytest
 
-from engine.cli import main
+from imm_tui.cli import main
 from engine.config import resolve
 from engine.errors import ConfigError
 from engine.jsonl import write_records
 from engine.loop import Engine
-from engine.runs import create_run
-from engine.store import Store
+from engine.runstate.plan import create_run
+from engine.runstate.store import Store
 
 from conftest import FAST, PROJECT, TINY_PRESET, imm
 

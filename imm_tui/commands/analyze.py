@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..errors import UserError
+from engine.errors import UserError
 
 
 def add_parser(subparsers) -> None:
@@ -64,7 +64,7 @@ def table(report: dict) -> str:
 
 
 def run(args) -> int:
-    from ..diagnostics import analyze
+    from engine.diagnostics import analyze
 
     for field in ("limit", "batch_size", "max_length"):
         check_positive("--" + field.replace("_", "-"), getattr(args, field))

@@ -35,9 +35,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import UserError
-    from ..report import render_text
-    from ..sweep import adopt, run_sweep, trial_table
+    from engine.errors import UserError
+    from engine.report import render_text
+    from engine.sweep import adopt, queue_sweep, trial_table, work_queue
 
     store, row = open_run(args)
     if args.subset < 0:
@@ -48,7 +48,8 @@ def run(args) -> int:
         import json
 
         merge = json.loads(row["config"])["merge"]
-        run_sweep(store, row["id"], args.iteration, args.alpha or [merge["alpha"]], args.drop or [merge["drop_rate"]],
-                  seed=args.seed, subset=args.subset, keep_weights=args.keep_weights)
+        queue_sweep(store, row["id"], args.iteration, args.alpha or [merge["alpha"]], args.drop or [merge["drop_rate"]],
+                    seed=args.seed, subset=args.subset, keep_weights=args.keep_weights)
+        work_queue(store, row["id"], log=print)
     print(render_text(*trial_table(store.trials(row["id"], args.iteration))))
     return 0

@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
 
 def live_status(run: dict) -> str:
     """The stored status, except that a 'running' run whose engine is gone shows as interrupted."""
-    from ..launcher import pid_alive
+    from engine.runstate.launcher import pid_alive
 
     if run["status"] == "running" and not pid_alive(run["pid"]):
         return "interrupted"
@@ -29,8 +29,9 @@ def progress(stages: list[dict]) -> tuple[str, str]:
 
 
 def run(args) -> int:
-    from ..report import render_text
-    from ..store import Store, home_dir
+    from engine.report import render_text
+    from engine.runstate.paths import home_dir
+    from engine.runstate.store import Store
 
     store = Store(home_dir(args.home))
     body = []

@@ -11,9 +11,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import RunStateError
-    from ..launcher import pid_alive, request_stop
-    from ..runs import RunPaths
+    from engine.errors import RunStateError
+    from engine.runstate.launcher import pid_alive, request_stop
+    from engine.runstate.paths import RunPaths
 
     _, row = open_run(args)
     if row["status"] != "running" or not pid_alive(row["pid"]):

@@ -12,8 +12,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..launcher import spawn_detached
-    from ..runs import RunPaths
+    from engine.runstate.launcher import spawn_detached
+    from engine.runstate.paths import RunPaths
     from .run import foreground
 
     store, row = open_run(args)

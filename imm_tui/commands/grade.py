@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from engine.errors import UserError
 
 
 def add_parser(subparsers) -> None:
@@ -25,10 +25,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tasks import get_task
-    from ..tasks.base import Example
-    from ..tasks.benchmark import BenchmarkTask
-    from ..tasks.sources import read_jsonl
+    from engine.tasks import get_task
+    from engine.tasks.base import Example
+    from engine.tasks.benchmark import BenchmarkTask
+    from engine.tasks.sources import read_jsonl
 
     spec = parse_spec_arg(args.spec)
     task = get_task(args.task, spec)

@@ -1,26 +1,24 @@
-"""The SQLite index of all runs in one home folder (WAL, busy timeout, numbered migrations).
+"""The writer of the SQLite index of all runs in one home folder (WAL, busy timeout, numbered
+migrations). Readers use `reader.py` (read-only, no migration, no sqlite-utils).
 
 Tables: runs, stages (the plan and timeline of each run), metrics (one value per checkpoint,
-task and metric), events (progress lines), sweeps (alpha / p trials), layer_stats and verdicts
-(per-layer diagnostics). The engine process is the only writer of a run's rows
-once the run exists; readers (`imm ls`, `imm show`, the app) only read.
+task and metric), sweeps (alpha / p trials: queued, running, done,
+failed), layer_stats and verdicts (per-layer diagnostics), progress (inside a stage). The engine
+process is the only writer of a run's rows once the run exists, except that `start_sweep` queues
+trials for the sweep worker.
 """
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import sqlite_utils
 
-DB_NAME = "imm.db"
+from .names import RunStatus, Stage, StageStatus
+from .paths import db_path
+
 BUSY_TIMEOUT_MS = 10_000
-
-
-def home_dir(explicit: str | None = None) -> Path:
-    """--home DIR, else $IMM_HOME, else ./imm-runs."""
-    return Path(explicit or os.environ.get("IMM_HOME") or "imm-runs").expanduser().resolve()
 
 
 def now() -> float:
@@ -92,7 +90,25 @@ def _v3(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = [_v1, _v2, _v3]
+def _v4(db: sqlite_utils.Database) -> None:
+    # Progress inside a stage (one row per stage, overwritten at a bounded rate), and a queue of
+    # sweep trials that a detached sweep worker works through.
+    db["progress"].create(
+        {
+            "run_id": str, "iteration": int, "stage": str, "step": int, "total": int, "unit": str,
+            "rate": float, "tokens_per_s": float, "loss": float, "started": float, "updated": float,
+        },
+        pk=("run_id", "iteration", "stage"),
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["sweeps"].add_column("status", str, not_null_default="done")
+    db["sweeps"].add_column("error", str)
+    db["runs"].add_column("sweep_pid", int)
+    db["events"].drop()  # stage transitions live in `stages`, human lines in engine.log
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4]
+SCHEMA_VERSION = len(MIGRATIONS)
 ROW_KEYS = {"metrics": ("run_id", "checkpoint", "task", "metric"),
             "layer_stats": ("run_id", "iteration", "checkpoint", "layer"),
             "verdicts": ("run_id", "iteration", "checkpoint")}  # MIGRATIONS[i] brings the schema from version i to i + 1
@@ -102,13 +118,18 @@ class Store:
     def __init__(self, home: Path):
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite_utils.Database(self.home / DB_NAME)
+        self.db = sqlite_utils.Database(db_path(self.home))
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.db.enable_wal()
         self._migrate()
 
     def _migrate(self) -> None:
+        from ..errors import RunStateError
+
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RunStateError(f"{db_path(self.home)} has schema version {version}, newer than this imm's "
+                                f"{SCHEMA_VERSION}; upgrade imm to write to it")
         for target in range(version, len(MIGRATIONS)):
             with self.db.conn:
                 MIGRATIONS[target](self.db)
@@ -120,7 +141,7 @@ class Store:
         with self.db.conn:
             self.db["runs"].insert({**run, "created": now(), "updated": now()})
             self.db["stages"].insert_all(
-                {"run_id": run["id"], "ord": i, "iteration": it, "stage": st, "status": "pending"}
+                {"run_id": run["id"], "ord": i, "iteration": it, "stage": st, "status": StageStatus.PENDING}
                 for i, (it, st) in enumerate(plan)
             )
 
@@ -156,24 +177,54 @@ class Store:
                     self.db[table].upsert_all([{"run_id": run_id, **r} for r in table_rows], pk=ROW_KEYS[table])
             self.db["stages"].update(
                 (run_id, iteration, stage),
-                {"status": "done", "ended": now(), "artifact": artifact, "info": json.dumps(info or {}), "error": None},
+                {"status": StageStatus.DONE, "ended": now(), "artifact": artifact, "info": json.dumps(info or {}), "error": None},
             )
 
-    # ------------------------------------------------------------ metrics and events
+    # ------------------------------------------------------------ metrics
     def metrics(self, run_id: str) -> list[dict]:
         return list(self.db["metrics"].rows_where("run_id = ?", [run_id], order_by="iteration, checkpoint, task, metric"))
 
-    def event(self, run_id: str, message: str, iteration: int | None = None, stage: str | None = None,
-              kind: str = "info") -> None:
+    # ------------------------------------------------------------ progress inside a stage
+    def set_progress(self, run_id: str, iteration: int, stage: str, **fields) -> None:
+        """Upsert the stage's progress row (callers coalesce: see progress.ProgressReporter)."""
         with self.db.conn:
-            self.db["events"].insert(
-                {"run_id": run_id, "ts": now(), "iteration": iteration, "stage": stage, "kind": kind, "message": message}
-            )
+            self.db["progress"].upsert({"run_id": run_id, "iteration": iteration, "stage": stage, **fields,
+                                        "updated": now()}, pk=("run_id", "iteration", "stage"))
 
-    # ------------------------------------------------------------ sweeps
-    def add_trial(self, trial: dict) -> int:
+    # ------------------------------------------------------------ sweeps: a queue of trials
+    def queue_trials(self, run_id: str, iteration: int, specs: list[dict]) -> list[int]:
+        """Queue trials (alpha, drop_rate, seed, subset, keep_weights) for the sweep worker."""
+        ids = []
         with self.db.conn:
-            return self.db["sweeps"].insert({**trial, "created": now()}).last_pk
+            for spec in specs:
+                row = {"run_id": run_id, "iteration": iteration, "alpha": spec["alpha"], "drop_rate": spec["drop_rate"],
+                       "seed": spec["seed"], "subset": spec["subset"], "weights": "keep" if spec["keep_weights"] else None,
+                       "status": "queued", "adopted": 0, "created": now()}
+                ids.append(self.db["sweeps"].insert(row).last_pk)
+        return ids
+
+    def claim_trial(self, run_id: str) -> dict | None:
+        """The oldest queued trial of the run, marked running; None when the queue is empty."""
+        with self.db.conn:
+            rows = list(self.db["sweeps"].rows_where("run_id = ? AND status = 'queued'", [run_id], order_by="id", limit=1))
+            if not rows:
+                return None
+            self.db["sweeps"].update(rows[0]["id"], {"status": "running"})
+        return {**rows[0], "status": "running"}
+
+    def finish_trial(self, trial_id: int, results: list[dict], seconds: float, weights: str | None) -> None:
+        with self.db.conn:
+            self.db["sweeps"].update(trial_id, {"status": "done", "results": json.dumps(results), "seconds": seconds,
+                                                "weights": weights, "error": None})
+
+    def fail_trial(self, trial_id: int, error: str) -> None:
+        with self.db.conn:
+            self.db["sweeps"].update(trial_id, {"status": "failed", "error": error})
+
+    def requeue_running_trials(self, run_id: str) -> None:
+        """Trials a killed worker left running go back to the queue."""
+        with self.db.conn:
+            self.db.execute("UPDATE sweeps SET status = 'queued' WHERE run_id = ? AND status = 'running'", [run_id])
 
     def trials(self, run_id: str, iteration: int | None = None) -> list[dict]:
         where, args = "run_id = ?", [run_id]
@@ -189,22 +240,13 @@ class Store:
         with self.db.conn:
             self.db.execute("UPDATE sweeps SET adopted = (id = ?) WHERE run_id = ? AND iteration = ?",
                             [trial_id, run_id, iteration])
-            self.db["stages"].update((run_id, iteration, "merge"), {"info": json.dumps(merge_info)})
+            self.db["stages"].update((run_id, iteration, Stage.MERGE), {"info": json.dumps(merge_info)})
             self.db.execute("DELETE FROM metrics WHERE run_id = ? AND (checkpoint = ? OR iteration > ?)",
                             [run_id, f"merge{iteration}", iteration])
             self.db["metrics"].insert_all([{"run_id": run_id, **m} for m in merge_metrics])
-            for table in ("layer_stats", "verdicts"):
+            for table in ("layer_stats", "verdicts", "progress"):
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ? AND iteration >= ?", [run_id, iteration])
             for it, stage in reset:
-                self.db["stages"].update((run_id, it, stage), {"status": "pending", "started": None, "ended": None,
+                self.db["stages"].update((run_id, it, stage), {"status": StageStatus.PENDING, "started": None, "ended": None,
                                                                "error": None, "info": None, "artifact": None})
-            self.db["runs"].update(run_id, {"status": "stopped" if reset else "done", "updated": now()})
-
-    def layer_stats(self, run_id: str) -> list[dict]:
-        return list(self.db["layer_stats"].rows_where("run_id = ?", [run_id], order_by="iteration, checkpoint, layer"))
-
-    def verdicts(self, run_id: str) -> list[dict]:
-        return list(self.db["verdicts"].rows_where("run_id = ?", [run_id], order_by="iteration, checkpoint"))
-
-    def events(self, run_id: str, after_id: int = 0) -> list[dict]:
-        return list(self.db["events"].rows_where("run_id = ? AND id > ?", [run_id, after_id], order_by="id"))
+            self.db["runs"].update(run_id, {"status": RunStatus.STOPPED if reset else RunStatus.DONE, "updated": now()})

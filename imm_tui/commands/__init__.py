@@ -12,8 +12,9 @@ def add_run_arguments(parser) -> None:
 
 def open_run(args):
     """(store, run row) for args.run_id in args.home; a RunStateError when there is no such run."""
-    from ..errors import RunStateError
-    from ..store import Store, home_dir
+    from engine.errors import RunStateError
+    from engine.runstate.paths import home_dir
+    from engine.runstate.store import Store
 
     store = Store(home_dir(args.home))
     row = store.run(args.run_id)

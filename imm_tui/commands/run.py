@@ -18,14 +18,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..config import resolve
-    from ..launcher import spawn_detached
-    from ..runs import create_run
-    from ..store import Store, home_dir
+    from engine.config import resolve
+    from engine.runstate.launcher import spawn_detached
+    from engine.runstate.paths import home_dir
+    from engine.runstate.plan import create_run
+    from engine.runstate.store import Store
 
     cfg = resolve(args.preset, args.overrides)  # rejects bad input before anything is written
     if args.dry_run:
-        from ..dryrun import describe
+        from engine.dryrun import describe
 
         print(describe(cfg))
         return 0
@@ -40,8 +41,8 @@ def run(args) -> int:
 
 
 def foreground(store, run_id: str) -> int:
-    from ..loop import Engine
-    from ..report import render
+    from engine.loop import Engine
+    from engine.report import render
 
     status = Engine(store, run_id).execute()
     print(render("table", store.run(run_id), store.stages(run_id), store.metrics(run_id)))

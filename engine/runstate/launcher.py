@@ -1,0 +1,49 @@
+"""Starting engine processes detached (own session: they survive the terminal's hang-up), asking a
+running engine to stop at its next safe point, and telling whether a recorded pid still runs."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .paths import RunPaths
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def engine_command(home: Path, run_id: str, job: str = "run") -> list[str]:
+    """`python -m engine run RUN` (the loop) or `python -m engine sweep RUN` (the sweep worker)."""
+    return [sys.executable, "-m", "engine", job, run_id, "--home", str(home)]
+
+
+def spawn_detached(home: Path, run_id: str, paths: RunPaths, job: str = "run") -> int:
+    """Start an engine process in a new session; its stdout and stderr go to engine.out."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    with open(paths.out, "ab") as out:
+        proc = subprocess.Popen(
+            engine_command(home, run_id, job), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env, cwd=str(paths.root),
+        )
+    return proc.pid
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def request_stop(paths: RunPaths) -> None:
+    """Ask the engine to stop at its next safe point (it deletes the request when it stops)."""
+    paths.stop_request.write_text("stop requested\n")

@@ -1,0 +1,50 @@
+"""A run's identity and stage plan, and creating one (rows + folder) from a validated config."""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+
+from ..config import BUILTIN_PREFIX, RunConfig
+from .names import Stage
+from .paths import RunPaths
+from .store import Store
+
+
+def new_run_id(name: str) -> str:
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def iteration_stages(cfg: RunConfig) -> list[Stage]:
+    stages = [Stage.GENERATE, Stage.FILTER, Stage.SFT]
+    if cfg.method == "imm":
+        stages.append(Stage.MERGE)
+    stages.append(Stage.EVAL)
+    return stages
+
+
+def analyzed(cfg: RunConfig, t: int) -> bool:
+    return cfg.analyze.when == "every" or (cfg.analyze.when == "first_last" and t in (1, cfg.iterations))
+
+
+def plan(cfg: RunConfig) -> list[tuple[int, Stage]]:
+    """Every stage of the run in order, as (iteration, stage); iteration 0 prepares the base."""
+    steps = [(0, Stage.BUILD)] if cfg.model.path.startswith(BUILTIN_PREFIX) else []
+    steps.append((0, Stage.EVAL))
+    for t in range(1, cfg.iterations + 1):
+        steps += [(t, stage) for stage in iteration_stages(cfg)] + ([(t, Stage.ANALYZE)] if analyzed(cfg, t) else [])
+    return steps
+
+
+def create_run(store: Store, cfg: RunConfig, preset: str) -> tuple[str, RunPaths]:
+    """Rows for the run and its plan, then its folder (with the resolved config)."""
+    run_id = new_run_id(cfg.name)
+    paths = RunPaths(store.home / "runs" / run_id)
+    store.create_run(
+        {"id": run_id, "name": cfg.name, "preset": preset, "method": cfg.method, "status": "created",
+         "config": json.dumps(cfg.to_dict()), "run_dir": str(paths.root)},
+        plan(cfg),
+    )
+    paths.root.mkdir(parents=True)
+    paths.config.write_text(json.dumps(cfg.to_dict(), indent=2))
+    return run_id, paths

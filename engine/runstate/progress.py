@@ -1,0 +1,55 @@
+"""Progress inside a stage, as data the app can draw: step / total in a unit, the rate, tokens/s
+and the last loss where there is one. Rows are coalesced: at most one write every `interval`
+seconds per stage (plus the first and the last), however often a stage reports."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+
+class ProgressReporter:
+    """One stage's progress. `write(fields)` stores the row (the engine passes Store.set_progress
+    bound to its run, iteration and stage); tests pass a list's append."""
+
+    def __init__(self, write: Callable[..., None], interval: float = 0.5, clock: Callable[[], float] = time.monotonic):
+        self._write, self.interval, self._clock = write, interval, clock
+        self.step = self.total = 0
+        self.unit = ""
+        self.loss: float | None = None
+        self.tokens = 0
+        self._t0 = self._last = None
+
+    def start(self, total: int, unit: str) -> None:
+        """A new phase of the stage: `total` units (samples, steps, questions, tensors, examples)."""
+        self.step, self.total, self.unit, self.tokens, self.loss = 0, int(total), unit, 0, None
+        self._t0 = self._clock()
+        self._flush(started=True)
+
+    def advance(self, n: int = 1, loss: float | None = None, tokens: int = 0) -> None:
+        self.update(self.step + n, loss=loss, tokens=tokens)
+
+    def update(self, step: int, loss: float | None = None, tokens: int = 0) -> None:
+        """Now at `step` of total; `tokens` more were processed since the last call."""
+        if self._t0 is None:
+            raise RuntimeError("ProgressReporter.update before start")
+        self.step = min(int(step), self.total) if self.total else int(step)
+        self.tokens += tokens
+        if loss is not None:
+            self.loss = float(loss)
+        if self.step >= self.total or self._clock() - self._last >= self.interval:
+            self._flush()
+
+    def _flush(self, started: bool = False) -> None:
+        now = self._last = self._clock()
+        elapsed = max(now - self._t0, 1e-9)
+        fields = {"step": self.step, "total": self.total, "unit": self.unit,
+                  "rate": None if started else self.step / elapsed,
+                  "tokens_per_s": None if started or not self.tokens else self.tokens / elapsed, "loss": self.loss}
+        if started:
+            fields["started"] = time.time()
+        self._write(**fields)
+
+
+def null_progress() -> ProgressReporter:
+    """A reporter that stores nothing (tools and tests outside a run)."""
+    return ProgressReporter(lambda **_: None)

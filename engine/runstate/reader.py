@@ -1,0 +1,104 @@
+"""Read-only access to the index: the standard library's sqlite3 (no sqlite-utils, which pulls in
+pandas and numpy where they are installed), no folder created, no migration.
+
+A reader never blocks the engine (WAL: readers see the last committed state). Each thread gets its
+own connection. A database file the reader may not write (a copy on a laptop, a read-only mount)
+is opened as immutable: a snapshot, which is all such a reader can have.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from ..errors import RunStateError
+from .paths import db_path
+
+_local = threading.local()
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    uri = path.resolve().as_uri()
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("PRAGMA user_version").fetchone()  # WAL needs the -shm file: fails where it cannot be made
+    except sqlite3.OperationalError:
+        conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+class Reader:
+    """Queries over one home's imm.db. `Reader.exists` is False when there is no database yet."""
+
+    def __init__(self, home: Path):
+        self.home = Path(home)
+        self.path = db_path(self.home)
+
+    @property
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def _conn(self) -> sqlite3.Connection:
+        conns = _local.__dict__.setdefault("conns", {})
+        conn = conns.get(self.path)
+        if conn is None:
+            try:
+                conn = conns[self.path] = _open(self.path)
+            except sqlite3.DatabaseError as exc:
+                raise RunStateError(f"{self.path}: cannot open the database ({exc})") from None
+        return conn
+
+    def query(self, sql: str, args: tuple | list = ()) -> list[dict]:
+        if not self.exists:
+            return []
+        try:
+            return [dict(r) for r in self._conn().execute(sql, args).fetchall()]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc) or "no such column" in str(exc):
+                return []  # an older schema: what it lacks reads as empty
+            raise RunStateError(f"{self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise RunStateError(f"{self.path}: not a readable imm database ({exc})") from None
+
+    def schema_version(self) -> int:
+        rows = self.query("PRAGMA user_version")
+        return next(iter(rows[0].values())) if rows else 0
+
+    # ------------------------------------------------------------ rows
+    def runs(self) -> list[dict]:
+        return self.query("SELECT * FROM runs ORDER BY created DESC")
+
+    def run(self, run_id: str) -> dict | None:
+        """The run with this id, or the only run whose id starts with it."""
+        rows = self.query("SELECT * FROM runs WHERE id = ?", [run_id])
+        if rows:
+            return rows[0]
+        escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self.query("SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\'", [escaped + "%"])
+        return rows[0] if len(rows) == 1 else None
+
+    def stages(self, run_id: str | None = None) -> list[dict]:
+        if run_id is None:
+            return self.query("SELECT * FROM stages ORDER BY run_id, ord")
+        return self.query("SELECT * FROM stages WHERE run_id = ? ORDER BY ord", [run_id])
+
+    def metrics(self, run_id: str | None = None) -> list[dict]:
+        if run_id is None:
+            return self.query("SELECT * FROM metrics")
+        return self.query("SELECT * FROM metrics WHERE run_id = ? ORDER BY iteration, checkpoint, task, metric", [run_id])
+
+    def layer_stats(self, run_id: str) -> list[dict]:
+        return self.query("SELECT * FROM layer_stats WHERE run_id = ? ORDER BY iteration, checkpoint, layer", [run_id])
+
+    def verdicts(self, run_id: str | None = None) -> list[dict]:
+        if run_id is None:
+            return self.query("SELECT * FROM verdicts ORDER BY run_id, iteration, checkpoint")
+        return self.query("SELECT * FROM verdicts WHERE run_id = ? ORDER BY iteration, checkpoint", [run_id])
+
+    def trials(self, run_id: str) -> list[dict]:
+        return self.query("SELECT * FROM sweeps WHERE run_id = ? ORDER BY id", [run_id])
+
+    def progress(self, run_id: str) -> list[dict]:
+        return self.query("SELECT * FROM progress WHERE run_id = ? ORDER BY updated", [run_id])
