@@ -1,6 +1,7 @@
 """The engine process: `python -m engine run RUN [--home DIR]` runs a run's pending stages;
-`python -m engine sweep RUN [--home DIR]` works through the run's queued sweep trials. This is what
-`imm run --detach`, `imm resume` and the app start; users call `imm` (imm_tui.cli)."""
+`python -m engine sweep RUN [--home DIR]` works through the run's queued sweep trials;
+`python -m engine adopt RUN --iter T --trial ID` makes a trial iteration T's merge. This is what
+`imm run --detach`, `imm resume`, sweeps and the app start; users call `imm` (imm_tui.cli)."""
 import argparse
 import sys
 
@@ -9,9 +10,11 @@ from .errors import RunStateError, UserError
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
-    parser.add_argument("job", choices=("run", "sweep"))
+    parser.add_argument("job", choices=("run", "sweep", "adopt"))
     parser.add_argument("run_id", metavar="RUN")
     parser.add_argument("--home", help="home folder of the database and runs (default $IMM_HOME, else ./imm-runs)")
+    parser.add_argument("--iter", dest="iteration", type=int, help="adopt: the iteration")
+    parser.add_argument("--trial", type=int, help="adopt: the sweep trial id")
     args = parser.parse_args(argv)
     from .runstate.paths import home_dir
     from .runstate.store import Store
@@ -22,10 +25,15 @@ def main(argv: list[str] | None = None) -> int:
             from .loop import Engine
 
             status = Engine(store, args.run_id).execute()
-        else:
+        elif args.job == "sweep":
             from .sweep import work_queue
 
             status = work_queue(store, args.run_id)
+        else:
+            from .sweep import adopt
+
+            adopt(store, args.run_id, args.iteration, args.trial)
+            status = "adopted"
     except (UserError, RunStateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

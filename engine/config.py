@@ -7,6 +7,7 @@ choices are checked in `validate`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tomllib
 import typing
@@ -366,3 +367,39 @@ def validate(cfg: RunConfig) -> None:
 
     if not 0 <= cfg.mixture.share <= 10:
         raise ConfigError("mixture.share", cfg.mixture.share, "a number in [0, 10]")
+
+
+# ---------------------------------------------------------------- writing TOML
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as a TOML value")
+
+
+def to_toml(data: dict) -> str:
+    """A config dict (RunConfig.to_dict()) as a preset: scalars first, then one [table] per
+    section; tasks.specs become [tasks.NAME] tables. `resolve` of the text gives the same config."""
+    data = dict(data)
+    tasks = dict(data.get("tasks") or {})
+    specs = tasks.pop("specs", None) or {}
+    if "tasks" in data:
+        data["tasks"] = tasks
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+
+    def table(name: str, body: dict) -> None:
+        lines.extend(["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in body.items() if v is not None])
+
+    for key, value in data.items():
+        if isinstance(value, dict):
+            table(key, value)
+    for name, spec in specs.items():
+        table(f"tasks.{name}", spec)
+    return "\n".join(lines) + "\n"

@@ -57,7 +57,7 @@ def render_csv(header: list[str], body: list[list[str]]) -> str:
     return buf.getvalue().rstrip("\n")
 
 
-def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict]) -> str:
+def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict], metric: str = "pass@1") -> str:
     if fmt == "json":
         return json.dumps(
             {
@@ -72,5 +72,19 @@ def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict]) -> 
             },
             indent=2,
         )
-    header, body = table(metric_rows)
+    header, body = table(metric_rows, metric)
     return {"table": render_text, "md": render_markdown, "csv": render_csv}[fmt](header, body)
+
+
+def trial_table(trials, metric: str = "pass@1") -> tuple[list[str], list[list[str]]]:
+    """Sweep trials (api.Trial) as rows (alpha, p) by task columns (in-domain first); queued,
+    running and failed trials show their status instead of values."""
+    columns = sorted({(r.domain != "id", r.task) for tr in trials for r in tr.results if r.metric == metric})
+    tasks = [f"{task} ({'ood' if ood else 'id'})" for ood, task in columns]
+    body = []
+    for tr in trials:
+        vals = {f"{r.task} ({r.domain})": f"{r.value:.1f}" for r in tr.results if r.metric == metric}
+        cells = [vals.get(t, "") for t in tasks] if tr.status == "done" else [tr.status] + [""] * (len(tasks) - 1)
+        body.append([str(tr.id), f"{tr.alpha:g}", f"{tr.drop_rate:g}", *cells,
+                     f"{tr.seconds:.1f}" if tr.seconds is not None else "", "*" if tr.adopted else ""])
+    return ["trial", "alpha", "p", *(f"{t} {metric} %" for t in tasks), "seconds", "adopted"], body

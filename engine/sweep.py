@@ -116,17 +116,3 @@ def adopt(store: Store, run_id: str, t: int, trial_id: int, log: Callable[[str],
         info["adopted_trial"] = trial_id
         store.adopt_trial(engine.run_id, t, trial_id, info, metrics, later)
     log(f"trial {trial_id} adopted as Merge{t}" + (f"; {len(later)} later stages reset: imm resume {engine.run_id}" if later else ""))
-
-
-def trial_table(trials: list[dict], metric: str = "pass@1") -> tuple[list[str], list[list[str]]]:
-    """Rows (alpha, p), columns tasks (in-domain first), as the paper shows alpha."""
-    trials = [tr for tr in trials if tr["status"] == "done"]
-    results = [[r for r in json.loads(tr["results"]) if r["metric"] == metric] for tr in trials]
-    columns = sorted({(r["domain"] != "id", r["task"]) for rows in results for r in rows})
-    tasks = [f"{task} ({'ood' if ood else 'id'})" for ood, task in columns]
-    body = []
-    for tr, rows in zip(trials, results):
-        vals = {f"{r['task']} ({r['domain']})": f"{r['value']:.1f}" for r in rows}
-        body.append([str(tr["id"]), f"{tr['alpha']:g}", f"{tr['drop_rate']:g}", *(vals.get(t, "") for t in tasks),
-                     f"{tr['seconds']:.1f}", "*" if tr["adopted"] else ""])
-    return ["trial", "alpha", "p", *(f"{t} {metric} %" for t in tasks), "seconds", "adopted"], body

@@ -23,8 +23,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def app_arguments(argv: list[str]) -> argparse.Namespace | None:
+    """`imm`, `imm app` and `imm --home DIR` (no subcommand) open the app."""
+    rest = argv[1:] if argv[:1] == ["app"] else argv
+    if rest and rest[0] not in ("--home",) and not rest[0].startswith("--home="):
+        return None
+    parser = argparse.ArgumentParser(prog="imm app", description="open the app")
+    parser.add_argument("--home", help=commands.HOME_HELP)
+    return parser.parse_args(rest)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    app_args = app_arguments(argv)
+    if app_args is not None:
+        from .app import run_app
+
+        return run_app(app_args.home)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -47,3 +47,15 @@ def imm(*args: str, home: Path | None = None, check: bool = False, **kw) -> subp
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, base_models) -> tuple[Path, str]:
+    """(home, run id) of one real tiny run (1 iteration, diagnostics on), made once per session by
+    the real command line. Tests only read it; a test that changes a run copies the home first."""
+    h = tmp_path_factory.mktemp("finished-home")
+    (h / "models").symlink_to(base_models)
+    sets = [a for kv in FAST + ["analyze.when=every", "analyze.limit=32"] for a in ("--set", kv)]
+    out = imm("run", str(TINY_PRESET), *sets, home=h, check=True)
+    run_id = out.stdout.split()[1]
+    return h, run_id

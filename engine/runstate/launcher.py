@@ -12,17 +12,18 @@ from .paths import RunPaths
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def engine_command(home: Path, run_id: str, job: str = "run") -> list[str]:
-    """`python -m engine run RUN` (the loop) or `python -m engine sweep RUN` (the sweep worker)."""
-    return [sys.executable, "-m", "engine", job, run_id, "--home", str(home)]
+def engine_command(home: Path, run_id: str, job: str = "run", args: tuple[str, ...] = ()) -> list[str]:
+    """`python -m engine JOB RUN --home HOME [ARGS]`: JOB is run (the loop), sweep (the sweep
+    worker) or adopt (make a sweep trial the iteration's merge)."""
+    return [sys.executable, "-m", "engine", job, run_id, "--home", str(home), *args]
 
 
-def spawn_detached(home: Path, run_id: str, paths: RunPaths, job: str = "run") -> int:
+def spawn_detached(home: Path, run_id: str, paths: RunPaths, job: str = "run", args: tuple[str, ...] = ()) -> int:
     """Start an engine process in a new session; its stdout and stderr go to engine.out."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     with open(paths.out, "ab") as out:
         proc = subprocess.Popen(
-            engine_command(home, run_id, job), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            engine_command(home, run_id, job, args), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, cwd=str(paths.root),
         )
     return proc.pid

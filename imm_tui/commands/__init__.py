@@ -1,4 +1,4 @@
-"""One module per subcommand (see `engine.cli`), and the helpers they share."""
+"""One module per subcommand (see `imm_tui.cli`), and the helpers they share."""
 from __future__ import annotations
 
 HOME_HELP = "home folder of the database and runs (default $IMM_HOME, else ./imm-runs)"
@@ -10,14 +10,8 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--home", help=HOME_HELP)
 
 
-def open_run(args):
-    """(store, run row) for args.run_id in args.home; a RunStateError when there is no such run."""
-    from engine.errors import RunStateError
-    from engine.runstate.paths import home_dir
-    from engine.runstate.store import Store
+def print_results(run_id: str, home) -> None:
+    """The results table of a run, as `imm run` prints it when the run ends."""
+    from engine import api
 
-    store = Store(home_dir(args.home))
-    row = store.run(args.run_id)
-    if row is None:
-        raise RunStateError(f"no run {args.run_id!r} in {store.home}")
-    return store, row
+    print(api.export(run_id, "table", home=home))

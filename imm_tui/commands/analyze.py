@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 
-from engine.errors import UserError
-
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -23,11 +21,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-length", type=int, default=512, help="tokens per example (default 512)")
     p.add_argument("--device", help="torch device for importance (default: cuda when available)")
     p.set_defaults(func=run)
-
-
-def check_positive(field: str, value: int) -> None:
-    if value < 1:
-        raise UserError(f"{field}: got {value}; allowed: an integer >= 1")
 
 
 def fmt(value, spec: str) -> str:
@@ -64,11 +57,9 @@ def table(report: dict) -> str:
 
 
 def run(args) -> int:
-    from engine.diagnostics import analyze
+    from engine import api
 
-    for field in ("limit", "batch_size", "max_length"):
-        check_positive("--" + field.replace("_", "-"), getattr(args, field))
-    report = analyze(args.before, args.after, args.data, limit=args.limit, batch_size=args.batch_size,
-                     max_length=args.max_length, device=args.device)
+    report = api.analyze_checkpoints(args.before, args.after, args.data, limit=args.limit, batch_size=args.batch_size,
+                                     max_length=args.max_length, device=args.device)
     print(json.dumps(report, indent=2) if args.format == "json" else table(report))
     return 0

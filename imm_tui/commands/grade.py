@@ -11,8 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-from engine.errors import UserError
-
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("grade", help="grade completions in a JSONL file against a task's gold answers",
@@ -25,44 +23,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.tasks import get_task
-    from engine.tasks.base import Example
-    from engine.tasks.benchmark import BenchmarkTask
-    from engine.tasks.sources import read_jsonl
+    from engine import api
 
-    spec = parse_spec_arg(args.spec)
-    task = get_task(args.task, spec)
-    records = read_jsonl(task.name, args.file, "input")
-    graded = []
-    for i, record in enumerate(records):
-        if "completion" not in record:
-            raise UserError(f"{args.file}: record {i + 1} has no field 'completion'")
-        if "gold" in record:
-            example = Example(id=str(i), question=str(record.get("question", "")), answer=str(record["gold"]))
-        elif isinstance(task, BenchmarkTask):
-            example = task.example(record, i, where=str(args.file))
-        else:
-            raise UserError(f"{args.file}: record {i + 1} has no field 'gold'; allowed: records with 'gold' "
-                            f"(task {args.task!r} is generated, so it has no stored gold fields)")
-        extracted, correct = task.grade(str(record["completion"]), example)
-        graded.append({**record, "extracted": extracted, "correct": correct})
+    graded = api.grade_file(args.task, args.file, api.parse_task_spec(args.spec))
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in graded)
     if args.out:
         args.out.write_text(lines, encoding="utf-8")
     else:
         sys.stdout.write(lines)
     n_correct = sum(r["correct"] for r in graded)
-    print(f"{task.name}: {n_correct}/{len(graded)} correct ({100 * n_correct / len(graded):.1f}%)", file=sys.stderr)
+    print(f"{args.task}: {n_correct}/{len(graded)} correct ({100 * n_correct / len(graded):.1f}%)", file=sys.stderr)
     return 0
-
-
-def parse_spec_arg(text: str | None) -> dict | None:
-    if text is None:
-        return None
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"--spec: not valid JSON ({exc.msg}): {text!r}") from None
-    if not isinstance(spec, dict):
-        raise UserError(f"--spec: expected a JSON object, got {text!r}")
-    return spec

@@ -1,9 +1,9 @@
 """imm ls [--home DIR]: the runs in the home folder, newest first."""
 from __future__ import annotations
 
-from . import HOME_HELP
-
 import time
+
+from . import HOME_HELP
 
 
 def add_parser(sub) -> None:
@@ -12,35 +12,18 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def live_status(run: dict) -> str:
-    """The stored status, except that a 'running' run whose engine is gone shows as interrupted."""
-    from engine.runstate.launcher import pid_alive
-
-    if run["status"] == "running" and not pid_alive(run["pid"]):
-        return "interrupted"
-    return run["status"]
-
-
-def progress(stages: list[dict]) -> tuple[str, str]:
-    done = sum(s["status"] == "done" for s in stages)
-    current = next((s for s in stages if s["status"] != "done"), None)
-    where = f"iter {current['iteration']} {current['stage']}" if current else "-"
-    return f"{done}/{len(stages)}", where
+def where(summary) -> str:
+    return f"iter {summary.iteration} {summary.stage}" if summary.stage else "-"
 
 
 def run(args) -> int:
-    from engine.report import render_text
-    from engine.runstate.paths import home_dir
-    from engine.runstate.store import Store
+    from engine import api
 
-    store = Store(home_dir(args.home))
-    body = []
-    for r in store.runs():
-        done, where = progress(store.stages(r["id"]))
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
-        body.append([r["id"], live_status(r), r["method"], done, where, created])
-    if not body:
-        print(f"no runs in {store.home}")
+    runs = api.list_runs(args.home)
+    if not runs:
+        print(f"no runs in {api.home_dir(args.home)}")
         return 0
-    print(render_text(["run", "status", "method", "stages", "next", "created"], body))
+    body = [[r.id, r.status, r.method, f"{r.stages_done}/{r.stages_total}", where(r),
+             time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started))] for r in runs]
+    print(api.render_text(["run", "status", "method", "stages", "next", "created"], body))
     return 0

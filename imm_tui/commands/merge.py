@@ -20,9 +20,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from engine.merge_stream import merge_checkpoints
+    from engine import api
 
-    result = merge_checkpoints(args.base, args.prev, args.sft, args.out, alpha=args.alpha,
+    result = api.merge_checkpoints(args.base, args.prev, args.sft, args.out, alpha=args.alpha,
                                drop_rate=args.drop, seed=args.seed, device=args.device)
     print(f"merged {result.tensors} tensors ({result.parameters:,} parameters, "
           f"{result.bytes_written / 1e9:.2f} GB) into {result.out} in {result.seconds:.1f} s")

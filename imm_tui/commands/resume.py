@@ -1,7 +1,7 @@
 """imm resume RUN [--home DIR] [--detach]: continue a run from its first unfinished stage."""
 from __future__ import annotations
 
-from . import add_run_arguments, open_run
+from . import add_run_arguments
 
 
 def add_parser(sub) -> None:
@@ -12,17 +12,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from engine.runstate.launcher import spawn_detached
-    from engine.runstate.paths import RunPaths
-    from .run import foreground
+    from engine import api
 
-    store, row = open_run(args)
-    print(f"run {row['id']}", flush=True)
-    if all(s["status"] == "done" for s in store.stages(row["id"])):
+    from .run import report
+
+    detail = api.run_detail(args.run_id, home=args.home)
+    print(f"run {detail.summary.id}", flush=True)
+    if all(s.status == api.StageStatus.DONE for s in detail.stages):
         print("every stage is done; nothing to resume")
         return 0
-    if args.detach:
-        paths = RunPaths(row["run_dir"])
-        print(f"engine pid {spawn_detached(store.home, row['id'], paths)}; log {paths.log}")
-        return 0
-    return foreground(store, row["id"])
+    return report(api.resume(detail.summary.id, home=args.home, detach=args.detach), args.home)

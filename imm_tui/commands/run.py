@@ -1,9 +1,9 @@
 """imm run PRESET [--set K=V]... [--home DIR] [--detach] [--dry-run]"""
 from __future__ import annotations
 
-from . import HOME_HELP
-
 import sys
+
+from . import HOME_HELP, print_results
 
 
 def add_parser(sub) -> None:
@@ -18,34 +18,22 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from engine.config import resolve
-    from engine.runstate.launcher import spawn_detached
-    from engine.runstate.paths import home_dir
-    from engine.runstate.plan import create_run
-    from engine.runstate.store import Store
+    from engine import api
 
-    cfg = resolve(args.preset, args.overrides)  # rejects bad input before anything is written
     if args.dry_run:
-        from engine.dryrun import describe
-
-        print(describe(cfg))
+        print(api.dry_run(args.preset, args.overrides))
         return 0
-    store = Store(home_dir(args.home))
-    run_id, paths = create_run(store, cfg, str(args.preset))
-    print(f"run {run_id}", flush=True)
-    if args.detach:
-        pid = spawn_detached(store.home, run_id, paths)
-        print(f"engine pid {pid}; log {paths.log}")
+    started = api.start_run(args.preset, args.overrides, home=args.home, detach=args.detach,
+                            on_created=lambda run_id: print(f"run {run_id}", flush=True))
+    return report(started, args.home)
+
+
+def report(started, home) -> int:
+    """What `imm run` and `imm resume` print once the engine was started or has ended."""
+    if started.pid is not None:
+        print(f"engine pid {started.pid}; log {started.log_path}")
         return 0
-    return foreground(store, run_id)
-
-
-def foreground(store, run_id: str) -> int:
-    from engine.loop import Engine
-    from engine.report import render
-
-    status = Engine(store, run_id).execute()
-    print(render("table", store.run(run_id), store.stages(run_id), store.metrics(run_id)))
-    if status == "stopped":
-        print(f"stopped; continue with: imm resume {run_id}", file=sys.stderr)
+    print_results(started.run_id, home)
+    if started.status == "stopped":
+        print(f"stopped; continue with: imm resume {started.run_id}", file=sys.stderr)
     return 0

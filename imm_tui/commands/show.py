@@ -1,24 +1,24 @@
-"""imm show RUN [--format table|json|csv|md] [--home DIR]"""
+"""imm show RUN [--format table|json|csv|md] [--metric pass@K] [--home DIR]"""
 from __future__ import annotations
 
-from . import add_run_arguments, open_run
+from . import add_run_arguments
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("show", help="a run's results (and, as JSON, its config and stages)", description=__doc__)
     add_run_arguments(p)
     p.add_argument("--format", choices=("table", "json", "csv", "md"), default="table")
+    p.add_argument("--metric", default="pass@1", help="the metric of the table formats (default pass@1)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from engine.report import render
-    from .ls import live_status, progress
+    from engine import api
 
-    store, row = open_run(args)
-    stages = store.stages(row["id"])
+    from .ls import where
+
+    s = api.run_detail(args.run_id, home=args.home).summary
     if args.format == "table":
-        done, where = progress(stages)
-        print(f"run {row['id']}  status {live_status(row)}  method {row['method']}  stages {done}  next {where}")
-    print(render(args.format, row, stages, store.metrics(row["id"])))
+        print(f"run {s.id}  status {s.status}  method {s.method}  stages {s.stages_done}/{s.stages_total}  next {where(s)}")
+    print(api.export(s.id, args.format, home=args.home, metric=args.metric))
     return 0

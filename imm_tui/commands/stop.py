@@ -1,7 +1,7 @@
-"""imm stop RUN [--home DIR]: the engine stops before its next stage (a safe point)."""
+"""imm stop RUN [--home DIR]: the engine stops at its next safe point."""
 from __future__ import annotations
 
-from . import add_run_arguments, open_run
+from . import add_run_arguments
 
 
 def add_parser(sub) -> None:
@@ -11,13 +11,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from engine.errors import RunStateError
-    from engine.runstate.launcher import pid_alive, request_stop
-    from engine.runstate.paths import RunPaths
+    from engine import api
 
-    _, row = open_run(args)
-    if row["status"] != "running" or not pid_alive(row["pid"]):
-        raise RunStateError(f"run {row['id']} is not running (status {row['status']})")
-    request_stop(RunPaths(row["run_dir"]))
-    print(f"run {row['id']}: stop requested; the engine (pid {row['pid']}) stops before its next stage")
+    run_id = api.run_detail(args.run_id, home=args.home).summary.id
+    pid = api.stop(run_id, home=args.home)
+    print(f"run {run_id}: stop requested; the engine (pid {pid}) stops before its next stage")
     return 0

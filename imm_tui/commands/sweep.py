@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_run_arguments, open_run
+from . import add_run_arguments
 
 
 def float_list(text: str) -> list[float]:
@@ -31,25 +31,22 @@ def add_parser(sub) -> None:
     p.add_argument("--keep-weights", action="store_true", help="keep each trial's merged checkpoint on disk")
     p.add_argument("--list", action="store_true", help="show the iteration's trials so far")
     p.add_argument("--adopt", type=int, metavar="TRIAL", help="make this trial the iteration's merge")
+    p.add_argument("--detach", action="store_true", help="queue the trials for a detached sweep worker and return")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from engine.errors import UserError
-    from engine.report import render_text
-    from engine.sweep import adopt, queue_sweep, trial_table, work_queue
+    from engine import api
 
-    store, row = open_run(args)
-    if args.subset < 0:
-        raise UserError(f"--subset: got {args.subset}; allowed: 0 (all) or a positive number of questions")
+    run_id = api.run_detail(args.run_id, home=args.home).summary.id
     if args.adopt is not None:
-        adopt(store, row["id"], args.iteration, args.adopt)
+        api.adopt_trial(run_id, args.iteration, args.adopt, home=args.home, log=print)
     elif not args.list:
-        import json
-
-        merge = json.loads(row["config"])["merge"]
-        queue_sweep(store, row["id"], args.iteration, args.alpha or [merge["alpha"]], args.drop or [merge["drop_rate"]],
-                    seed=args.seed, subset=args.subset, keep_weights=args.keep_weights)
-        work_queue(store, row["id"], log=print)
-    print(render_text(*trial_table(store.trials(row["id"], args.iteration))))
+        merge = api.run_detail(run_id, home=args.home).config["merge"]
+        api.start_sweep(run_id, args.iteration, args.alpha or [merge["alpha"]], args.drop or [merge["drop_rate"]],
+                        seed=args.seed, subset=args.subset, keep_weights=args.keep_weights, home=args.home,
+                        detach=args.detach, log=print)
+        if args.detach:
+            print(f"trials queued; a detached sweep worker runs them (watch: imm sweep {run_id} --iter {args.iteration} --list)")
+    print(api.render_text(*api.trial_table(api.trials(run_id, args.iteration, home=args.home))))
     return 0

@@ -1,0 +1,270 @@
+"""What the API does to runs: create and start them, resume, stop, sweep, adopt, export, and the
+config helpers a form needs (validate field by field, dry run, presets). Engine work runs in a
+detached process (own session, survives the caller) unless a caller asks for the foreground."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ConfigError, RunStateError, UserError
+from ..runstate.launcher import PROJECT_ROOT, pid_alive, request_stop, spawn_detached
+from ..runstate.names import RunStatus, StageStatus
+from ..runstate.paths import RunPaths, home_dir
+from .models import Comparison, FieldError, PresetInfo, Started
+from .reads import find_run, layer_stats, live_status, reader, results, run_detail, trials
+
+BUNDLED_PRESETS = PROJECT_ROOT / "presets"
+
+
+def user_presets_dir() -> Path:
+    """$IMM_PRESETS_DIR, else $XDG_CONFIG_HOME/imm/presets (~/.config/imm/presets)."""
+    if os.environ.get("IMM_PRESETS_DIR"):
+        return Path(os.environ["IMM_PRESETS_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CONFIG_HOME") or "~/.config").expanduser() / "imm" / "presets"
+
+
+def _store(home):
+    from ..runstate.store import Store  # sqlite-utils: writers only
+
+    return Store(home_dir(home))
+
+
+def _foreground(home, run_id: str) -> str:
+    """Run the engine in this process (the CLI without --detach); returns the final status."""
+    from ..loop import Engine
+
+    return Engine(_store(home), run_id).execute()
+
+
+# ------------------------------------------------------------ config
+
+
+def validate(preset, overrides: list[str] | tuple[str, ...] = ()) -> list[FieldError]:
+    """Every field the engine refuses, as (field, value, allowed); [] when the config is valid.
+    A bad override is reported and left out so the others are still checked; an error in the
+    preset itself ends the check."""
+    from ..config import resolve
+
+    errors, remaining = [], list(overrides)
+    while True:
+        try:
+            resolve(preset, remaining)
+            return errors
+        except ConfigError as exc:
+            errors.append(FieldError(exc.path, exc.value, exc.allowed))
+            culprit = next((o for o in remaining if o.partition("=")[0].strip() == exc.path
+                            or exc.path.startswith(o.partition("=")[0].strip() + "[")
+                            or (exc.path == "--set" and o == exc.value)), None)
+            if culprit is None:
+                return errors
+            remaining.remove(culprit)
+        except UserError as exc:
+            errors.append(FieldError("preset", str(preset), str(exc)))
+            return errors
+
+
+def dry_run(preset, overrides=()) -> str:
+    """The resolved plan (stages, data sizes, expected samples); loads no model, writes nothing."""
+    from ..config import resolve
+    from ..dryrun import describe
+
+    return describe(resolve(preset, list(overrides)))
+
+
+def resolved_config(preset, overrides=()) -> dict:
+    from ..config import resolve
+
+    return resolve(preset, list(overrides)).to_dict()
+
+
+def config_toml(config: dict) -> str:
+    """A resolved config (e.g. RunDetail.config) as preset TOML."""
+    from ..config import to_toml
+
+    return to_toml(config)
+
+
+def presets(home=None) -> list[PresetInfo]:
+    """The bundled presets and the user's presets folder (user ones after, by name)."""
+    out = []
+    for source, folder in (("bundled", BUNDLED_PRESETS), ("user", user_presets_dir())):
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+            comments = []
+            for line in path.read_text(errors="replace").splitlines():
+                if not line.startswith("#"):
+                    break
+                comments.append(line.lstrip("# ").strip())
+            out.append(PresetInfo(name=path.stem, path=path, source=source, description=" ".join(comments)))
+    return out
+
+
+def save_preset(name: str, preset, overrides=(), folder: Path | None = None) -> Path:
+    """Write preset + overrides, resolved, as a new preset NAME.toml in the user presets folder
+    (or `folder`); refuses an existing file and an invalid config (nothing is written then)."""
+    from ..config import resolve, to_toml
+
+    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        raise UserError(f"preset name: got {name!r}; allowed: letters, digits, '-', '_' and '.'")
+    cfg = resolve(preset, list(overrides)).to_dict()
+    cfg["name"] = name
+    folder = Path(folder) if folder else user_presets_dir()
+    path = folder / f"{name}.toml"
+    if path.exists():
+        raise UserError(f"preset name: {path} exists; allowed: a name not taken")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(f"# saved by imm from {preset}\n" + to_toml(cfg))
+    tmp.rename(path)
+    return path
+
+
+# ------------------------------------------------------------ lifecycle
+
+
+def start_run(preset, overrides=(), home=None, detach: bool = True,
+              on_created: Callable[[str], None] | None = None) -> Started:
+    """Validate, create the run (rows + folder), and run it: detached (returns at once) or in the
+    foreground (returns when it ends). Nothing is written when the config is refused."""
+    from ..config import resolve
+    from ..runstate.plan import create_run
+
+    cfg = resolve(preset, list(overrides))
+    store = _store(home)
+    run_id, paths = create_run(store, cfg, str(preset))
+    if on_created:
+        on_created(run_id)
+    return _launch(home, run_id, paths, detach)
+
+
+def _launch(home, run_id: str, paths: RunPaths, detach: bool) -> Started:
+    if detach:
+        pid = spawn_detached(home_dir(home), run_id, paths)
+        return Started(run_id, pid, paths.log, RunStatus.RUNNING)
+    return Started(run_id, None, paths.log, _foreground(home, run_id))
+
+
+def _require_idle(row: dict) -> None:
+    if live_status(row) == RunStatus.RUNNING:
+        raise RunStateError(f"run {row['id']} is running (engine pid {row['pid']})")
+    if row.get("sweep_pid") and pid_alive(row["sweep_pid"]):
+        raise RunStateError(f"run {row['id']} has a sweep running (pid {row['sweep_pid']}); wait for it to finish")
+
+
+def resume(run: str, home=None, detach: bool = True) -> Started:
+    """Continue from the first unfinished stage. Refused while an engine runs on it."""
+    row = find_run(reader(home), run)
+    paths = RunPaths(row["run_dir"])
+    if all(s.status == StageStatus.DONE for s in run_detail(row["id"], home).stages):
+        return Started(row["id"], None, paths.log, row["status"])
+    _require_idle(row)
+    return _launch(home, row["id"], paths, detach)
+
+
+def stop(run: str, home=None) -> int:
+    """Ask the run's engine to stop at its next safe point; returns its pid."""
+    row = find_run(reader(home), run)
+    if row["status"] != RunStatus.RUNNING or not pid_alive(row["pid"]):
+        raise RunStateError(f"run {row['id']} is not running (status {live_status(row)})")
+    request_stop(RunPaths(row["run_dir"]))
+    return row["pid"]
+
+
+def start_sweep(run: str, iteration: int, alphas: list[float], drops: list[float], seed: int | None = None,
+                subset: int = 0, keep_weights: bool = False, home=None, detach: bool = True,
+                log: Callable[[str], None] | None = None) -> list[int]:
+    """Queue one trial per (alpha, p) of a finished iteration and start the sweep worker (unless
+    one runs); each trial's row appears in `trials` as it finishes. Returns the queued ids."""
+    from ..sweep import queue_sweep, work_queue
+
+    r = reader(home)
+    row = find_run(r, run)
+    if live_status(row) == RunStatus.RUNNING:
+        raise RunStateError(f"run {row['id']} is running (engine pid {row['pid']}); sweep once it stops or finishes")
+    store = _store(home)
+    ids = queue_sweep(store, row["id"], iteration, alphas, drops, seed=seed, subset=subset, keep_weights=keep_weights)
+    if not detach:
+        work_queue(store, row["id"], log=log)
+    elif not (row.get("sweep_pid") and pid_alive(row["sweep_pid"])):
+        spawn_detached(home_dir(home), row["id"], RunPaths(row["run_dir"]), job="sweep")
+    return ids
+
+
+def adopt_trial(run: str, iteration: int, trial_id: int, home=None, detach: bool = False,
+                log: Callable[[str], None] | None = None) -> Started:
+    """Make a sweep trial iteration t's merge (re-merged, re-evaluated); later stages go back to
+    pending and `resume` continues from it. detach runs it as an engine process."""
+    row = find_run(reader(home), run)
+    _require_idle(row)
+    paths = RunPaths(row["run_dir"])
+    if not any(t.id == trial_id for t in trials(row["id"], iteration, home)):
+        raise UserError(f"trial: got {trial_id}; allowed: a trial id of iteration {iteration} of run {row['id']}")
+    if detach:
+        pid = spawn_detached(home_dir(home), row["id"], paths, "adopt", ("--iter", str(iteration), "--trial", str(trial_id)))
+        return Started(row["id"], pid, paths.log, row["status"])
+    from ..sweep import adopt
+
+    adopt(_store(home), row["id"], iteration, trial_id, **({"log": log} if log else {}))
+    return Started(row["id"], None, paths.log, find_run(reader(home), row["id"])["status"])
+
+
+# ------------------------------------------------------------ export and compare
+
+EXPORT_FORMATS = ("table", "md", "csv", "json")
+
+
+def export(run: str, fmt: str = "md", what: str = "results", home=None, path: str | Path | None = None,
+           metric: str = "pass@1") -> str:
+    """Results (table, md, csv, json: the `imm show` formats) or the layer diagnostics (csv) as
+    text; with `path`, also written there (atomically) and the path returned."""
+    from ..report import render, render_csv
+
+    r = reader(home)
+    row = find_run(r, run)
+    if what == "results":
+        if fmt not in EXPORT_FORMATS:
+            raise UserError(f"format: got {fmt!r}; allowed: {', '.join(EXPORT_FORMATS)}")
+        text = render(fmt, row, r.stages(row["id"]), r.metrics(row["id"]), metric=metric)
+    elif what == "layers":
+        if fmt != "csv":
+            raise UserError(f"format: got {fmt!r}; allowed: csv (layer diagnostics)")
+        header = ["iteration", "checkpoint", "layer", "importance", "importance_pct", "weight_change",
+                  "weight_change_pct", "module", "module_importance", "module_weight_change"]
+        body = []
+        for s in layer_stats(row["id"], home=home):
+            base = [s.iteration, s.checkpoint, s.layer, s.importance, s.importance_pct, s.weight_change, s.weight_change_pct]
+            body.append([*base, "", "", ""])
+            body += [[*base, name, m.importance, m.weight_change] for name, m in s.modules.items()]
+        text = render_csv(header, [["" if v is None else str(v) for v in b] for b in body])
+    else:
+        raise UserError(f"what: got {what!r}; allowed: results, layers")
+    if path is None:
+        return text
+    path = Path(path).expanduser()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text + "\n")
+    tmp.rename(path)
+    return str(path)
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def compare(runs: list[str], home=None) -> Comparison:
+    """Two or more runs: their summaries, results, and only the config keys that differ."""
+    if len(runs) < 2:
+        raise UserError(f"compare: got {len(runs)} run(s); allowed: two or more runs")
+    details = [run_detail(r, home) for r in runs]
+    flats = [_flatten(d.config) for d in details]
+    keys = sorted(set().union(*flats))
+    diff = {k: tuple(f.get(k) for f in flats) for k in keys if k != "name" and len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1}
+    return Comparison(runs=tuple(d.summary for d in details),
+                      results={d.summary.id: tuple(results(d.summary.id, home)) for d in details}, config_diff=diff)

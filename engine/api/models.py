@@ -1,0 +1,215 @@
+"""The API's read models: frozen dataclasses with plain Python values (no JSON strings inside)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def checkpoint_label(name: str) -> str:
+    """base -> Base, sft2 -> SFT2, merge2 -> Merge2 (the rows of the method's tables)."""
+    m = re.fullmatch(r"(sft|merge)(\d+)", name)
+    return {"sft": "SFT", "merge": "Merge"}[m.group(1)] + m.group(2) if m else name.capitalize()
+
+
+def checkpoint_order(name: str) -> tuple[int, int]:
+    """Sort key: Base, SFT1, Merge1, SFT2, Merge2, ..."""
+    m = re.fullmatch(r"(sft|merge)(\d+)", name)
+    return (int(m.group(2)), 0 if m.group(1) == "sft" else 1) if m else (0, -1)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of the runs table. best_id: the highest in-domain pass@1 of any checkpoint;
+    best_ood: the highest mean out-of-domain pass@1 of any checkpoint (both in %)."""
+
+    id: str
+    name: str
+    preset: str
+    method: str
+    model: str
+    status: str  # a RunStatus value; "interrupted" when stored as running but the engine is gone
+    iteration: int | None  # where the run is (running stage, else the next pending one); None when all done
+    stage: str | None
+    stages_done: int
+    stages_total: int
+    best_id: float | None
+    best_ood: float | None
+    verdict: str | None  # the latest superficiality verdict (diagnostics), if any
+    started: float  # creation time (epoch seconds)
+    elapsed: float  # seconds spent in stages (a running stage counts up to now)
+    error: str | None
+    pid: int | None
+    sweep_running: bool
+    run_dir: Path
+
+
+@dataclass(frozen=True)
+class StageRow:
+    iteration: int
+    stage: str
+    status: str  # a StageStatus value
+    started: float | None
+    ended: float | None
+    error: str | None
+    artifact: str | None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.started is None or self.ended is None else self.ended - self.started
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    summary: RunSummary
+    config: dict  # the resolved config
+    stages: tuple[StageRow, ...]
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    checkpoint: str  # base, sft1, merge1, ..., or "trial"
+    iteration: int
+    task: str
+    domain: str  # id | ood
+    metric: str  # pass@k
+    value: float  # %
+    n: int  # questions
+
+    @property
+    def label(self) -> str:
+        return checkpoint_label(self.checkpoint)
+
+
+@dataclass(frozen=True)
+class ModuleStat:
+    importance: float | None
+    weight_change: float | None
+
+
+@dataclass(frozen=True)
+class LayerStat:
+    """Layer n of iteration t: importance of the model the iteration started from, and the weight
+    change from it to `checkpoint` (sftT or mergeT); *_pct are shares of the layers' total."""
+
+    iteration: int
+    checkpoint: str
+    layer: int
+    importance: float | None
+    importance_pct: float | None
+    weight_change: float | None
+    weight_change_pct: float | None
+    modules: dict[str, ModuleStat] = field(default_factory=dict)  # attention / MLP modules of the layer
+
+
+@dataclass(frozen=True)
+class Verdict:
+    iteration: int
+    checkpoint: str
+    spearman: float | None
+    verdict: str  # superficial | aligned | ...
+    threshold: float
+    top_importance: tuple[int, ...]
+    top_change: tuple[int, ...]
+    top_overlap: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One sweep trial: iteration t re-merged with (alpha, drop_rate, seed) and evaluated."""
+
+    id: int
+    iteration: int
+    alpha: float
+    drop_rate: float
+    seed: int
+    subset: int  # questions per task (0 = the run's eval set)
+    status: str  # queued | running | done | failed
+    results: tuple[ResultRow, ...]
+    seconds: float | None
+    adopted: bool
+    weights: str | None  # the kept merged checkpoint, if any
+    error: str | None
+    created: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Progress inside the running stage: step of total in `unit`, the rate (units/s) and ETA."""
+
+    iteration: int
+    stage: str
+    step: int
+    total: int
+    unit: str  # samples | steps | questions | tensors | examples
+    rate: float | None
+    tokens_per_s: float | None
+    loss: float | None
+    started: float | None
+    updated: float
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the current rate."""
+        if not self.rate or self.total <= 0:
+            return None
+        return max(self.total - self.step, 0) / self.rate
+
+    @property
+    def fraction(self) -> float:
+        return min(self.step / self.total, 1.0) if self.total > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generated (or evaluated) completion with its grade."""
+
+    id: str
+    question: str
+    completion: str
+    gold: str
+    extracted: str | None
+    correct: bool | None
+    kept: bool | None
+    temperature: float | None
+    task: str
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One config field the engine refuses: its path (e.g. merge.alpha), the value and what is allowed."""
+
+    field: str
+    value: object
+    allowed: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.field}: got {self.value!r}; allowed: {self.allowed}"
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    name: str
+    path: Path
+    source: str  # bundled | user
+    description: str
+
+
+@dataclass(frozen=True)
+class Started:
+    """A detached engine process the API started (run, resume, sweep worker or adopt)."""
+
+    run_id: str
+    pid: int | None  # None when it ran in the foreground
+    log_path: Path
+    status: str  # the run's status when the call returned
+
+
+@dataclass(frozen=True)
+class Comparison:
+    runs: tuple[RunSummary, ...]
+    results: dict[str, tuple[ResultRow, ...]]  # run id -> its results
+    config_diff: dict[str, tuple[object, ...]]  # dotted key -> value per run, only keys that differ

@@ -1,0 +1,256 @@
+"""Read functions of the API: SQLite (read-only) and run folders. They load no torch, numpy,
+transformers, safetensors or sqlite-utils, and never write."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from ..errors import RunStateError
+from ..runstate.launcher import pid_alive
+from ..runstate.names import RunStatus, StageStatus
+from ..runstate.paths import RunPaths, home_dir
+from ..runstate.reader import Reader
+from .models import (
+    LayerStat, ModuleStat, Progress, ResultRow, RunDetail, RunSummary, Sample, StageRow, Trial, Verdict,
+    checkpoint_order,
+)
+
+# Where tail_log starts when a caller has no offset yet: the last this many bytes of the log.
+TAIL_START_BYTES = 256 * 1024
+
+
+def reader(home=None) -> Reader:
+    return Reader(home_dir(home))
+
+
+def find_run(r: Reader, run: str) -> dict:
+    """The run row for an id or a unique id prefix; RunStateError when there is none."""
+    row = r.run(run)
+    if row is None:
+        raise RunStateError(f"no run {run!r} in {r.home}")
+    return row
+
+
+def live_status(row: dict) -> str:
+    """The stored status, except that a running run whose engine is gone shows as interrupted."""
+    if row["status"] == RunStatus.RUNNING and not pid_alive(row["pid"]):
+        return RunStatus.INTERRUPTED
+    return row["status"]
+
+
+def _summary(row: dict, stages: list[dict], metrics: list[dict], verdicts: list[dict], now: float) -> RunSummary:
+    config = json.loads(row["config"]) if row["config"] else {}
+    current = next((s for s in stages if s["status"] == StageStatus.RUNNING), None) \
+        or next((s for s in stages if s["status"] != StageStatus.DONE), None)
+    elapsed = 0.0
+    for s in stages:
+        if s["started"] is not None:
+            end = s["ended"] if s["ended"] is not None else (now if s["status"] == StageStatus.RUNNING else s["started"])
+            elapsed += max(end - s["started"], 0.0)
+    pass1 = [m for m in metrics if m["metric"] == "pass@1" and m["checkpoint"] != "trial"]
+    best_id = max((m["value"] for m in pass1 if m["domain"] == "id"), default=None)
+    ood: dict[str, list[float]] = {}
+    for m in pass1:
+        if m["domain"] == "ood":
+            ood.setdefault(m["checkpoint"], []).append(m["value"])
+    best_ood = max((sum(v) / len(v) for v in ood.values()), default=None)
+    latest = max(verdicts, key=lambda v: (v["iteration"], checkpoint_order(v["checkpoint"])), default=None)
+    sweep_pid = row.get("sweep_pid")
+    return RunSummary(
+        id=row["id"], name=row["name"], preset=row["preset"], method=row["method"],
+        model=config.get("model", {}).get("path", ""), status=live_status(row),
+        iteration=current["iteration"] if current else None, stage=current["stage"] if current else None,
+        stages_done=sum(s["status"] == StageStatus.DONE for s in stages), stages_total=len(stages),
+        best_id=best_id, best_ood=best_ood, verdict=latest["verdict"] if latest else None,
+        started=row["created"], elapsed=elapsed, error=row["error"], pid=row["pid"],
+        sweep_running=bool(sweep_pid) and pid_alive(sweep_pid), run_dir=Path(row["run_dir"]),
+    )
+
+
+def _group(rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["run_id"], []).append(r)
+    return out
+
+
+def list_runs(home=None) -> list[RunSummary]:
+    """Every run of the home folder, newest first (a handful of queries, whatever the count)."""
+    r = reader(home)
+    stages, metrics, verdicts = _group(r.stages()), _group(r.metrics()), _group(r.verdicts())
+    now = time.time()
+    return [_summary(row, stages.get(row["id"], []), metrics.get(row["id"], []), verdicts.get(row["id"], []), now)
+            for row in r.runs()]
+
+
+def _stage_row(s: dict) -> StageRow:
+    return StageRow(iteration=s["iteration"], stage=s["stage"], status=s["status"], started=s["started"],
+                    ended=s["ended"], error=s["error"], artifact=s["artifact"] or None,
+                    info=json.loads(s["info"]) if s["info"] else {})
+
+
+def run_detail(run: str, home=None) -> RunDetail:
+    r = reader(home)
+    row = find_run(r, run)
+    stages = r.stages(row["id"])
+    summary = _summary(row, stages, r.metrics(row["id"]), r.verdicts(row["id"]), time.time())
+    return RunDetail(summary=summary, config=json.loads(row["config"]), stages=tuple(_stage_row(s) for s in stages),
+                     log_path=RunPaths(row["run_dir"]).log)
+
+
+def _result(m: dict) -> ResultRow:
+    return ResultRow(checkpoint=m["checkpoint"], iteration=m["iteration"], task=m["task"], domain=m["domain"],
+                     metric=m["metric"], value=m["value"], n=m["n"])
+
+
+def results(run: str, home=None) -> list[ResultRow]:
+    """Metric rows, ordered Base, SFT1, Merge1, ...; in-domain first; then task and metric."""
+    r = reader(home)
+    rows = [_result(m) for m in r.metrics(find_run(r, run)["id"])]
+    return sorted(rows, key=lambda x: (checkpoint_order(x.checkpoint), x.domain != "id", x.task, x.metric))
+
+
+def layer_stats(run: str, iteration: int | None = None, checkpoint: str | None = None, home=None) -> list[LayerStat]:
+    r = reader(home)
+    out = []
+    for s in r.layer_stats(find_run(r, run)["id"]):
+        if (iteration is not None and s["iteration"] != iteration) or (checkpoint is not None and s["checkpoint"] != checkpoint):
+            continue
+        modules = {name: ModuleStat(m.get("importance"), m.get("weight_change"))
+                   for name, m in (json.loads(s["modules"]) if s["modules"] else {}).items()}
+        out.append(LayerStat(iteration=s["iteration"], checkpoint=s["checkpoint"], layer=s["layer"],
+                             importance=s["importance"], importance_pct=s["importance_pct"],
+                             weight_change=s["weight_change"], weight_change_pct=s["weight_change_pct"], modules=modules))
+    return out
+
+
+def verdicts(run: str, home=None) -> list[Verdict]:
+    r = reader(home)
+
+    def ints(text):
+        return tuple(json.loads(text) or ()) if text else ()
+
+    return [Verdict(iteration=v["iteration"], checkpoint=v["checkpoint"], spearman=v["spearman"], verdict=v["verdict"],
+                    threshold=v["threshold"], top_importance=ints(v["top_importance"]), top_change=ints(v["top_change"]),
+                    top_overlap=ints(v["top_overlap"]))
+            for v in r.verdicts(find_run(r, run)["id"])]
+
+
+def trials(run: str, iteration: int | None = None, home=None) -> list[Trial]:
+    r = reader(home)
+    out = []
+    for t in r.trials(find_run(r, run)["id"]):
+        if iteration is not None and t["iteration"] != iteration:
+            continue
+        rows = tuple(_result({"checkpoint": "trial", "iteration": t["iteration"], **x})
+                     for x in (json.loads(t["results"]) if t["results"] else []))
+        out.append(Trial(id=t["id"], iteration=t["iteration"], alpha=t["alpha"], drop_rate=t["drop_rate"], seed=t["seed"],
+                         subset=t["subset"] or 0, status=t.get("status") or "done", results=rows, seconds=t["seconds"],
+                         adopted=bool(t["adopted"]), weights=t["weights"] if t["weights"] != "keep" else None,
+                         error=t.get("error"), created=t["created"]))
+    return out
+
+
+def progress(run: str, home=None) -> Progress | None:
+    """Progress of the run's running stage; None when no stage is running (or it has reported nothing)."""
+    r = reader(home)
+    row = find_run(r, run)
+    running = {(s["iteration"], s["stage"]) for s in r.stages(row["id"]) if s["status"] == StageStatus.RUNNING}
+    rows = [p for p in r.progress(row["id"]) if (p["iteration"], p["stage"]) in running]
+    if not rows:
+        return None
+    p = rows[-1]
+    return Progress(iteration=p["iteration"], stage=p["stage"], step=p["step"] or 0, total=p["total"] or 0,
+                    unit=p["unit"] or "", rate=p["rate"], tokens_per_s=p["tokens_per_s"], loss=p["loss"],
+                    started=p["started"], updated=p["updated"])
+
+
+def log_path(run: str, home=None) -> Path:
+    r = reader(home)
+    return RunPaths(find_run(r, run)["run_dir"]).log
+
+
+def read_log(path: Path, offset: int | None = None, max_bytes: int = 4 * 1024 * 1024) -> tuple[list[str], int]:
+    """Complete lines appended to `path` since byte `offset`, and the offset to pass next time.
+    offset None starts near the end (the last TAIL_START_BYTES, from a line start). A file
+    shorter than the offset was truncated or replaced (rotated): reading starts again at 0.
+    A partial last line is left for the next call. Undecodable bytes are replaced."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            skip_partial = False
+            if offset is None:
+                offset = max(size - TAIL_START_BYTES, 0)
+                skip_partial = offset > 0
+            elif size < offset:
+                offset = 0
+            f.seek(offset)
+            data = f.read(max_bytes)
+    except FileNotFoundError:
+        return [], offset or 0
+    if skip_partial:
+        cut = data.find(b"\n") + 1
+        data, offset = data[cut:], offset + cut
+    end = data.rfind(b"\n") + 1
+    lines = data[:end].decode("utf-8", errors="replace").splitlines()
+    return lines, offset + end
+
+
+def tail_log(run: str, offset: int | None = None, home=None) -> tuple[list[str], int]:
+    """The run's engine.log lines appended since `offset` (see read_log)."""
+    return read_log(log_path(run, home), offset)
+
+
+def _jsonl(path: Path) -> list[dict]:
+    out = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        out.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        continue  # a line cut by a crash: the rest still shows
+    except FileNotFoundError:
+        pass
+    return out
+
+
+SAMPLE_SETS = ("generated", "kept")
+
+
+def sample_sets(run: str, iteration: int, home=None) -> list[str]:
+    """What samples of iteration t are on disk: generated, kept, eval:CHECKPOINT."""
+    paths = RunPaths(find_run(reader(home), run)["run_dir"])
+    found = [s for s, p in (("generated", paths.graded(iteration)), ("kept", paths.kept(iteration))) if p.exists()]
+    evals = sorted(paths.iteration(iteration).glob("eval_*.jsonl"))
+    return found + [f"eval:{p.stem.removeprefix('eval_')}" for p in evals]
+
+
+def samples(run: str, iteration: int, which: str = "generated", home=None, limit: int | None = None) -> list[Sample]:
+    """Samples of iteration t: `generated` (every sample, graded, with kept or not), `kept` (what SFT
+    trains on) or `eval:CHECKPOINT` (e.g. eval:sft1; iteration 0 holds eval:base)."""
+    r = reader(home)
+    row = find_run(r, run)
+    paths = RunPaths(row["run_dir"])
+    task_id = json.loads(row["config"])["tasks"]["id"]
+    if which == "generated":
+        path = paths.graded(iteration)
+    elif which == "kept":
+        path = paths.kept(iteration)
+    elif which.startswith("eval:"):
+        path = paths.eval_samples(iteration, which.removeprefix("eval:"))
+    else:
+        raise RunStateError(f"samples: got {which!r}; allowed: generated, kept, eval:CHECKPOINT")
+    records = _jsonl(path)[:limit] if limit else _jsonl(path)
+    out = []
+    for x in records:
+        kept = True if which == "kept" else x.get("kept")
+        correct = True if which == "kept" else x.get("correct")
+        out.append(Sample(id=str(x.get("id", "")), question=str(x.get("question", "")),
+                          completion=str(x.get("completion", x.get("response", ""))), gold=str(x.get("gold", "")),
+                          extracted=None if x.get("extracted") is None else str(x["extracted"]), correct=correct,
+                          kept=kept, temperature=x.get("temperature"), task=str(x.get("task", task_id))))
+    return out
