@@ -61,7 +61,7 @@ def work_queue(store: Store, run_id: str, log: Callable[[str], None] | None = No
     recorded as it finishes. Holds the run's lock: it cannot race the loop or another worker."""
     engine = Engine(store, run_id, echo=log is None)
     log = log or engine.log.info
-    with run_lock(engine.paths.lock, engine.run_id):
+    with run_lock(engine.paths.lock, engine.run_id, wait=True):
         store.requeue_running_trials(engine.run_id)
         store.update_run(engine.run_id, sweep_pid=os.getpid())
         try:

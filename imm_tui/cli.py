@@ -1,4 +1,6 @@
-"""The `imm` command (also `python -m imm_tui`): with no subcommand it opens the app; each module in
+"""The `imm` command (also `python -m imm_tui`).
+
+With no subcommand it opens the app; each module in
 `imm_tui.commands` is one subcommand, defining `add_parser(subparsers)` which registers its parser
 with `set_defaults(func=run)`. Commands go through `engine.api`; heavy packages (torch) load only
 inside the API calls that need them, so `imm --help` and `imm ls` stay instant.
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -46,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, RunStateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # The reader went away (`imm ... | head`): not an error of the command.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

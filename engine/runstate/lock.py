@@ -10,10 +10,12 @@ from ..errors import RunStateError
 
 
 @contextmanager
-def run_lock(path: Path, run_id: str):
+def run_lock(path: Path, run_id: str, wait: bool = False):
+    """Hold the run's lock; a second holder is refused, or with `wait` (sweep workers: a worker
+    that finds another one busy waits, then drains what is left of the queue) waits its turn."""
     handle = open(path, "a+")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
