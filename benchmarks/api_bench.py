@@ -1,6 +1,6 @@
 """engine.api read path: import time of `engine.api` (what the app and `imm ls` pay at start-up)
 and the latency of list_runs / run_detail / results on a home with 200 runs, while nothing heavy
-(torch, numpy, sqlite-utils) is imported. Prints a table, writes benchmarks/api_bench.json and its
+(torch, numpy, sqlite-utils) is imported. Prints a table, writes benchmarks/out/api_bench.json and its
 RESULTS.md section.
 
     .venv/bin/python benchmarks/api_bench.py [--runs 200] [--repeat 7]
@@ -86,7 +86,8 @@ def main() -> None:
     print(f"heavy modules imported by the reads: {heavy or 'none'}")
     result = {"runs": args.runs, "repeat": args.repeat, "median_seconds": med, "all_seconds": {"import": imports, **reads},
               "heavy_modules": heavy}
-    (ROOT / "benchmarks" / "api_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    (ROOT / "benchmarks" / "out").mkdir(exist_ok=True)
+    (ROOT / "benchmarks" / "out" / "api_bench.json").write_text(json.dumps(result, indent=2) + "\n")
     table = "\n".join(f"| {name} | {ms} |" for name, ms in rows)
     write_section(f"""## Engine API read path
 
