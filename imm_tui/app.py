@@ -1,25 +1,150 @@
-"""The imm app (being built): runs, a run's detail, new runs, merge lab, system."""
+"""The imm app: runs, a run's detail, new runs, system, compare and export, over the engine API.
+
+The app reads SQLite and log files only (in thread workers) and starts, stops and resumes engines
+only through `engine.api`: closing it never stops an engine, and opening it again finds the runs
+where they are. Screens import lazily, so the first screen comes up fast.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
+from textual import work
 from textual.app import App
+from textual.binding import Binding
 
 from engine import api
+from engine.errors import RunStateError, UserError
+
+from .commands_palette import ImmCommands
+from .messages import RunChanged
+from .widgets.dialogs import ConfirmScreen, PromptScreen
+from .widgets.plain import clean
+
+JUMPS = "runs | new | system | run ID"
 
 
 class ImmApp(App):
     TITLE = "imm"
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {ImmCommands}
+    # Screens get the class -narrow or -wide (app.tcss lays out side panels on wide terminals).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    BINDINGS = [
+        Binding("question_mark", "help", "Keys", key_display="?"),
+        Binding("colon", "jump", "Jump", key_display=":"),
+        Binding("q", "quit", "Quit"),
+    ]
 
     def __init__(self, home: str | Path | None = None):
         super().__init__()
         self.home = api.home_dir(home)
+        self.sub_title = str(self.home)
 
+    def on_mount(self) -> None:
+        from .screens.runs import RunsScreen
+
+        self.push_screen(RunsScreen())
+
+    # ------------------------------------------------------------ navigation
     def open_run(self, run_id: str) -> None:
         from .screens.run_detail import RunDetailScreen
 
         self.push_screen(RunDetailScreen(run_id))
 
+    def show_runs(self) -> None:
+        """Back to the runs table (the first screen)."""
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+
+    def new_run(self) -> None:
+        from .screens.new_run import NewRunScreen
+
+        self.push_screen(NewRunScreen())
+
+    def show_system(self) -> None:
+        from .screens.system import SystemScreen
+
+        if not isinstance(self.screen, SystemScreen):
+            self.push_screen(SystemScreen())
+
+    def compare_runs(self, run_ids: list[str]) -> None:
+        if len(run_ids) < 2:
+            self.notify("Mark two or more runs with space, then press c.", severity="warning")
+            return
+        from .screens.compare import CompareScreen
+
+        self.push_screen(CompareScreen(list(run_ids)))
+
+    def export_run(self, run_id: str) -> None:
+        from .screens.export import ExportScreen
+
+        self.push_screen(ExportScreen(run_id))
+
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+        else:
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_jump(self) -> None:
+        self.push_screen(PromptScreen("Jump to", JUMPS), self.jump)
+
+    def jump(self, where: str | None) -> None:
+        """k9s-style `:` targets: runs, new, system, run ID (an id or a unique prefix of one)."""
+        word, _, arg = (where or "").lstrip(":").strip().partition(" ")
+        targets = {"runs": self.show_runs, "new": self.new_run, "system": self.show_system}
+        if word in targets:
+            targets[word]()
+        elif word == "run" and arg.strip():
+            self.resolve_and_open(arg.strip())
+        elif word:
+            self.notify(f"jump: got {clean(where)!r}; allowed: {JUMPS}", severity="warning", markup=False)
+
+    # ------------------------------------------------------------ engine actions
+    def resume_run(self, run_id: str) -> None:
+        self.call_engine(f"resume {run_id}", api.resume, run_id, changed=run_id,
+                         on_done=lambda s: self.notify(f"{s.run_id}: resumed (engine pid {s.pid})" if s.pid
+                                                       else f"{s.run_id}: nothing left to run", markup=False))
+
+    def stop_run(self, run_id: str) -> None:
+        """Ask first; then ask the engine to stop at its next safe point."""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call_engine(f"stop {run_id}", api.stop, run_id, changed=run_id,
+                                 on_done=lambda pid: self.notify(f"{run_id}: stop requested (engine pid {pid}); "
+                                                                 "it stops at its next safe point", markup=False))
+
+        self.push_screen(ConfirmScreen(f"Stop run {run_id}? Its engine stops after the running step; "
+                                       "r resumes it later."), answered)
+
+    def resolve_and_open(self, prefix: str) -> None:
+        self.call_engine(f"run {prefix}", api.run_detail, prefix, on_done=lambda d: self.open_run(d.summary.id))
+
+    @work(thread=True, group="engine", exit_on_error=False)
+    def call_engine(self, what: str, fn: Callable, *args, on_done: Callable | None = None,
+                    changed: str | None = None) -> None:
+        """fn(*args, home=self.home) off the UI thread; engine errors become notifications with the
+        engine's text; then on_done(result) on the UI thread, and RunChanged(changed) to the screen."""
+        try:
+            result = fn(*args, home=self.home)
+        except (UserError, RunStateError) as exc:
+            self.call_from_thread(self.notify, clean(exc), title=clean(what), severity="error", markup=False)
+            return
+        except Exception as exc:  # an engine bug must not end the app: show it as a message
+            self.call_from_thread(self.notify, clean(f"{type(exc).__name__}: {exc}"), title=clean(what),
+                                  severity="error", markup=False)
+            return
+        self.call_from_thread(self._engine_done, result, on_done, changed)
+
+    def _engine_done(self, result, on_done: Callable | None, changed: str | None) -> None:
+        if on_done is not None:
+            on_done(result)
+        if changed:
+            self.screen.post_message(RunChanged(changed))
 
 def run_app(home: str | None = None) -> int:
     ImmApp(home).run()

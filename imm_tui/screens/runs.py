@@ -1,0 +1,234 @@
+"""The first screen: every run of the home folder in a live table (refreshed about once a second
+in a thread worker; rows update in place and the cursor stays on its run)."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from engine import api
+from engine.errors import RunStateError
+
+from ..messages import RunChanged
+from ..widgets.fmt import duration, percent, when
+from ..widgets.plain import plain
+
+POLL_SECONDS = 1.0
+COLUMNS = [("mark", " "), ("id", "Run"), ("status", "Status"), ("stage", "Stage"), ("best_id", "ID p@1"),
+           ("best_ood", "OOD p@1"), ("verdict", "Verdict"), ("elapsed", "Elapsed"), ("started", "Started"),
+           ("name", "Name"), ("preset", "Preset"), ("method", "Method"), ("model", "Model")]
+STATUS_STYLE = {"running": "bold", "done": "green", "failed": "bold red", "interrupted": "bold yellow reverse",
+                "stopped": "yellow", "created": "dim"}
+WELCOME = """No runs in {home} yet.
+
+Press n to configure and launch a new run (start from the tiny-arith preset: it runs on a CPU in
+a few minutes), or run one from a shell:
+
+    imm run presets/tiny-arith.toml --home {home}
+
+It shows up here while it runs. ctrl+p finds any command, ? lists the keys."""
+
+
+def stage_text(run: api.RunSummary) -> str:
+    where = f"iter {run.iteration} {run.stage} " if run.stage else ""
+    return f"{where}{run.stages_done}/{run.stages_total}"
+
+
+def cells(run: api.RunSummary, marked: bool) -> tuple[Text, ...]:
+    return (
+        Text("*" if marked else " ", style="bold"),
+        plain(run.id),
+        plain(run.status, STATUS_STYLE.get(run.status, "")),
+        plain(stage_text(run)),
+        Text(percent(run.best_id), justify="right"),
+        Text(percent(run.best_ood), justify="right"),
+        plain(run.verdict or ""),
+        Text(duration(run.elapsed), justify="right"),
+        Text(when(run.started)),
+        plain(run.name),
+        plain(run.preset),
+        plain(run.method),
+        plain(run.model),
+    )
+
+
+def about(run: api.RunSummary) -> str:
+    """The line under the table for the highlighted run."""
+    line = f"{run.id} · {run.name} · {run.preset} · {run.model}"
+    if run.status == api.RunStatus.INTERRUPTED:
+        line += f"\ninterrupted: its engine (pid {run.pid}) is gone; r resumes from the unfinished stage"
+    if run.error:
+        line += f"\nerror: {run.error}"
+    if run.sweep_running:
+        line += "\na merge-lab sweep is running"
+    return line
+
+
+class RunsTable(DataTable):
+    BINDINGS = [Binding("enter", "select_cursor", "Open")]
+
+
+class RunsScreen(Screen):
+    AUTO_FOCUS = "#runs"
+    BINDINGS = [
+        Binding("n", "app.new_run", "New"),
+        Binding("r", "resume", "Resume"),
+        Binding("s", "stop", "Stop"),
+        Binding("space", "mark", "Mark"),
+        Binding("c", "compare", "Compare"),
+        Binding("e", "export", "Export"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("S", "app.show_system", "System"),
+    ]
+
+    class Loaded(Message):
+        def __init__(self, runs: list[api.RunSummary] | None, error: str | None) -> None:
+            super().__init__()
+            self.runs, self.error = runs, error
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[api.RunSummary] = []
+        self.marked: set[str] = set()
+        self._shown: list[str] = []
+        self._cells: dict[str, tuple[Text, ...]] = {}
+        self._timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter: id, name, preset, method, status", id="filter", compact=True)
+        yield Static(id="welcome", markup=False)
+        table = RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        yield table
+        yield Static(id="run-info", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.poll()
+
+    def on_screen_resume(self) -> None:
+        self.poll()
+
+    def on_run_changed(self, _: RunChanged) -> None:
+        self.poll()
+
+    # ------------------------------------------------------------ live data
+    @work(thread=True, exclusive=True, group="runs-poll", exit_on_error=False)
+    def poll(self) -> None:
+        try:
+            self.post_message(self.Loaded(api.list_runs(self.app.home), None))
+        except RunStateError as exc:
+            self.post_message(self.Loaded(None, str(exc)))
+
+    def on_runs_screen_loaded(self, message: Loaded) -> None:
+        if message.error is not None:
+            self.query_one("#run-info", Static).update(plain(f"error: {message.error}", "bold red"))
+        else:
+            self.runs = message.runs
+            self.show()
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(POLL_SECONDS, self.poll) if self.is_current else None
+
+    def show(self) -> None:
+        """Put the filtered runs in the table: in place when the same runs show in the same order."""
+        table = self.query_one(RunsTable)
+        query = self.query_one("#filter", Input).value.strip().lower()
+        runs = [r for r in self.runs if not query or any(query in f.lower() for f in
+                                                          (r.id, r.name, r.preset, r.method, r.status))]
+        welcome = self.query_one("#welcome", Static)
+        welcome.display = not self.runs
+        table.display = bool(self.runs)
+        if not self.runs:
+            welcome.update(plain(WELCOME.format(home=self.app.home)))
+        ids = [r.id for r in runs]
+        rows = {r.id: cells(r, r.id in self.marked) for r in runs}
+        if ids != self._shown:
+            current = self.current_id()
+            table.clear()
+            for run_id in ids:
+                table.add_row(*rows[run_id], key=run_id)
+            if current in ids:
+                table.move_cursor(row=ids.index(current), animate=False)
+        else:
+            for run_id, row in rows.items():
+                for (key, _), new, old in zip(COLUMNS, row, self._cells[run_id]):
+                    if new != old:
+                        table.update_cell(run_id, key, new, update_width=True)
+        self._shown, self._cells = ids, rows
+        self.show_about()
+
+    def current_id(self) -> str | None:
+        table = self.query_one(RunsTable)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def current(self) -> api.RunSummary | None:
+        run_id = self.current_id()
+        return next((r for r in self.runs if r.id == run_id), None)
+
+    @on(DataTable.RowHighlighted)
+    def show_about(self) -> None:
+        run = self.current()
+        self.query_one("#run-info", Static).update(plain(about(run) if run else ""))
+
+    # ------------------------------------------------------------ keys
+    @on(DataTable.RowSelected)
+    def open_selected(self, event: DataTable.RowSelected) -> None:
+        self.app.open_run(event.row_key.value)
+
+    def _with_run(self, action) -> None:
+        run_id = self.current_id()
+        if run_id is None:
+            self.notify("No run here yet: press n to start one.", severity="warning")
+        else:
+            action(run_id)
+
+    def action_resume(self) -> None:
+        self._with_run(self.app.resume_run)
+
+    def action_stop(self) -> None:
+        self._with_run(self.app.stop_run)
+
+    def action_export(self) -> None:
+        self._with_run(self.app.export_run)
+
+    def action_mark(self) -> None:
+        run_id = self.current_id()
+        if run_id is not None:
+            self.marked ^= {run_id}
+            self.show()
+            self.query_one(RunsTable).action_cursor_down()
+
+    def action_compare(self) -> None:
+        self.app.compare_runs([r.id for r in self.runs if r.id in self.marked])
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(RunsTable).focus()
+        self.show()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self) -> None:
+        self.show()
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self) -> None:
+        self.query_one(RunsTable).focus()
+

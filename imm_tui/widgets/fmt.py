@@ -1,0 +1,27 @@
+"""Short formats for tables: durations, percentages, dates."""
+from __future__ import annotations
+
+import time
+
+
+def duration(seconds: float | None) -> str:
+    """42s, 14m05s, 3h07m, 2d04h; '' for None."""
+    if seconds is None:
+        return ""
+    s = int(max(seconds, 0))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def when(epoch: float | None) -> str:
+    """Local date and time to the minute."""
+    return "" if epoch is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
