@@ -1,14 +1,64 @@
-"""The config tab of a run (being built)."""
+"""The config tab of a run: its resolved config as TOML, read-only; p saves it as a new preset,
+y copies it to the clipboard."""
 from __future__ import annotations
 
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Static
+from textual.widgets import TextArea
+
+from engine import api
+from engine.errors import UserError
+
+from ..widgets.dialogs import PromptScreen
+from ..widgets.plain import clean
 
 
 class ConfigPane(Vertical):
+    DEFAULT_CSS = """
+    ConfigPane { height: 1fr; }
+    ConfigPane > TextArea { height: 1fr; }
+    """
+    BINDINGS = [
+        Binding("p", "save_preset", "Save as preset"),
+        Binding("y", "copy", "Copy TOML"),
+    ]
+
     def __init__(self, run_id: str, **kw):
         super().__init__(**kw)
         self.run_id = run_id
+        self.config: dict | None = None
 
-    def compose(self):
-        yield Static("config", markup=False)
+    def compose(self) -> ComposeResult:
+        yield TextArea("# loading…", language="toml", read_only=True, show_line_numbers=False, id="config-toml")
+
+    def show(self, detail: api.RunDetail) -> None:
+        if detail.config != self.config:
+            self.config = detail.config
+            self.query_one(TextArea).load_text(api.config_toml(detail.config))
+
+    def action_copy(self) -> None:
+        if self.config is not None:
+            self.app.copy_to_clipboard(self.query_one(TextArea).text)
+            self.notify("config TOML copied to the clipboard", markup=False)
+
+    def action_save_preset(self) -> None:
+        if self.config is None:
+            return
+
+        def named(name: str | None) -> None:
+            if name:
+                self._save(name, self.config)
+
+        default = f"{self.config.get('name', 'run')}-copy"
+        self.app.push_screen(PromptScreen("Save this config as preset:", "preset name", default), named)
+
+    @work(thread=True, group="save-preset", exit_on_error=False)
+    def _save(self, name: str, config: dict) -> None:
+        try:
+            path = api.save_preset(name, config)
+        except UserError as exc:
+            self.app.call_from_thread(self.notify, clean(exc), title="save preset", severity="error", markup=False)
+            return
+        self.app.call_from_thread(self.notify, clean(f"saved preset {name}: {path}"), title="save preset", markup=False)

@@ -1,14 +1,144 @@
-"""The results tab of a run (being built)."""
+"""The results tab of a run: the ID / OOD table (rows Base, SFT1, Merge1, ...; in-domain task
+first) with the best value per column marked (bold and a '*') and the change against Base, and
+a line plot of each task across checkpoints. k cycles the metric (pass@k). Live while visible."""
 from __future__ import annotations
 
+import re
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Static
+from textual.message import Message
+from textual.widgets import DataTable, Static
+from textual_plotext import PlotextPlot
+
+from engine import api
+
+from ..widgets.plain import clean, plain
+
+POLL_S = 2.0
+MARKERS = ("●", "x", "+", "o", "*", "#")  # one per task: lines stay apart in monochrome
+
+
+def metric_key(metric: str) -> tuple[int, str]:
+    m = re.fullmatch(r"pass@(\d+)", metric)
+    return (int(m.group(1)), metric) if m else (1 << 30, metric)
+
+
+class ResultsTable:
+    """The numbers of one metric, arranged: checkpoints (in order) x tasks (in-domain first)."""
+
+    def __init__(self, rows: list[api.ResultRow], metric: str):
+        rows = [r for r in rows if r.metric == metric and r.checkpoint != "trial"]
+        self.checkpoints = sorted({r.checkpoint for r in rows}, key=api.checkpoint_order)
+        self.tasks = sorted({(r.domain, r.task) for r in rows}, key=lambda d_t: (d_t[0] != "id", d_t[1]))
+        self.value = {(r.checkpoint, r.task): r.value for r in rows}
+        self.best = {t: max((self.value[c, t] for c in self.checkpoints if (c, t) in self.value), default=None)
+                     for _, t in self.tasks}
+
+    def cell(self, checkpoint: str, task: str) -> Text:
+        """56.3 (+11.0)* — bold and starred when best in its column."""
+        v = self.value.get((checkpoint, task))
+        if v is None:
+            return Text("–", style="dim")
+        base = self.value.get(("base", task))
+        text = f"{v:.1f}" + (f" ({v - base:+.1f})" if base is not None and checkpoint != "base" else "")
+        best = v == self.best[task]
+        return Text(text + ("*" if best else " "), style="bold" if best else "", justify="right")
 
 
 class ResultsPane(Vertical):
+    DEFAULT_CSS = """
+    ResultsPane { height: 1fr; }
+    ResultsPane > #results-note { height: 1; color: $text-muted; }
+    ResultsPane > DataTable { height: auto; max-height: 50%; }
+    ResultsPane > PlotextPlot { height: 1fr; min-height: 6; }
+    """
+    BINDINGS = [Binding("k", "next_metric", "Next pass@k")]
+
+    class Loaded(Message):
+        def __init__(self, rows: list[api.ResultRow] | None, error: str | None = None):
+            super().__init__()
+            self.rows, self.error = rows, error
+
     def __init__(self, run_id: str, **kw):
         super().__init__(**kw)
         self.run_id = run_id
+        self.rows: list[api.ResultRow] | None = None
+        self.metric = "pass@1"
 
-    def compose(self):
-        yield Static("results", markup=False)
+    def compose(self) -> ComposeResult:
+        yield Static("loading results…", id="results-note", markup=False)
+        yield DataTable(cursor_type="none", zebra_stripes=True, id="results-table")
+        yield PlotextPlot(id="results-plot")
+
+    def on_mount(self) -> None:
+        self._load()
+
+    @work(thread=True, exclusive=True, group="results", exit_on_error=False)
+    def _load(self) -> None:
+        try:
+            self.post_message(self.Loaded(api.results(self.run_id, home=self.app.home)))
+        except Exception as exc:  # noqa: BLE001 - a busy database: say so in the pane, try again
+            self.post_message(self.Loaded(None, str(exc) or type(exc).__name__))
+
+    @on(Loaded)
+    def _loaded(self, event: Loaded) -> None:
+        if event.rows is None:
+            self.query_one("#results-note", Static).update(f"results: {clean(event.error)}")
+        elif event.rows != self.rows:
+            self.rows = event.rows
+            metrics = self.metrics
+            if metrics and self.metric not in metrics:
+                self.metric = metrics[0]
+            self.draw()
+        self.set_timer(POLL_S, self._tick)
+
+    def _tick(self) -> None:
+        if self.is_on_screen:
+            self._load()
+        else:
+            self.set_timer(POLL_S, self._tick)
+
+    @property
+    def metrics(self) -> list[str]:
+        return sorted({r.metric for r in self.rows or [] if r.checkpoint != "trial"}, key=metric_key)
+
+    def action_next_metric(self) -> None:
+        metrics = self.metrics
+        if len(metrics) > 1:
+            self.metric = metrics[(metrics.index(self.metric) + 1) % len(metrics)]
+            self.draw()
+
+    def draw(self) -> None:
+        table = ResultsTable(self.rows or [], self.metric)
+        metrics = self.metrics
+        note = (f"{self.metric} (%) · * best per column · (±) against Base"
+                + (f" · k: metric ({', '.join(metrics)})" if len(metrics) > 1 else ""))
+        self.query_one("#results-note", Static).update(note if table.checkpoints else "no results yet")
+        dt = self.query_one(DataTable)
+        dt.clear(columns=True)
+        dt.add_column(Text("checkpoint"), key="checkpoint")
+        for domain, task in table.tasks:
+            dt.add_column(plain(f"{task} {domain.upper()}"), key=task)
+        dt.add_rows([[plain(api.checkpoint_label(c)), *[table.cell(c, t) for _, t in table.tasks]]
+                     for c in table.checkpoints])
+        self.plot(table)
+
+    def plot(self, table: ResultsTable) -> None:
+        plot = self.query_one(PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        xs = list(range(1, len(table.checkpoints) + 1))
+        for n, (domain, task) in enumerate(table.tasks):
+            points = [(x, table.value[c, task]) for x, c in zip(xs, table.checkpoints) if (c, task) in table.value]
+            if points:
+                plt.plot([p[0] for p in points], [p[1] for p in points], marker=MARKERS[n % len(MARKERS)],
+                         label=clean(f"{task} {domain.upper()}"))
+        if xs:
+            plt.xticks(xs, [api.checkpoint_label(c) for c in table.checkpoints])
+        plt.title(f"{self.metric} (%) by checkpoint")
+        plot.refresh()

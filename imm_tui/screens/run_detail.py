@@ -1,9 +1,18 @@
-"""A run in detail, as tabs: Progress, Layers, Results, Merge lab, Samples, Config (being built)."""
+"""A run in detail: a header line (id, live status, where it is, elapsed) over tabs: Progress,
+Layers, Results, Merge lab, Samples, Config. The screen polls the run's detail once a second
+(in a thread) and hands it to the Progress and Config panes; r resumes, s stops (asks first)."""
 from __future__ import annotations
 
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+
+from engine import api
+from engine.errors import RunStateError, UserError
 
 from ..panes.config import ConfigPane
 from ..panes.layers import LayersPane
@@ -11,17 +20,60 @@ from ..panes.merge_lab import MergeLabPane
 from ..panes.progress import ProgressPane
 from ..panes.results import ResultsPane
 from ..panes.samples import SamplesPane
+from ..widgets.dialogs import ConfirmScreen
+from ..widgets.plain import clean
+from ..widgets.stage_timeline import duration
+
+POLL_S = 1.0
+TABS = ("progress", "layers", "results", "merge-lab", "samples", "config")
+STATUS_STYLE = {"running": "bold yellow", "done": "bold green", "failed": "bold red", "interrupted": "bold magenta",
+                "stopped": "bold"}
+
+
+def header_text(s: api.RunSummary) -> Text:
+    """run-id · status · iter 1 sft · 5/14 stages · elapsed 3m05 (failed runs: the error)."""
+    text = Text(s.id, style="bold")
+    text.append(" · ")
+    text.append(s.status, style=STATUS_STYLE.get(s.status, ""))
+    if s.stage is not None:
+        text.append(f" · iter {s.iteration} {s.stage}")
+    text.append(f" · {s.stages_done}/{s.stages_total} stages · elapsed {duration(s.elapsed)}")
+    if s.sweep_running:
+        text.append(" · sweep running")
+    if s.status == "failed" and s.error:
+        text.append(f" · {clean(s.error)}", style="red")
+    return text
 
 
 class RunDetailScreen(Screen):
-    BINDINGS = [("escape", "app.pop_screen", "Back")]
+    AUTO_FOCUS = None  # focus goes to the open pane's own widget (see _focus_pane)
+    DEFAULT_CSS = """
+    RunDetailScreen > #run-header { height: auto; max-height: 2; padding: 0 1; background: $boost; }
+    RunDetailScreen > TabbedContent { height: 1fr; }
+    RunDetailScreen TabPane { padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("r", "resume", "Resume"),
+        Binding("s", "stop", "Stop"),
+        *[Binding(str(n), f"tab('{tab}')", f"{tab.replace('-', ' ').capitalize()} tab", show=False)
+          for n, tab in enumerate(TABS, 1)],
+    ]
+
+    class Polled(Message):
+        def __init__(self, detail: api.RunDetail | None, progress: api.Progress | None, error: str | None = None):
+            super().__init__()
+            self.detail, self.progress, self.error = detail, progress, error
 
     def __init__(self, run_id: str):
         super().__init__()
         self.run_id = run_id
+        self.detail: api.RunDetail | None = None
+        self._last_error: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Static(Text(self.run_id, style="bold"), id="run-header")
         with TabbedContent(id="tabs"):
             with TabPane("Progress", id="progress"):
                 yield ProgressPane(self.run_id)
@@ -36,3 +88,81 @@ class RunDetailScreen(Screen):
             with TabPane("Config", id="config"):
                 yield ConfigPane(self.run_id)
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.run_id
+        self._poll()
+        self.call_after_refresh(self._focus_pane, "progress")
+
+    # ---------------------------------------------------------------- live detail
+
+    @work(thread=True, exclusive=True, group="run-detail", exit_on_error=False)
+    def _poll(self) -> None:
+        try:
+            detail = api.run_detail(self.run_id, home=self.app.home)
+            running = any(s.status == "running" for s in detail.stages)
+            progress = api.progress(self.run_id, home=self.app.home) if running else None
+        except Exception as exc:  # noqa: BLE001 - a busy or missing database: say so, poll again
+            self.post_message(self.Polled(None, None, str(exc) or type(exc).__name__))
+            return
+        self.post_message(self.Polled(detail, progress))
+
+    @on(Polled)
+    def _polled(self, event: Polled) -> None:
+        if event.detail is None:
+            if event.error != self._last_error:
+                self.notify(clean(event.error), title="run detail", severity="error", markup=False)
+            self._last_error = event.error
+        else:
+            self._last_error = None
+            self.detail = event.detail
+            self.query_one("#run-header", Static).update(header_text(event.detail.summary))
+            self.query_one(ProgressPane).show(event.detail, event.progress)
+            self.query_one(ConfigPane).show(event.detail)
+            self.query_one(SamplesPane).show(event.detail)
+        self.set_timer(POLL_S, self._tick)
+
+    def _tick(self) -> None:
+        if self.is_current:
+            self._poll()
+        else:
+            self.set_timer(POLL_S, self._tick)
+
+    # ---------------------------------------------------------------- keys
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        self.call_after_refresh(self._focus_pane, tab)
+
+    def _focus_pane(self, tab: str) -> None:
+        """Focus the first focusable widget of a tab, so the pane's own keys work at once."""
+        pane = self.query_one(f"TabPane#{tab}", TabPane)
+        target = next((w for w in pane.query("*") if w.focusable), None)
+        if target is not None:
+            target.focus()
+
+    def action_resume(self) -> None:
+        self._act("resume")
+
+    def action_stop(self) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._act("stop")
+
+        self.app.push_screen(ConfirmScreen(f"Stop run {self.run_id}? It stops after its running stage."), answered)
+
+    @work(thread=True, group="run-action", exit_on_error=False)
+    def _act(self, what: str) -> None:
+        home = self.app.home
+        try:
+            if what == "stop":
+                pid = api.stop(self.run_id, home=home)
+                message = f"stop requested: engine pid {pid} stops after its running stage"
+            else:
+                started = api.resume(self.run_id, home=home)
+                message = (f"resumed: engine pid {started.pid}" if started.pid
+                           else "nothing to resume: every stage is done")
+        except (UserError, RunStateError) as exc:
+            self.app.call_from_thread(self.notify, clean(exc), title=what, severity="error", markup=False)
+            return
+        self.app.call_from_thread(self.notify, message, title=what, markup=False)

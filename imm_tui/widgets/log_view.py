@@ -1,0 +1,177 @@
+"""A followed, searchable window onto a growing log file (Toolong's habit: only appended bytes
+are read, in a thread; the view keeps the last `window` lines, the whole log stays on disk)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.style import Style
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.strip import Strip
+from textual.widgets import Input, Log, Static
+
+from engine import api
+
+from .plain import clean
+
+WINDOW = 5000  # lines kept in view
+POLL_S = 0.2  # 2,000 lines/s arrive as one batch of ~400 lines per poll
+HIDDEN_POLL_S = 1.0  # while the log is not on screen: only check again later
+MATCH = Style(reverse=True, bold=True)  # visible in 16 colours and NO_COLOR alike
+
+
+class TailLog(Log):
+    """A Log that highlights one line (the search match) and keeps a scrolled-up view on the same
+    lines when the window drops lines off its top."""
+
+    match_line: int | None = None
+
+    def append(self, lines: list[str]) -> None:
+        following = self.is_vertical_scroll_end
+        dropped = max(self.line_count + len(lines) - (self.max_lines or 0), 0) if self.max_lines else 0
+        self.write_lines(lines)  # scrolls to the end only when it was at the end
+        if dropped:
+            if self.match_line is not None:
+                self.match_line = self.match_line - dropped if self.match_line >= dropped else None
+            if not following:
+                self.scroll_to(y=max(self.scroll_y - dropped, 0), animate=False, immediate=True)
+
+    def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
+        strip = super()._render_line_strip(y, rich_style)
+        return strip.apply_style(MATCH) if y == self.match_line else strip
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if isinstance(self.parent, LogView):
+            self.parent.show_state()
+
+
+class LogView(Vertical):
+    """The log of a run: follows new lines unless scrolled up (End follows again); `/` searches,
+    n / N go to the next / previous match."""
+
+    DEFAULT_CSS = """
+    LogView { height: 1fr; }
+    LogView > #log-state { height: 1; color: $text-muted; }
+    LogView > TailLog { height: 1fr; border: none; }
+    LogView > Input { dock: bottom; display: none; }
+    LogView > Input.-open { display: block; }
+    """
+    BINDINGS = [
+        Binding("slash", "search", "Search log"),
+        Binding("n", "find(1)", "Next match", show=False),
+        Binding("N", "find(-1)", "Prev match", show=False),
+        Binding("end", "follow", "Follow log", show=False),
+    ]
+
+    class Appended(Message):
+        def __init__(self, lines: list[str], offset: int) -> None:
+            super().__init__()
+            self.lines, self.offset = lines, offset
+
+    def __init__(self, path: Path | None = None, window: int = WINDOW, **kw):
+        super().__init__(**kw)
+        self.path = path
+        self.window = window
+        self._offset: int | None = None  # None: start near the end of the file
+        self._query = ""
+        self._note = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="log-state", markup=False)
+        yield TailLog(max_lines=self.window, id="log")
+        yield Input(placeholder="search the log (Enter finds, Escape closes)", id="log-search")
+
+    @property
+    def log(self) -> TailLog:
+        return self.query_one(TailLog)
+
+    def on_mount(self) -> None:
+        self.show_state()
+        if self.path is not None:
+            self._read()
+
+    def tail(self, path: Path) -> None:
+        """Start tailing `path` (e.g. once the run's detail names its log)."""
+        if path != self.path:
+            self.path, self._offset = path, None
+            self.log.clear()
+            if self.is_mounted:
+                self._read()
+
+    # ---------------------------------------------------------------- tailing
+
+    @work(thread=True, exclusive=True, group="log-tail", exit_on_error=False)
+    def _read(self) -> None:
+        lines, offset = api.read_log(self.path, self._offset)
+        self.post_message(self.Appended([clean(s) for s in lines[-self.window:]], offset))
+
+    @on(Appended)
+    def _appended(self, event: Appended) -> None:
+        self._offset = event.offset
+        if event.lines:
+            self.log.append(event.lines)
+            self.show_state()
+        self.set_timer(POLL_S, self._tick)
+
+    def _tick(self) -> None:
+        if self.is_on_screen:
+            self._read()
+        else:
+            self.set_timer(HIDDEN_POLL_S, self._tick)
+
+    # ---------------------------------------------------------------- following and search
+
+    def show_state(self) -> None:
+        log = self.log
+        mode = "following" if log.is_vertical_scroll_end else "paused: End follows"
+        self.query_one("#log-state", Static).update(
+            f"log · {mode} · {log.line_count:,} line{'' if log.line_count == 1 else 's'}"
+            f" (last {self.window:,} kept) · / search"
+            + (f" · {self._note}" if self._note else ""))
+
+    def action_follow(self) -> None:
+        self.log.scroll_end(animate=False, immediate=True)
+        self.show_state()
+
+    def action_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.add_class("-open")
+        box.focus()
+
+    @on(Input.Submitted, "#log-search")
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._query = event.value
+        self.query_one("#log-search", Input).remove_class("-open")
+        self.log.focus()
+        self.action_find(1, start=int(self.log.scroll_y) - 1)
+
+    def on_key(self, event) -> None:
+        box = self.query_one("#log-search", Input)
+        if event.key == "escape" and box.has_focus:
+            event.stop()
+            box.remove_class("-open")
+            self.log.focus()
+
+    def action_find(self, step: int, start: int | None = None) -> None:
+        """Go to the next (step 1) or previous (-1) line holding the query, wrapping around."""
+        log = self.log
+        if not self._query:
+            self._note = "no search yet: press /"
+            return self.show_state()
+        lines, needle = log.lines, self._query.lower()
+        n = len(lines)
+        here = start if start is not None else (log.match_line if log.match_line is not None else int(log.scroll_y) - 1)
+        hit = next((y for i in range(1, n + 1) if needle in lines[(y := (here + step * i) % n)].lower()), None) if n else None
+        log.match_line = hit
+        if hit is None:
+            self._note = f"no match for {self._query!r}"
+        else:
+            self._note = f"{self._query!r}: line {hit + 1:,}"
+            log.scroll_to(y=max(hit - log.size.height // 3, 0), animate=False, immediate=True)
+        log.refresh()
+        self.show_state()

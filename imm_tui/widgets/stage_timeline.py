@@ -1,0 +1,59 @@
+"""A run's stages as a grid: one row per iteration, one column per stage, each cell its status
+(✓ done, ▶ running, · pending, ✗ failed, ⏸ running when its engine died) and how long it took; failed stages' errors below."""
+from __future__ import annotations
+
+import time
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from engine import api
+
+from .plain import clean
+
+MARK = {"done": "✓", "running": "▶", "pending": "·", "failed": "✗"}
+ORDER = {str(s): i for i, s in enumerate(api.Stage)}  # build, generate, filter, sft, merge, eval, analyze
+STYLE = {"done": "green", "running": "bold yellow", "pending": "dim", "failed": "bold red", "stale": "bold magenta"}
+
+
+def duration(seconds: float | None) -> str:
+    """42s, 3m05, 1h02m."""
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def stage_cell(row: api.StageRow, now: float, live: bool) -> Text:
+    if row.status == "running" and not live:
+        return Text("⏸", style=STYLE["stale"])  # its engine is gone: no clock runs
+    took = row.seconds if row.status != "running" else (now - row.started if row.started else None)
+    text = Text(MARK.get(row.status, "?"), style=STYLE.get(row.status, ""))
+    if took is not None and row.status != "pending":
+        text.append(f" {duration(took)}")
+    return text
+
+
+class StageTimeline(Static):
+    DEFAULT_CSS = "StageTimeline { height: auto; }"
+
+    def show(self, stages: tuple[api.StageRow, ...], live: bool = True, now: float | None = None) -> None:
+        """live: the run's engine runs (else a stage stored as running was interrupted)."""
+        now = time.time() if now is None else now
+        names = sorted({s.stage for s in stages}, key=lambda n: ORDER.get(n, len(ORDER)))
+        table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+        table.add_column("iter")
+        for name in names:
+            table.add_column(name)
+        for it in sorted({s.iteration for s in stages}):
+            by_name = {s.stage: s for s in stages if s.iteration == it}
+            table.add_row(str(it), *[stage_cell(by_name[n], now, live) if n in by_name else Text("") for n in names])
+        errors = [Text(f"✗ iter {s.iteration} {s.stage} failed: {clean(s.error or '')}", style="red")
+                  for s in stages if s.status == "failed"]
+        self.update(Group(table, *errors))
