@@ -1,0 +1,30 @@
+"""Per-layer bars: importance next to weight change (plotext through textual-plotext)."""
+from __future__ import annotations
+
+from textual_plotext import PlotextPlot
+
+# The weight-change bars are shaded, so the pair reads without colour (NO_COLOR, monochrome).
+CHANGE_MARKER = "░"
+# Beyond this many layers only every n-th layer gets a tick label.
+MAX_TICKS = 16
+
+
+class LayerChart(PlotextPlot):
+    """Two bars per layer. Shares (%) share one axis; absolute values differ by orders of
+    magnitude, so weight change then gets its own axis on the right."""
+
+    def draw(self, layers: list[int], importance: list[float | None], change: list[float | None],
+             percent: bool, title: str) -> None:
+        plt = self.plt
+        plt.clear_figure()
+        plt.title(title)
+        if layers:
+            xs = list(range(len(layers)))
+            plt.bar([x - 0.2 for x in xs], [v or 0.0 for v in importance], width=0.4,
+                    label="importance %" if percent else "importance")
+            plt.bar([x + 0.2 for x in xs], [v or 0.0 for v in change], width=0.4, marker=CHANGE_MARKER,
+                    label="weight change %" if percent else "weight change", yside="left" if percent else "right")
+            step = -(-len(xs) // MAX_TICKS)
+            plt.xticks(xs[::step], [str(n) for n in layers[::step]])
+            plt.xlabel("layer")
+        self.refresh()
