@@ -6,6 +6,7 @@ where they are. Screens import lazily, so the first screen comes up fast.
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -105,7 +106,7 @@ class ImmApp(App):
 
     # ------------------------------------------------------------ engine actions
     def resume_run(self, run_id: str) -> None:
-        self.call_engine(f"resume {run_id}", api.resume, run_id, changed=run_id,
+        self.call_engine(f"resume {run_id}", partial(api.resume, run_id, home=self.home), changed=run_id,
                          on_done=lambda s: self.notify(f"{s.run_id}: resumed (engine pid {s.pid})" if s.pid
                                                        else f"{s.run_id}: nothing left to run", markup=False))
 
@@ -114,7 +115,7 @@ class ImmApp(App):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.call_engine(f"stop {run_id}", api.stop, run_id, changed=run_id,
+                self.call_engine(f"stop {run_id}", partial(api.stop, run_id, home=self.home), changed=run_id,
                                  on_done=lambda pid: self.notify(f"{run_id}: stop requested (engine pid {pid}); "
                                                                  "it stops at its next safe point", markup=False))
 
@@ -122,15 +123,16 @@ class ImmApp(App):
                                        "r resumes it later."), answered)
 
     def resolve_and_open(self, prefix: str) -> None:
-        self.call_engine(f"run {prefix}", api.run_detail, prefix, on_done=lambda d: self.open_run(d.summary.id))
+        self.call_engine(f"run {prefix}", partial(api.run_detail, prefix, home=self.home),
+                         on_done=lambda d: self.open_run(d.summary.id))
 
     @work(thread=True, group="engine", exit_on_error=False)
-    def call_engine(self, what: str, fn: Callable, *args, on_done: Callable | None = None,
+    def call_engine(self, what: str, call: Callable[[], object], on_done: Callable | None = None,
                     changed: str | None = None) -> None:
-        """fn(*args, home=self.home) off the UI thread; engine errors become notifications with the
-        engine's text; then on_done(result) on the UI thread, and RunChanged(changed) to the screen."""
+        """call() (an engine.api call) off the UI thread; engine errors become notifications with
+        the engine's text; then on_done(result) on the UI thread, and RunChanged(changed) to the screen."""
         try:
-            result = fn(*args, home=self.home)
+            result = call()
         except (UserError, RunStateError) as exc:
             self.call_from_thread(self.notify, clean(exc), title=clean(what), severity="error", markup=False)
             return

@@ -26,8 +26,7 @@ STATUS_STYLE = {"running": "bold", "done": "green", "failed": "bold red", "inter
                 "stopped": "yellow", "created": "dim"}
 WELCOME = """No runs in {home} yet.
 
-Press n to configure and launch a new run (start from the tiny-arith preset: it runs on a CPU in
-a few minutes), or run one from a shell:
+Press n to configure and launch a new run (start from the tiny-arith preset: it runs on a CPU in a few minutes), or run one from a shell:
 
     imm run presets/tiny-arith.toml --home {home}
 
@@ -76,7 +75,7 @@ class RunsTable(DataTable):
 class RunsScreen(Screen):
     AUTO_FOCUS = "#runs"
     BINDINGS = [
-        Binding("n", "app.new_run", "New"),
+        Binding("n", "new_run", "New"),
         Binding("r", "resume", "Resume"),
         Binding("s", "stop", "Stop"),
         Binding("space", "mark", "Mark"),
@@ -84,7 +83,7 @@ class RunsScreen(Screen):
         Binding("e", "export", "Export"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("S", "app.show_system", "System"),
+        Binding("S", "system", "System"),
     ]
 
     class Loaded(Message):
@@ -192,6 +191,12 @@ class RunsScreen(Screen):
             self.notify("No run here yet: press n to start one.", severity="warning")
         else:
             action(run_id)
+
+    def action_new_run(self) -> None:
+        self.app.new_run()
+
+    def action_system(self) -> None:
+        self.app.show_system()
 
     def action_resume(self) -> None:
         self._with_run(self.app.resume_run)

@@ -1,0 +1,275 @@
+"""New run: pick a preset, edit the fields that matter, see the engine's own validation next to
+each field and the dry-run plan, then launch a detached engine or save the settings as a preset.
+
+Only fields that differ from the preset become overrides (`key.path=value`, as `imm run --set`),
+so what is launched is exactly the preset plus what the user changed.
+"""
+from __future__ import annotations
+
+import json
+import re
+from functools import partial
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+
+from engine import api
+from engine.errors import UserError
+
+from ..widgets.dialogs import PromptScreen
+from ..widgets.plain import plain
+
+DEFAULT_PRESET = "tiny-arith"
+VALIDATE_AFTER = 0.3  # seconds of no typing before the engine checks the form
+EXTRA = "extra"  # the free `key=value; key=value` field
+FIELDS = [
+    ("model.path", "Model"),
+    ("tasks.id", "In-domain task"),
+    ("tasks.ood", "OOD tasks"),
+    ("method", "Method"),
+    ("iterations", "Iterations"),
+    ("generation.k", "Samples per question k"),
+    ("generation.temperatures", "Temperatures"),
+    ("merge.alpha", "Merge alpha"),
+    ("merge.drop_rate", "Drop rate p"),
+    ("seed", "Seed"),
+    ("sft.epochs", "SFT epochs"),
+    ("sft.lr", "SFT learning rate"),
+    ("sft.batch_size", "SFT batch size"),
+    ("generation.backend", "Generation backend"),
+    ("sft.backend", "SFT backend"),
+    ("sft.num_gpus", "SFT GPUs"),
+]
+
+
+def field_id(path: str) -> str:
+    return "f-" + path.replace(".", "-")
+
+
+def lookup(config: dict, path: str):
+    node = config
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def shown(value) -> str:
+    """A config value as the form shows it: lists comma-separated."""
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def assignment(path: str, text: str, original) -> str:
+    """The override for a field's text, typed like the preset's value (strings quoted, lists of
+    strings quoted item by item), so the engine sees what the user meant."""
+    text = text.strip()
+    if isinstance(original, list):
+        items = [i.strip() for i in text.split(",") if i.strip()]
+        strings = any(isinstance(v, str) for v in original)
+        return f"{path}=[{', '.join(json.dumps(i) if strings else i for i in items)}]"
+    if isinstance(original, str):
+        return f"{path}={json.dumps(text)}"
+    return f"{path}={text}"
+
+
+def form_field(error_field: str) -> str:
+    """tasks.ood[1] -> tasks.ood: the form field an engine error belongs to."""
+    return re.sub(r"\[\d+\]$", "", error_field)
+
+
+class NewRunScreen(Screen):
+    AUTO_FOCUS = "#preset"
+    BINDINGS = [
+        Binding("ctrl+r", "launch", "Launch", priority=True),
+        Binding("ctrl+d", "dry_run", "Dry run", priority=True),
+        Binding("ctrl+s", "save_preset", "Save preset", priority=True),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+
+    class Checked(Message):
+        """The engine's verdict on the form: errors, and the dry-run plan when there are none."""
+
+        def __init__(self, generation: int, errors: list[api.FieldError], plan: str | None) -> None:
+            super().__init__()
+            self.generation, self.errors, self.plan = generation, errors, plan
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.preset: str | None = None  # the chosen preset's path
+        self.config: dict = {}  # its resolved config: the fields' starting values
+        self.errors: list[api.FieldError] = []
+        self._generation = 0  # the latest check asked for: older answers are dropped
+        self._timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="new-run-body"):
+            with VerticalScroll(id="new-run-form"):
+                with Horizontal(classes="field"):
+                    yield Label("Preset", classes="field-label")
+                    yield Select([], prompt="loading presets", id="preset", compact=True, allow_blank=True)
+                for path, label in FIELDS:
+                    with Horizontal(classes="field"):
+                        yield Label(label, classes="field-label")
+                        yield Input(id=field_id(path), compact=True)
+                    yield Static(id="e-" + field_id(path), classes="field-error", markup=False)
+                with Horizontal(classes="field"):
+                    yield Label("More (--set)", classes="field-label")
+                    yield Input(id=field_id(EXTRA), compact=True, placeholder="key=value; key=value")
+                yield Static(id="e-" + field_id(EXTRA), classes="field-error", markup=False)
+                with Horizontal(id="new-run-buttons"):
+                    yield Button("Launch ^r", id="launch", variant="success", compact=True)
+                    yield Button("Dry run ^d", id="dry-run-button", compact=True)
+                    yield Button("Save preset ^s", id="save", compact=True)
+            with VerticalScroll(id="dry-run-box"):
+                yield Static("The dry-run plan shows here once the settings are valid.", id="dry-run", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load_presets()
+
+    # ------------------------------------------------------------ presets and prefill
+    @work(thread=True, exclusive=True, group="presets", exit_on_error=False)
+    def load_presets(self) -> None:
+        presets = api.presets(self.app.home)
+        self.app.call_from_thread(self._show_presets, presets)
+
+    def _show_presets(self, presets: list[api.PresetInfo]) -> None:
+        select = self.query_one("#preset", Select)
+        select.set_options((plain(f"{p.name} ({p.source})"), str(p.path)) for p in presets)
+        default = next((p for p in presets if p.name == DEFAULT_PRESET), presets[0] if presets else None)
+        if default is not None:
+            select.value = str(default.path)
+
+    @on(Select.Changed, "#preset")
+    def preset_chosen(self, event: Select.Changed) -> None:
+        if event.value is not Select.NULL:
+            self.preset = event.value
+            self.load_config(event.value)
+
+    @work(thread=True, exclusive=True, group="presets", exit_on_error=False)
+    def load_config(self, preset: str) -> None:
+        try:
+            config = api.resolved_config(preset)
+        except UserError as exc:
+            self.app.call_from_thread(self._show_errors, [api.FieldError("preset", preset, str(exc))])
+            return
+        self.app.call_from_thread(self._prefill, preset, config)
+
+    def _prefill(self, preset: str, config: dict) -> None:
+        if preset != self.preset:
+            return
+        self.config = config
+        for path, _ in FIELDS:
+            self.query_one("#" + field_id(path), Input).value = shown(lookup(config, path))
+        self.check_soon(0)
+
+    # ------------------------------------------------------------ validation and dry run
+    def overrides(self) -> list[str]:
+        """The fields changed from the preset, as key.path=value, then the free ones."""
+        out = []
+        for path, _ in FIELDS:
+            original = lookup(self.config, path)
+            text = self.query_one("#" + field_id(path), Input).value
+            if text.strip() != shown(original):
+                out.append(assignment(path, text, original))
+        extra = self.query_one("#" + field_id(EXTRA), Input).value
+        return out + [a.strip() for a in extra.split(";") if a.strip()]
+
+    @on(Input.Changed)
+    def field_changed(self) -> None:
+        if self.config:
+            self.check_soon(VALIDATE_AFTER)
+
+    def check_soon(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self._generation += 1
+        self._timer = self.set_timer(delay, partial(self.check, self._generation, self.preset, self.overrides()))
+
+    @work(thread=True, group="check", exit_on_error=False)
+    def check(self, generation: int, preset: str, overrides: list[str]) -> None:
+        errors = api.validate(preset, overrides)
+        plan = None
+        if not errors:
+            try:
+                plan = api.dry_run(preset, overrides)
+            except UserError as exc:
+                errors = [api.FieldError("preset", preset, str(exc))]
+        self.post_message(self.Checked(generation, errors, plan))
+
+    def on_new_run_screen_checked(self, message: Checked) -> None:
+        if message.generation != self._generation:
+            return
+        self._show_errors(message.errors)
+        if message.plan is not None:
+            self.query_one("#dry-run", Static).update(plain(message.plan))
+
+    def _show_errors(self, errors: list[api.FieldError]) -> None:
+        """Each error next to its field; errors of keys not in the form go under `More`."""
+        self.errors = errors
+        by_field: dict[str, list[str]] = {}
+        known = {path for path, _ in FIELDS}
+        for e in errors:
+            where = form_field(e.field)
+            by_field.setdefault(where if where in known else EXTRA, []).append(e.message)
+        for path in [p for p, _ in FIELDS] + [EXTRA]:
+            box = self.query_one("#e-" + field_id(path), Static)
+            box.update(plain("\n".join(by_field.get(path, []))))
+            box.display = path in by_field
+        if errors:
+            self.query_one("#dry-run", Static).update(plain(f"{len(errors)} setting(s) to fix:\n"
+                                                             + "\n".join(e.message for e in errors)))
+
+    # ------------------------------------------------------------ actions
+    def _ready(self) -> bool:
+        if not self.preset or not self.config:
+            self.notify("Pick a preset first.", severity="warning")
+            return False
+        return True
+
+    def action_dry_run(self) -> None:
+        if self._ready():
+            self.check_soon(0)
+
+    @on(Button.Pressed, "#dry-run-button")
+    def dry_run_pressed(self) -> None:
+        self.action_dry_run()
+
+    @on(Button.Pressed, "#launch")
+    def action_launch(self) -> None:
+        """Start a detached engine (the engine validates again: a refused config writes nothing)."""
+        if not self._ready():
+            return
+        if self.errors:
+            self.notify(f"Fix {len(self.errors)} setting(s) first: {self.errors[0].message}", severity="error",
+                        markup=False)
+            return
+        preset, overrides, app = self.preset, self.overrides(), self.app
+        app.call_engine("launch", partial(api.start_run, preset, overrides, home=app.home, detach=True),
+                        on_done=self.launched)
+
+    def launched(self, started: api.Started) -> None:
+        self.notify(f"{started.run_id}: started (engine pid {started.pid})", markup=False)
+        if self.is_current:
+            self.app.pop_screen()
+        self.app.open_run(started.run_id)
+
+    @on(Button.Pressed, "#save")
+    def action_save_preset(self) -> None:
+        if not self._ready():
+            return
+        preset, overrides, app = self.preset, self.overrides(), self.app
+
+        def named(name: str | None) -> None:
+            if name:
+                app.call_engine("save preset", partial(api.save_preset, name, preset, overrides),
+                                on_done=lambda path: app.notify(f"saved preset {path}", markup=False))
+
+        app.push_screen(PromptScreen(f"Save as a new preset in {api.user_presets_dir()}, named:",
+                                     value=f"{self.config.get('name', 'preset')}-custom"), named)

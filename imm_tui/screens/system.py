@@ -1,0 +1,194 @@
+"""System: CPU per core (/proc/stat), memory (/proc/meminfo) and, where NVML finds NVIDIA GPUs,
+each GPU's utilisation and memory, with the last HISTORY samples as sparklines; sampled once a
+second in a thread worker. No NVML library, driver or GPU: the GPU section is simply absent."""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Header, Static
+
+from ..widgets.plain import plain
+
+HISTORY = 60
+POLL_SECONDS = 1.0
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    util: float  # %
+    mem_used: int  # bytes
+    mem_total: int
+
+
+@dataclass(frozen=True)
+class Sample:
+    cores: tuple[float, ...]  # % busy per core since the last sample
+    mem_used: int  # bytes
+    mem_total: int
+    gpus: tuple[Gpu, ...]
+
+    @property
+    def cpu(self) -> float:
+        return sum(self.cores) / len(self.cores) if self.cores else 0.0
+
+
+class Sampler:
+    """Reads the machine; the first sample's CPU numbers cover the time since boot."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[int, int]] = {}
+        self._nvml = None  # the pynvml module once initialised; False when unavailable
+
+    def cores(self) -> tuple[float, ...]:
+        out = []
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if not (name.startswith("cpu") and name[3:].isdigit()):
+                    continue
+                values = [int(v) for v in fields]
+                idle, total = values[3] + values[4], sum(values[:8])  # idle + iowait; user..steal
+                last_idle, last_total = self._last.get(name, (0, 0))
+                self._last[name] = (idle, total)
+                span = total - last_total
+                out.append(100.0 * (1 - (idle - last_idle) / span) if span > 0 else 0.0)
+        return tuple(out)
+
+    @staticmethod
+    def memory() -> tuple[int, int]:
+        info = {}
+        with open("/proc/meminfo") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                info[key] = int(rest.split()[0]) * 1024
+        return info["MemTotal"] - info.get("MemAvailable", info.get("MemFree", 0)), info["MemTotal"]
+
+    def gpus(self) -> tuple[Gpu, ...]:
+        if self._nvml is None:
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                self._nvml = pynvml
+            except Exception:  # no nvidia-ml-py, no driver, no GPU: no GPU section
+                self._nvml = False
+        if not self._nvml:
+            return ()
+        nv, out = self._nvml, []
+        try:
+            for i in range(nv.nvmlDeviceGetCount()):
+                h = nv.nvmlDeviceGetHandleByIndex(i)
+                name = nv.nvmlDeviceGetName(h)
+                mem = nv.nvmlDeviceGetMemoryInfo(h)
+                util = nv.nvmlDeviceGetUtilizationRates(h).gpu
+                out.append(Gpu(i, name.decode() if isinstance(name, bytes) else name, float(util), mem.used, mem.total))
+        except nv.NVMLError:
+            return ()
+        return tuple(out)
+
+    def sample(self) -> Sample:
+        used, total = self.memory()
+        return Sample(self.cores(), used, total, self.gpus())
+
+
+def bar(percent: float, width: int = 20) -> str:
+    filled = round(max(0.0, min(percent, 100.0)) / 100 * width)
+    return "█" * filled + "·" * (width - filled)
+
+
+def core_lines(cores: tuple[float, ...], columns: int) -> Text:
+    """Per-core bars, `columns` to a line."""
+    cells = [f"{i:>3} {bar(p, 10)} {p:3.0f}%" for i, p in enumerate(cores)]
+    return Text("\n".join("   ".join(cells[i:i + columns]) for i in range(0, len(cells), columns)))
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+LABEL_WIDTH = 32
+
+
+def spark(values, width: int) -> str:
+    """The last `width` percentages as bars on a fixed 0-100 scale."""
+    return "".join(SPARKS[min(int(max(v, 0.0) / 100 * len(SPARKS)), len(SPARKS) - 1)] for v in list(values)[-width:])
+
+
+class Meter(Static):
+    """One line: a label with the current value, then the recent history on a 0-100% scale."""
+
+    def __init__(self, meter_id: str) -> None:
+        super().__init__(id=meter_id, classes="meter", markup=False)
+        self.history: deque[float] = deque(maxlen=HISTORY)
+        self.label = ""
+
+    def add(self, value: float, label: str) -> None:
+        self.history.append(value)
+        self.label = label
+        self.refresh()
+
+    def render(self) -> Text:
+        width = max(self.size.width - LABEL_WIDTH - 1, 0)
+        return plain(f"{self.label:<{LABEL_WIDTH}} {spark(self.history, width)}")
+
+
+class SystemScreen(Screen):
+    BINDINGS = [("escape", "app.pop_screen", "Back")]
+
+    class Sampled(Message):
+        def __init__(self, sample: Sample) -> None:
+            super().__init__()
+            self.sample = sample
+
+    def __init__(self, sampler: Sampler | None = None) -> None:
+        super().__init__()
+        self.sampler = sampler or Sampler()
+        self._timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="system"):
+            yield Meter("cpu")
+            yield Meter("memory")
+            yield Static(id="cores", markup=False)
+            yield Static("GPUs", id="gpu-title", classes="section-title", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#gpu-title").display = False
+        self.poll()
+
+    def on_screen_resume(self) -> None:
+        self.poll()
+
+    @work(thread=True, exclusive=True, group="system-poll", exit_on_error=False)
+    def poll(self) -> None:
+        self.post_message(self.Sampled(self.sampler.sample()))
+
+    async def on_system_screen_sampled(self, message: Sampled) -> None:
+        s = message.sample
+        self.query_one("#cpu", Meter).add(s.cpu, f"CPU {s.cpu:5.1f}% ({len(s.cores)} cores)")
+        mem = 100.0 * s.mem_used / s.mem_total if s.mem_total else 0.0
+        self.query_one("#memory", Meter).add(mem, f"Mem {s.mem_used / GIB:5.1f}/{s.mem_total / GIB:.0f} GiB")
+        columns = max(1, (self.size.width - 2) // 24)
+        self.query_one("#cores", Static).update(core_lines(s.cores, columns))
+        self.query_one("#gpu-title").display = bool(s.gpus)
+        scroll = self.query_one("#system")
+        for gpu in s.gpus:
+            if not scroll.query(f"#gpu-{gpu.index}"):
+                await scroll.mount_all([Meter(f"gpu-{gpu.index}"), Meter(f"gpumem-{gpu.index}")])
+            scroll.query_one(f"#gpu-{gpu.index}", Meter).add(gpu.util, f"GPU{gpu.index} {gpu.util:3.0f}% {gpu.name}")
+            used = 100.0 * gpu.mem_used / gpu.mem_total if gpu.mem_total else 0.0
+            scroll.query_one(f"#gpumem-{gpu.index}", Meter).add(
+                used, f"GPU{gpu.index} mem {gpu.mem_used / GIB:5.1f}/{gpu.mem_total / GIB:.0f} GiB")
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(POLL_SECONDS, self.poll) if self.is_current else None
