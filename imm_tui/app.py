@@ -40,7 +40,7 @@ class ImmApp(App):
     def __init__(self, home: str | Path | None = None):
         super().__init__()
         self.home = api.home_dir(home)
-        self.sub_title = str(self.home)
+        self.sub_title = self.home.name  # the folder's name: the full path shows on an empty runs screen
 
     def on_mount(self) -> None:
         from .screens.runs import RunsScreen

@@ -110,9 +110,6 @@ class RunsScreen(Screen):
         yield Static(id="run-info", markup=False)
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.poll()
-
     def on_screen_resume(self) -> None:
         self.poll()
 

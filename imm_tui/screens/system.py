@@ -164,7 +164,6 @@ class SystemScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#gpu-title").display = False
-        self.poll()
 
     def on_screen_resume(self) -> None:
         self.poll()

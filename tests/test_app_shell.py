@@ -1,0 +1,295 @@
+"""The app shell driven with Pilot: the runs table on a fixed home (statuses, interrupted runs,
+filter, open, markup-safe names), help, jump and the command palette, the new-run form's inline
+validation (nothing written), and a real detached run launched, stopped, resumed and found again
+by a new app."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from app_fixtures import MARKUP_NAME, RUN_DONE, RUN_FAILED, RUN_INTERRUPTED, RUN_STOPPED, freeze_clock, make_snapshot_home
+from engine import api
+from imm_tui.app import ImmApp
+from imm_tui.screens.new_run import NewRunScreen
+from imm_tui.screens.runs import RunsScreen
+from imm_tui.widgets.dialogs import ConfirmScreen
+
+pytestmark = pytest.mark.anyio  # Pilot tests are coroutines (anyio's pytest plugin, asyncio backend)
+SIZE = (120, 30)
+
+
+@pytest.fixture
+def snap_home(tmp_path, monkeypatch) -> Path:
+    freeze_clock(monkeypatch)
+    return make_snapshot_home(tmp_path / "home")
+
+
+@pytest.fixture(autouse=True)
+def no_user_presets(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMM_PRESETS_DIR", str(tmp_path / "user-presets"))
+
+
+async def runs_screen(pilot) -> RunsScreen:
+    """The runs screen once its first poll has filled the table."""
+    for _ in range(100):
+        await pilot.pause(0.05)
+        screen = pilot.app.screen
+        if isinstance(screen, RunsScreen) and screen.runs:
+            return screen
+    raise AssertionError("the runs table never filled")
+
+
+def table_rows(screen: RunsScreen) -> dict[str, list[str]]:
+    table = screen.query_one("#runs")
+    return {key.value: [str(c) for c in table.get_row(key)] for key in table.rows}
+
+
+async def test_runs_table_lists_runs_with_statuses(snap_home):
+    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+        screen = await runs_screen(pilot)
+        rows = table_rows(screen)
+        assert list(rows) == [RUN_INTERRUPTED, RUN_STOPPED, RUN_FAILED, RUN_DONE]  # newest first
+        assert {k: r[2] for k, r in rows.items()} == {RUN_INTERRUPTED: "interrupted", RUN_STOPPED: "stopped",
+                                                      RUN_FAILED: "failed", RUN_DONE: "done"}
+        done = rows[RUN_DONE]
+        assert done[3] == "14/14" and done[4] == "71.0" and done[5] == "20.9" and done[6] == "aligned"
+        assert rows[RUN_INTERRUPTED][9] == MARKUP_NAME  # markup in a name shows literally
+        info = str(screen.query_one("#run-info").render())
+        assert "interrupted: its engine" in info and MARKUP_NAME in info
+        # The failed run's error shows under the table when its row is highlighted.
+        await pilot.press("down", "down")
+        assert "CUDA out of memory" in str(screen.query_one("#run-info").render())
+
+
+async def test_filter_and_marks(snap_home):
+    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+        screen = await runs_screen(pilot)
+        await pilot.press("slash", *"vanilla")
+        assert list(table_rows(screen)) == [RUN_FAILED]
+        await pilot.press("escape")
+        assert len(table_rows(screen)) == 4
+        await pilot.press("slash", *"stopped", "enter")  # status words filter too; enter back to the table
+        assert list(table_rows(screen)) == [RUN_STOPPED]
+        await pilot.press("escape", "space")  # the cursor stayed on the run it was on
+        assert screen.marked == {RUN_STOPPED}
+        assert table_rows(screen)[RUN_STOPPED][0] == "*"
+        await pilot.press("c")  # one marked run: compare asks for more
+        await pilot.pause(0.1)
+        assert isinstance(pilot.app.screen, RunsScreen)
+
+
+async def test_live_refresh_keeps_the_cursor(snap_home, monkeypatch):
+    from engine.runstate.store import Store
+
+    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+        screen = await runs_screen(pilot)
+        await pilot.press("down", "down", "down")
+        assert screen.current_id() == RUN_DONE
+        store = Store(snap_home)
+        store.db["runs"].update(RUN_STOPPED, {"status": "failed", "error": "disk full"})
+        store.db.conn.close()
+        for _ in range(60):
+            await pilot.pause(0.05)
+            if table_rows(screen)[RUN_STOPPED][2] == "failed":
+                break
+        assert table_rows(screen)[RUN_STOPPED][2] == "failed"
+        assert screen.current_id() == RUN_DONE
+
+
+async def test_enter_opens_the_run(snap_home):
+    from imm_tui.screens.run_detail import RunDetailScreen
+
+    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+        await runs_screen(pilot)
+        await pilot.press("down", "down", "down", "enter")
+        await pilot.pause(0.2)
+        assert isinstance(pilot.app.screen, RunDetailScreen) and pilot.app.screen.run_id == RUN_DONE
+        await pilot.press("colon", *"runs", "enter")  # k9s-style jump back
+        await pilot.pause(0.2)
+        assert isinstance(pilot.app.screen, RunsScreen)
+        await pilot.press("colon", *"run tiny-arith-2026110", "enter")  # ambiguous prefix: a message, no crash
+        await pilot.press("colon", *"run tiny-arith-vanilla", "enter")
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if isinstance(pilot.app.screen, RunDetailScreen):
+                break
+        assert pilot.app.screen.run_id == RUN_FAILED
+
+
+async def test_help_lists_every_key_of_the_screen(snap_home):
+    from imm_tui.screens.help import HelpScreen
+
+    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+        await runs_screen(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+        assert isinstance(pilot.app.screen, HelpScreen)
+        described = {d for _, d, _ in pilot.app.screen.rows()}
+        assert {"Open", "New", "Resume", "Stop", "Mark", "Compare", "Export", "Filter", "Jump", "Quit"} <= described
+        await pilot.press("escape")
+        assert isinstance(pilot.app.screen, RunsScreen)
+
+
+async def test_palette_reaches_every_run_and_action(snap_home):
+    from imm_tui.commands_palette import ImmCommands
+
+    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+        await runs_screen(pilot)
+        provider = ImmCommands(pilot.app.screen)
+        await provider.startup()
+        names = [name for name, _, _ in provider.commands()]
+        assert {"Runs", "New run", "System", "Keys", "Quit"} <= set(names)
+        for run_id in (RUN_DONE, RUN_FAILED, RUN_STOPPED, RUN_INTERRUPTED):
+            for verb in ("Open", "Resume", "Stop", "Export"):
+                assert f"{verb} run {run_id}" in names
+        hits = [hit async for hit in provider.search("open dead")]
+        assert hits and hits[0].text == f"Open run {RUN_INTERRUPTED}"
+        hits[0].command()
+        await pilot.pause(0.2)
+        assert pilot.app.screen.run_id == RUN_INTERRUPTED
+        # The palette itself opens and lists a run with markup in its name without crashing.
+        await pilot.press("escape", "ctrl+p", *"dead")
+        await pilot.pause(0.5)
+        await pilot.press("escape")
+
+
+async def test_engine_errors_are_notifications(snap_home):
+    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+        await runs_screen(pilot)
+        await pilot.press("down", "down", "down", "s")  # the done run: stop asks first
+        await pilot.pause(0.1)
+        assert isinstance(pilot.app.screen, ConfirmScreen)
+        await pilot.press("y")
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if pilot.app._notifications:
+                break
+        (note,) = list(pilot.app._notifications)
+        assert note.severity == "error" and "is not running" in note.message
+
+
+async def wait_for(pilot, condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        await pilot.pause(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def fill(screen: NewRunScreen, values: dict[str, str]) -> None:
+    from imm_tui.screens.new_run import field_id
+
+    for path, value in values.items():
+        screen.query_one("#" + field_id(path)).value = value
+
+
+async def new_run_form(pilot) -> NewRunScreen:
+    await pilot.press("n")
+    screen = await wait_for(pilot, lambda: isinstance(pilot.app.screen, NewRunScreen) and pilot.app.screen.config
+                            and pilot.app.screen, 20, "the form's preset")
+    return screen
+
+
+async def test_new_run_shows_engine_validation_inline_and_writes_nothing(tmp_path):
+    home = tmp_path / "empty"
+    async with ImmApp(home).run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        assert "imm run presets/tiny-arith.toml" in str(pilot.app.screen.query_one("#welcome").render())
+        screen = await new_run_form(pilot)
+        fill(screen, {"merge.alpha": "2", "merge.drop_rate": "1.0", "generation.k": "0", "tasks.ood": "arith_add4, nosuch"})
+        await wait_for(pilot, lambda: len(screen.errors) == 4, 20, "four errors")
+
+        def error(path: str) -> str:
+            from imm_tui.screens.new_run import field_id
+
+            box = screen.query_one("#e-" + field_id(path))
+            return str(box.render()) if box.display else ""
+
+        assert "merge.alpha: got 2.0" in error("merge.alpha")
+        assert "merge.drop_rate: got 1.0" in error("merge.drop_rate")
+        assert "generation.k: got 0" in error("generation.k")
+        assert "tasks.ood[1]: got 'nosuch'" in error("tasks.ood")
+        assert error("seed") == ""
+        fill(screen, {"merge.alpha": "0.3", "merge.drop_rate": "0.2", "generation.k": "2", "tasks.ood": "arith_add4",
+                      "tasks.id": "no_task"})
+        await wait_for(pilot, lambda: [e.field for e in screen.errors] == ["tasks.id"], 20, "one error")
+        assert "tasks.id: got 'no_task'" in error("tasks.id") and error("merge.alpha") == ""
+        await pilot.press("ctrl+r")  # refused: the errors are named, nothing starts
+        await pilot.pause(0.2)
+        fill(screen, {"tasks.id": "arith_add3"})
+        await wait_for(pilot, lambda: not screen.errors and "stages" in str(screen.query_one("#dry-run").render()),
+                       20, "the dry-run plan")
+        assert "p 0.2" in str(screen.query_one("#dry-run").render())
+    assert not home.exists()  # validation and the dry run write nothing
+
+
+def kill(pid: int | None) -> None:
+    if pid:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+FAST = ["tasks.train_size=64", "tasks.eval_size=32", "generation.max_new_tokens=40", "sft.batch_size=16",
+        "analyze.limit=32"]
+
+
+async def test_launch_stop_resume_and_reopen(home):
+    started_pids = []
+    try:
+        async with ImmApp(home).run_test(size=SIZE) as pilot:
+            screen = await new_run_form(pilot)
+            fill(screen, {"generation.temperatures": "0.5", "sft.epochs": "1", "iterations": "1"})
+            screen.query_one("#f-extra").value = "; ".join(FAST)
+            await wait_for(pilot, lambda: "stages (8)" in str(screen.query_one("#dry-run").render()), 30, "the plan")
+            await pilot.press("ctrl+r")
+            detail = await wait_for(pilot, lambda: getattr(pilot.app.screen, "run_id", None), 30, "the run's detail")
+            run = api.list_runs(home)[0]
+            assert run.id == detail and run.pid
+            started_pids.append(run.pid)
+            config = api.run_detail(run.id, home).config
+            assert config["tasks"]["train_size"] == 64 and config["generation"]["temperatures"] == [0.5]
+
+            await pilot.press("escape")  # back to the runs table; stop asks first
+            await runs_screen(pilot)
+            await pilot.press("s")
+            await pilot.pause(0.1)
+            assert isinstance(pilot.app.screen, ConfirmScreen)
+            await pilot.press("n")  # no: it keeps running
+            await pilot.pause(0.3)
+            assert api.list_runs(home)[0].status == "running"
+            await pilot.press("s", "y")
+            await wait_for(pilot, lambda: api.list_runs(home)[0].status == "stopped", 240, "the run to stop")
+            await pilot.press("r")
+            await wait_for(pilot, lambda: api.list_runs(home)[0].status in ("running", "done"), 30, "the resume")
+            started_pids.append(api.list_runs(home)[0].pid)
+        # The app is closed: the engine goes on; a new app finds the run.
+        async with ImmApp(home).run_test(size=SIZE) as pilot:
+            screen = await runs_screen(pilot)
+            assert table_rows(screen)[run.id][2] in ("running", "done")
+            assert api.list_runs(home)[0].status in ("running", "done")
+    finally:
+        for pid in started_pids:
+            kill(pid)
+
+
+async def test_a_run_named_with_markup_renders(snap_home):
+    """A run whose name, error and log hold markup and escapes: the runs table, the line under it,
+    a notification and the run's detail all show them without crashing."""
+    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+        await runs_screen(pilot)
+        pilot.app.jump("no [/foo] \x1b[2J")
+        await pilot.pause(0.2)
+        await pilot.press("enter")  # the interrupted run, named "tiny [bold]x[/foo]"
+        await pilot.pause(0.5)
+        assert pilot.app.screen.run_id == RUN_INTERRUPTED
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert isinstance(pilot.app.screen, RunsScreen)
