@@ -1,6 +1,7 @@
 """A run in detail: a header line (id, live status, where it is, elapsed) over tabs: Progress,
 Layers, Results, Merge lab, Samples, Config. The screen polls the run's detail once a second
-(in a thread) and hands it to the Progress and Config panes; r resumes, s stops (asks first)."""
+(in a thread) and hands it to the Progress, Samples and Config panes; r resumes, s stops (asks
+first), 1-6 open the tabs."""
 from __future__ import annotations
 
 from rich.text import Text
@@ -9,18 +10,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from engine import api
-from engine.errors import RunStateError, UserError
 
+from ..messages import RunChanged
 from ..panes.config import ConfigPane
 from ..panes.layers import LayersPane
 from ..panes.merge_lab import MergeLabPane
 from ..panes.progress import ProgressPane
 from ..panes.results import ResultsPane
 from ..panes.samples import SamplesPane
-from ..widgets.dialogs import ConfirmScreen
 from ..widgets.plain import clean
 from ..widgets.stage_timeline import duration
 
@@ -70,6 +71,7 @@ class RunDetailScreen(Screen):
         self.run_id = run_id
         self.detail: api.RunDetail | None = None
         self._last_error: str | None = None
+        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -120,13 +122,18 @@ class RunDetailScreen(Screen):
             self.query_one(ProgressPane).show(event.detail, event.progress)
             self.query_one(ConfigPane).show(event.detail)
             self.query_one(SamplesPane).show(event.detail)
-        self.set_timer(POLL_S, self._tick)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()  # a poll out of turn (RunChanged) must not start a second chain
+        self._timer = self.set_timer(POLL_S, self._tick)
 
     def _tick(self) -> None:
         if self.is_current:
             self._poll()
         else:
-            self.set_timer(POLL_S, self._tick)
+            self._arm()
 
     # ---------------------------------------------------------------- keys
 
@@ -142,27 +149,11 @@ class RunDetailScreen(Screen):
             target.focus()
 
     def action_resume(self) -> None:
-        self._act("resume")
+        self.app.resume_run(self.run_id)
 
     def action_stop(self) -> None:
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._act("stop")
+        self.app.stop_run(self.run_id)  # asks first
 
-        self.app.push_screen(ConfirmScreen(f"Stop run {self.run_id}? It stops after its running stage."), answered)
-
-    @work(thread=True, group="run-action", exit_on_error=False)
-    def _act(self, what: str) -> None:
-        home = self.app.home
-        try:
-            if what == "stop":
-                pid = api.stop(self.run_id, home=home)
-                message = f"stop requested: engine pid {pid} stops after its running stage"
-            else:
-                started = api.resume(self.run_id, home=home)
-                message = (f"resumed: engine pid {started.pid}" if started.pid
-                           else "nothing to resume: every stage is done")
-        except (UserError, RunStateError) as exc:
-            self.app.call_from_thread(self.notify, clean(exc), title=what, severity="error", markup=False)
-            return
-        self.app.call_from_thread(self.notify, message, title=what, markup=False)
+    def on_run_changed(self, event: RunChanged) -> None:
+        if event.run_id == self.run_id:
+            self._poll()

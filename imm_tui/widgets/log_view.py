@@ -24,20 +24,21 @@ MATCH = Style(reverse=True, bold=True)  # visible in 16 colours and NO_COLOR ali
 
 
 class TailLog(Log):
-    """A Log that highlights one line (the search match) and keeps a scrolled-up view on the same
-    lines when the window drops lines off its top."""
+    """A Log that follows new lines only while the user is at the bottom, keeps a scrolled-up view
+    on the same lines when the window drops lines off its top, and highlights the search match."""
 
+    following = True  # set by where the user scrolls to: at the bottom or not
     match_line: int | None = None
 
     def append(self, lines: list[str]) -> None:
-        following = self.is_vertical_scroll_end
-        dropped = max(self.line_count + len(lines) - (self.max_lines or 0), 0) if self.max_lines else 0
-        self.write_lines(lines)  # scrolls to the end only when it was at the end
-        if dropped:
-            if self.match_line is not None:
-                self.match_line = self.match_line - dropped if self.match_line >= dropped else None
-            if not following:
-                self.scroll_to(y=max(self.scroll_y - dropped, 0), animate=False, immediate=True)
+        dropped = max(self.line_count + len(lines) - self.max_lines, 0) if self.max_lines else 0
+        self.write_lines(lines, scroll_end=False)
+        if dropped and self.match_line is not None:
+            self.match_line = self.match_line - dropped if self.match_line >= dropped else None
+        if self.following:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        elif dropped:
+            self.scroll_to(y=max(self.scroll_y - dropped, 0), animate=False, immediate=True)
 
     def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
         strip = super()._render_line_strip(y, rich_style)
@@ -45,6 +46,9 @@ class TailLog(Log):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
+        # Only scrolling moves this: a new horizontal scrollbar (a longer line) changes the bottom
+        # without the user leaving it, so following is not re-derived from the position each time.
+        self.following = round(new_value) >= self.max_scroll_y
         if isinstance(self.parent, LogView):
             self.parent.show_state()
 
@@ -127,7 +131,7 @@ class LogView(Vertical):
 
     def show_state(self) -> None:
         log = self.log
-        mode = "following" if log.is_vertical_scroll_end else "paused: End follows"
+        mode = "following" if log.following else "paused: End follows"
         self.query_one("#log-state", Static).update(
             f"log · {mode} · {log.line_count:,} line{'' if log.line_count == 1 else 's'}"
             f" (last {self.window:,} kept) · / search"

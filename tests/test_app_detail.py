@@ -1,0 +1,260 @@
+"""The run detail screen driven by Pilot: a real finished run's numbers, samples, timeline, log and
+config; the followed, searchable log on a run whose log grows; text with markup and ESC shown
+literally; resume / stop answered with the engine's text."""
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+
+import pytest
+from textual.widgets import DataTable, TextArea
+
+from app_fixtures import RUN_DONE, RUN_FAILED, FAILED_ERROR, freeze_clock, make_snapshot_home
+from engine import api
+from imm_tui.app import ImmApp
+from imm_tui.panes.samples import SamplesPane
+from imm_tui.screens.run_detail import RunDetailScreen
+from imm_tui.widgets.log_view import LogView, TailLog
+from imm_tui.widgets.plain import clean
+
+pytestmark = pytest.mark.anyio  # Pilot tests are coroutines (anyio's pytest plugin, asyncio backend)
+SIZE = (120, 40)
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as plain text."""
+    return "\n".join("".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips())
+
+
+async def until(pilot, condition, timeout: float = 10.0) -> None:
+    """Let the app run until condition() holds (workers read in threads)."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {condition}")
+        await pilot.pause(0.05)
+
+
+async def open_detail(pilot, run_id: str) -> RunDetailScreen:
+    pilot.app.open_run(run_id)
+    await until(pilot, lambda: isinstance(pilot.app.screen, RunDetailScreen) and pilot.app.screen.detail is not None)
+    return pilot.app.screen
+
+
+def cells(table: DataTable) -> list[list[str]]:
+    return [[str(getattr(c, "plain", c)) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+@pytest.fixture
+def snapshot_home(tmp_path, monkeypatch):
+    freeze_clock(monkeypatch)
+    return make_snapshot_home(tmp_path / "home")
+
+
+@pytest.fixture
+def growing_run(tmp_path, finished_run):
+    """A copy of the finished run's home, whose engine.log the test appends to."""
+    home, run_id = finished_run
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy, symlinks=True)
+    with sqlite3.connect(copy / "imm.db") as db:  # the database names the run's folder absolutely
+        db.execute("UPDATE runs SET run_dir = ?", (str(copy / "runs" / run_id),))
+    path = api.log_path(run_id, home=copy)
+    assert path.is_relative_to(copy)
+    return copy, run_id, path
+
+
+# ------------------------------------------------------------------ the real finished run
+
+
+async def test_real_run_in_every_pane(finished_run):
+    home, run_id = finished_run
+    detail = api.run_detail(run_id, home=home)
+    app = ImmApp(home)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_detail(pilot, run_id)
+
+        # Progress: every stage done (a ✓ per stage, nothing pending or running), the log's last line
+        assert all(s.status == "done" for s in detail.stages)
+        await until(pilot, lambda: screen_text(app).count("✓") >= len(detail.stages))
+        text = screen_text(app)
+        assert text.count("✓") == len(detail.stages) and "▶" not in text and "done" in text
+        last = detail.log_path.read_text().splitlines()[-1]
+        log = screen.query_one(TailLog)
+        await until(pilot, lambda: log.line_count > 0)
+        assert log.lines[-1] == clean(last)
+
+        # Results: the database's numbers, best starred, change against Base
+        await pilot.press("3")
+        table = screen.query_one("#results-table", DataTable)
+        await until(pilot, lambda: table.row_count > 0)
+        rows = [r for r in api.results(run_id, home=home) if r.metric == "pass@1"]
+        shown = cells(table)
+        assert [r[0] for r in shown] == sorted({r.label for r in rows}, key=lambda l: api.checkpoint_order(l.lower()))
+        base_id = next(r for r in rows if r.checkpoint == "base" and r.domain == "id")
+        assert f"{base_id.value:.1f}" in shown[0][1]
+        merge = next(r for r in rows if r.checkpoint == "merge1" and r.domain == "id")
+        assert f"{merge.value:.1f} ({merge.value - base_id.value:+.1f})" in " ".join(shown[-1])
+        assert any(c.endswith("*") for c in shown[0][1:] + shown[-1][1:] + [x for r in shown for x in r[1:2]])
+
+        # Samples: the run's real completions, the highlighted one in full
+        await pilot.press("5")
+        samples = screen.query_one(SamplesPane)
+        await until(pilot, lambda: samples.query_one(DataTable).row_count > 0)
+        first_set = api.sample_sets(run_id, 1, home=home)[0]  # generated, or kept where no graded file is
+        real = api.samples(run_id, 1, first_set, home=home)
+        assert samples.which == first_set and len(samples.shown) == len(real) > 0
+        assert cells(samples.query_one(DataTable))[0][0] == real[0].id
+        assert clean(real[0].completion).strip().splitlines()[0] in screen_text(app)
+
+        # Config: the resolved config as TOML
+        await pilot.press("6")
+        await pilot.pause(0.1)
+        assert "[merge]" in screen.query_one(TextArea).text
+
+
+# ------------------------------------------------------------------ the followed, searchable log
+
+
+async def test_log_follows_pauses_resumes_and_searches(growing_run):
+    home, run_id, path = growing_run
+    app = ImmApp(home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_detail(pilot, run_id)
+        log = screen.query_one(TailLog)
+        await until(pilot, lambda: log.line_count > 0)
+
+        def append(lines):
+            with open(path, "a") as f:
+                f.write("".join(f"{line}\n" for line in lines))
+
+        append([f"appended line {i}" for i in range(200)])
+        await until(pilot, lambda: log.lines[-1] == "appended line 199")
+        await pilot.pause(0.1)
+        assert log.following and log.scroll_y == log.max_scroll_y
+
+        log.focus()
+        await pilot.press("home")
+        await pilot.pause(0.1)
+        assert log.scroll_y == 0 and "paused" in screen_text(app)
+        append(["while scrolled up 1", "while scrolled up 2"])
+        await until(pilot, lambda: log.lines[-1] == "while scrolled up 2")
+        assert log.scroll_y == 0  # the view stayed where the user put it
+
+        await pilot.press("end")
+        await pilot.pause(0.1)
+        append(["after end"])
+        await until(pilot, lambda: log.lines[-1] == "after end")
+        await pilot.pause(0.1)
+        assert log.following and log.scroll_y == log.max_scroll_y and "following" in screen_text(app)
+
+        await pilot.press("slash")
+        await pilot.press(*"line 42")
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        hit = log.match_line
+        assert hit is not None and "appended line 42" in log.lines[hit]
+        assert log.scroll_y <= hit < log.scroll_y + log.size.height  # on screen
+        await pilot.press("n")  # only one line holds "line 42": n wraps back to it
+        assert log.match_line == hit
+        await pilot.press("slash", *"appended line 1", "enter")
+        first = log.match_line
+        await pilot.press("n")
+        assert log.match_line > first
+        await pilot.press("N")
+        assert log.match_line == first
+
+
+async def test_log_window_is_bounded(growing_run):
+    home, run_id, path = growing_run
+    app = ImmApp(home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_detail(pilot, run_id)
+        view = screen.query_one(LogView)
+        with open(path, "a") as f:
+            f.write("".join(f"burst {i}\n" for i in range(view.window * 2)))
+        log = view.log
+        await until(pilot, lambda: log.lines and log.lines[-1] == f"burst {view.window * 2 - 1}")
+        assert log.line_count <= view.window
+
+
+async def test_markup_and_escapes_in_the_log_show_literally(growing_run):
+    home, run_id, path = growing_run
+    app = ImmApp(home)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_detail(pilot, run_id)
+        with open(path, "a") as f:
+            f.write("model said [bold]x[/foo] \x1b[31mred\x1b[0m\n")
+        log = screen.query_one(TailLog)
+        await until(pilot, lambda: log.lines[-1].startswith("model said"))
+        await pilot.pause(0.1)
+        assert "model said [bold]x[/foo] ␛[31mred␛[0m" in screen_text(app)
+
+
+# ------------------------------------------------------------------ the fixture home (no engine)
+
+
+async def test_sample_with_markup_and_filters(snapshot_home):
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_detail(pilot, RUN_DONE)
+        await pilot.press("5")
+        pane = screen.query_one(SamplesPane)
+        table = pane.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 12)
+        row = next(i for i, s in enumerate(pane.shown) if "[bold]" in s.completion)
+        table.move_cursor(row=row)
+        await pilot.pause(0.1)
+        assert "[bold]2 + 3 + 4[/foo] = ␛[31m" in screen_text(app)
+
+        await pilot.press("f")  # correct only
+        assert pane.shown and all(s.correct for s in pane.shown)
+        await pilot.press("f")  # wrong only
+        assert pane.shown and all(s.correct is False for s in pane.shown)
+        await pilot.press("f", "g")  # all; the next set: kept
+        await until(pilot, lambda: pane.which == "kept" and table.row_count == 8)
+        await pilot.press("g")
+        await until(pilot, lambda: pane.which == "eval:sft1")
+        await pilot.press("t")  # the first task
+        assert {s.task for s in pane.shown} == {"arith_add3"}
+        await pilot.press("right_square_bracket")  # iteration 2: nothing written
+        await until(pilot, lambda: pane.iteration == 2 and table.row_count == 0 and "no samples" in screen_text(app))
+
+
+async def test_results_metric_cycles_and_best_is_starred(snapshot_home):
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_detail(pilot, RUN_DONE)
+        await pilot.press("3")
+        table = screen.query_one("#results-table", DataTable)
+        await until(pilot, lambda: table.row_count == 5)
+        rows = cells(table)
+        assert rows[0] == ["Base", "31.0 ", "12.0 ", "9.3 "]
+        assert rows[3][1] == "71.0 (+40.0)*" and rows[4][2] == "24.0 (+12.0)*"
+        await pilot.press("k")
+        assert cells(table)[0][1] == "43.4 " and "pass@4" in screen_text(app)
+
+
+async def test_failed_run_header_and_timeline_show_the_error(snapshot_home):
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_detail(pilot, RUN_FAILED)
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        assert "failed" in text and FAILED_ERROR in text and "✗" in text
+
+
+async def test_resume_and_stop_answer_with_the_engines_text(snapshot_home):
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_detail(pilot, RUN_DONE)
+        await pilot.press("r")
+        await until(pilot, lambda: any("nothing left" in n.message for n in app._notifications))
+        await pilot.press("s")
+        await pilot.pause(0.1)
+        await pilot.press("y")  # asked first
+        await until(pilot, lambda: any("is not running" in n.message for n in app._notifications))
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, RunDetailScreen)
