@@ -31,7 +31,9 @@ class ConfigPane(Vertical):
         self.config: dict | None = None
 
     def compose(self) -> ComposeResult:
-        yield TextArea("# loading…", language="toml", read_only=True, show_line_numbers=False, id="config-toml")
+        text = TextArea("# loading…", language="toml", read_only=True, show_line_numbers=False, id="config-toml")
+        text.cursor_blink = False  # a read-only view: a steady cursor (and steady snapshots)
+        yield text
 
     def show(self, detail: api.RunDetail) -> None:
         if detail.config != self.config:
