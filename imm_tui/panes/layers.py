@@ -18,8 +18,8 @@ from ..widgets.live_poll import LivePoll
 
 # Module views: the layer totals, or the sum over the modules whose name holds the key.
 MODULE_VIEWS = (("all modules", None), ("attention", "attn"), ("MLP", "mlp"))
-EMPTY = ("No layer diagnostics yet. The analyze stage writes them after an iteration's evaluation "
-         "when the run's config sets analyze.when = \"every\" or \"first_last\" (this run: {when}).")
+EMPTY = "No layer diagnostics yet: the analyze stage writes them after an iteration's evaluation{why}."
+EMPTY_WHY = {"off": ' when a run sets analyze.when = "every" or "first_last"; this run has "off"'}
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,8 @@ class LayersPane(LivePoll, Vertical):
         empty.display = not has_data
         if not has_data:
             self.query_one("#layers-head", Static).update("Layers: importance vs weight change per layer")
-            empty.update(EMPTY.format(when=self.data.analyze_when))
+            when = self.data.analyze_when
+            empty.update(EMPTY.format(why=EMPTY_WHY.get(when, f' (this run: analyze.when = "{when}")')))
             return
         view_name, module_key = MODULE_VIEWS[self.view]
         here = (self.iteration, self.checkpoint)

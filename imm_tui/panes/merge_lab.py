@@ -4,7 +4,6 @@ alpha and as an alpha x p grid, and adopt one as the iteration's merge."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -285,9 +284,9 @@ class MergeLabPane(LivePoll, Vertical):
         if self.iteration is None or self.alpha is None:
             self.notify("No iteration with a finished SFT checkpoint to re-merge yet.", severity="warning")
             return
-        self.app.call_engine(
-            "sweep", partial(api.start_sweep, subset=self.subset), self.run_id, self.iteration, alphas, drops,
-            on_done=self.queued)
+        run, t, subset, home = self.run_id, self.iteration, self.subset, self.app.home
+        self.app.call_engine("sweep", lambda: api.start_sweep(run, t, alphas, drops, subset=subset, home=home),
+                             on_done=self.queued)
 
     def queued(self, ids: list[int]) -> None:
         self.notify(f"queued trial{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}", markup=False)
@@ -305,8 +304,9 @@ class MergeLabPane(LivePoll, Vertical):
 
         def answered(yes: bool | None) -> None:
             if yes:
+                home = self.app.home
                 self.app.call_engine(
-                    f"adopt trial {t.id}", partial(api.adopt_trial, detach=True), self.run_id, t.iteration, t.id,
+                    f"adopt trial {t.id}", lambda: api.adopt_trial(self.run_id, t.iteration, t.id, home=home, detach=True),
                     changed=self.run_id,
                     on_done=lambda s: self.notify(
                         f"Adopting trial {t.id} as {merge} (engine pid {s.pid}): it re-merges and re-evaluates on "

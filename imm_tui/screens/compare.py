@@ -1,0 +1,101 @@
+"""Two or more runs side by side: every result with its difference against the first run, and
+only the config keys that differ."""
+from __future__ import annotations
+
+import json
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from engine import api
+
+from ..widgets.plain import plain
+
+
+def diff_text(value: float | None, first: float | None) -> Text:
+    """'57.3 (+2.0)' against the first run's value; '' where a run has no such row."""
+    if value is None:
+        return Text("-", justify="right")
+    text = Text(f"{value:.1f}", justify="right")
+    if first is not None:
+        delta = value - first
+        text.append(f" ({delta:+.1f})", style="green" if delta > 0 else "red" if delta < 0 else "")
+    return text
+
+
+def config_value(v: object) -> str:
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+class CompareScreen(Screen):
+    DEFAULT_CSS = """
+    CompareScreen #compare-runs { height: auto; padding: 0 1; }
+    CompareScreen .compare-title { height: 1; padding: 0 1; text-style: bold; }
+    CompareScreen #compare-results { height: 2fr; }
+    CompareScreen #compare-config { height: 1fr; min-height: 4; }
+    """
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+
+    class Loaded(Message):
+        def __init__(self, comparison: api.Comparison | None, error: str | None = None):
+            super().__init__()
+            self.comparison, self.error = comparison, error
+
+    def __init__(self, run_ids: list[str]):
+        super().__init__()
+        self.run_ids = list(run_ids)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(f"Comparing {len(self.run_ids)} runs...", id="compare-runs", markup=False)
+        yield Static("Results (pass@k %, change against run 1)", classes="compare-title", markup=False)
+        yield DataTable(id="compare-results", zebra_stripes=True, cursor_type="row")
+        yield Static("Config keys that differ", classes="compare-title", markup=False)
+        yield DataTable(id="compare-config", zebra_stripes=True, cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "compare"
+        self.load()
+
+    @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
+    def load(self) -> None:
+        try:
+            self.post_message(self.Loaded(api.compare(self.run_ids, home=self.app.home)))
+        except Exception as exc:  # the engine's refusal (or a busy database) shown as text
+            self.post_message(self.Loaded(None, str(exc) or type(exc).__name__))
+
+    def on_compare_screen_loaded(self, event: Loaded) -> None:
+        if event.comparison is None:
+            self.query_one("#compare-runs", Static).update(plain(f"Cannot compare: {event.error}"))
+            return
+        c = event.comparison
+        names = [f"run {i}" for i in range(1, len(c.runs) + 1)]
+        self.query_one("#compare-runs", Static).update(plain("\n".join(
+            f"{n}: {s.id} ({s.method}, {s.status})" for n, s in zip(names, c.runs))))
+
+        rows: dict[tuple, dict[str, float]] = {}
+        for s in c.runs:
+            for r in c.results[s.id]:
+                rows.setdefault((api.checkpoint_order(r.checkpoint), r.label, r.domain != "id", r.task, r.metric),
+                                {})[s.id] = r.value
+        table = self.query_one("#compare-results", DataTable)
+        table.clear(columns=True)
+        table.add_columns("checkpoint", "task", "metric", *names)
+        first = c.runs[0].id
+        for (_, label, ood, task, metric), values in sorted(rows.items()):
+            table.add_row(plain(label), plain(f"{task} ({'ood' if ood else 'id'})"), plain(metric),
+                          *[diff_text(values.get(s.id), values.get(first) if i else None) for i, s in enumerate(c.runs)])
+
+        config = self.query_one("#compare-config", DataTable)
+        config.clear(columns=True)
+        config.add_columns("key", *names)
+        if not c.config_diff:
+            config.add_row(plain("(the configs are the same)"), *[""] * len(names))
+        for key, values in c.config_diff.items():
+            config.add_row(plain(key), *[plain(config_value(v)) for v in values])

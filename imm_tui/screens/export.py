@@ -1,0 +1,104 @@
+"""Export a run to a file: results as Markdown, CSV or JSON, or the layer charts' data as CSV
+(engine.api.export writes it); the dialog says where it wrote, or the engine's refusal."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+
+from engine import api
+from engine.errors import UserError
+
+from ..widgets.plain import plain
+
+# (what, format, label); layer data exists as CSV only.
+CHOICES = (("results", "md", "Results as Markdown"), ("results", "csv", "Results as CSV"),
+           ("results", "json", "Results as JSON"), ("layers", "csv", "Layer data as CSV"))
+
+
+def default_path(run_id: str, what: str, fmt: str) -> str:
+    return f"./{run_id}-{what}.{fmt}"
+
+
+class ExportScreen(ModalScreen[str | None]):
+    """Answers the path written (None when closed without writing)."""
+
+    DEFAULT_CSS = """
+    ExportScreen { align: center middle; }
+    ExportScreen > Vertical { width: 76; max-width: 100%; height: auto; border: round $accent;
+                              background: $surface; padding: 0 1; }
+    ExportScreen RadioSet { width: 100%; }
+    ExportScreen #export-result { height: auto; margin-top: 1; }
+    ExportScreen .-error { color: $error; }
+    ExportScreen Horizontal { height: auto; margin-top: 1; }
+    """
+    BINDINGS = [Binding("escape", "close", "Close"), Binding("ctrl+s", "export", "Export")]
+
+    def __init__(self, run_id: str):
+        super().__init__()
+        self.run_id = run_id
+        self.choice = 0
+        self.written: str | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(plain(f"Export run {self.run_id}"))
+            with RadioSet(id="export-choice"):
+                for i, (_, _, label) in enumerate(CHOICES):
+                    yield RadioButton(label, value=i == 0, id=f"choice-{i}")
+            yield Input(default_path(self.run_id, *CHOICES[0][:2]), id="export-path")
+            yield Static("enter or ctrl+s writes the file; escape closes", id="export-result", markup=False)
+            with Horizontal():
+                yield Button("Export", id="export", variant="primary", compact=True)
+                yield Button("Close", id="close", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(RadioSet).focus()
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        path = self.query_one("#export-path", Input)
+        # A path the user typed stays; the default one follows the chosen format.
+        if path.value == default_path(self.run_id, *CHOICES[self.choice][:2]):
+            path.value = default_path(self.run_id, *CHOICES[event.index][:2])
+        self.choice = event.index
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_export()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "export":
+            self.action_export()
+        else:
+            self.action_close()
+
+    def action_close(self) -> None:
+        self.dismiss(self.written)
+
+    def action_export(self) -> None:
+        what, fmt, _ = CHOICES[self.choice]
+        self.write(what, fmt, self.query_one("#export-path", Input).value.strip())
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def write(self, what: str, fmt: str, path: str) -> None:
+        try:
+            if not path:
+                raise UserError("path: got ''; allowed: a file path")
+            written = str(Path(api.export(self.run_id, fmt, what, home=self.app.home, path=path)).resolve())
+        except UserError as exc:
+            self.app.call_from_thread(self.result, str(exc), True)
+        except OSError as exc:  # a missing folder, no permission
+            self.app.call_from_thread(self.result, f"cannot write {path}: {exc.strerror or exc}", True)
+        else:
+            self.written = written
+            self.app.call_from_thread(self.result, f"wrote {written}", False)
+
+    def result(self, text: str, error: bool) -> None:
+        result = self.query_one("#export-result", Static)
+        result.update(plain(text))
+        result.set_class(error, "-error")

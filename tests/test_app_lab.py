@@ -1,0 +1,229 @@
+"""Pilot tests of the Layers and Merge lab tabs and the Compare and Export screens, on a real
+finished run (1 iteration, diagnostics on); one merge-lab trial and its adoption run the real
+detached engine on a copy of that run's home."""
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import time
+
+import pytest
+from textual.css.query import NoMatches
+from textual.widgets import DataTable, Input, RadioButton, Static
+
+from app_fixtures import RUN_DONE, RUN_FAILED, RUN_STOPPED, make_snapshot_home
+from engine import api
+from imm_tui.app import ImmApp
+from imm_tui.panes.layers import LayersPane, fmt
+from imm_tui.panes.merge_lab import MergeLabPane
+from imm_tui.screens.compare import CompareScreen
+from imm_tui.screens.export import ExportScreen
+
+pytestmark = pytest.mark.anyio  # Pilot tests are coroutines (anyio's pytest plugin, asyncio backend)
+SIZE = (120, 40)
+
+
+async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "condition"):
+    """Let the app run until condition() is true (the UI keeps working meanwhile)."""
+    deadline = time.monotonic() + timeout
+
+    def holds() -> bool:
+        try:
+            return bool(condition())
+        except NoMatches:  # the screen is still composing
+            return False
+
+    while not holds():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await pilot.pause(0.2)
+
+
+def text_of(widget: Static) -> str:
+    return str(widget.content)
+
+
+def column(table: DataTable, index: int) -> list[str]:
+    return [str(table.get_row_at(r)[index]) for r in range(table.row_count)]
+
+
+async def open_tab(app: ImmApp, pilot, run_id: str, key: str) -> None:
+    await wait_for(pilot, lambda: type(app.screen).__name__ == "RunsScreen", what="the runs screen")
+    app.open_run(run_id)
+    await wait_for(pilot, lambda: type(app.screen).__name__ == "RunDetailScreen", what="the run detail screen")
+    await pilot.press(key)
+
+
+@pytest.fixture
+def snapshot_home(tmp_path):
+    return make_snapshot_home(tmp_path / "snap-home")
+
+
+async def test_layers_shows_the_runs_numbers_and_steps_checkpoints(finished_run):
+    home, run_id = finished_run
+    app = ImmApp(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_tab(app, pilot, run_id, "2")
+        pane = app.screen.query_one(LayersPane)
+        table = pane.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count > 0, what="layer rows")
+        assert app.focused is table  # the pane's keys work at once
+
+        for ckpt in ("sft1", "merge1"):
+            stats = sorted(api.layer_stats(run_id, 1, ckpt, home=home), key=lambda s: s.layer)
+            verdict = next(v for v in api.verdicts(run_id, home=home) if v.checkpoint == ckpt)
+            assert api.checkpoint_label(ckpt) in text_of(pane.query_one("#layers-head"))
+            assert column(table, 0) == [str(s.layer) for s in stats]
+            assert column(table, 1) == [fmt(s.importance, False) for s in stats]
+            assert column(table, 2) == [fmt(s.weight_change, False) for s in stats]
+            shown = text_of(pane.query_one("#layers-verdict"))
+            assert verdict.verdict in shown and f"{verdict.spearman:+.2f}" in shown
+            assert f"by importance: {', '.join(map(str, verdict.top_importance))}" in shown
+            if ckpt == "sft1":
+                await pilot.press("a")  # shares of the total
+                assert column(table, 2) == [fmt(s.weight_change_pct, True) for s in stats]
+                await pilot.press("m")  # attention modules only
+                attn = [sum(m.importance for n, m in s.modules.items() if "attn" in n) for s in stats]
+                assert column(table, 1) == [fmt(100 * v / sum(attn), True) for v in attn]
+                assert "attention" in text_of(pane.query_one("#layers-head"))
+                await pilot.press("a", "m", "m")  # back to absolute, all modules
+                await pilot.press("c")
+
+
+async def test_layers_empty_state_says_what_fills_it(snapshot_home):
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_tab(app, pilot, RUN_STOPPED, "2")
+        pane = app.screen.query_one(LayersPane)
+        await wait_for(pilot, lambda: pane.data is not None, what="layer data")
+        empty = text_of(pane.query_one("#layers-empty"))
+        assert 'analyze.when = "every"' in empty  # the stopped run has not reached its analyze stage
+
+
+async def test_merge_lab_runs_a_real_trial_and_adopts_it(finished_run, tmp_path):
+    src, run_id = finished_run
+    home = tmp_path / "home"
+    shutil.copytree(src, home, symlinks=True)
+    app = ImmApp(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_tab(app, pilot, run_id, "4")
+        pane = app.screen.query_one(MergeLabPane)
+        await wait_for(pilot, lambda: pane.data is not None, what="merge lab data")
+        assert "BASE" in text_of(pane.query_one("#lab-note"))
+        assert (pane.alpha, pane.drop) == (0.5, 0.1)  # the run's own merge settings
+        await pilot.press("right", "comma")  # alpha 0.6, p 0.0
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen.query(Input), what="the subset prompt")
+        await pilot.press("backspace", "8", "enter")
+        assert pane.subset == 8
+        assert "α 0.6, p 0.0, 8 questions/task" in text_of(pane.query_one("#lab-head"))
+        await pilot.press("enter")  # queue the trial
+
+        table = pane.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1, what="the queued trial's row")
+        await wait_for(pilot, lambda: column(table, 3)[0] in ("done", "failed"), timeout=300, what="the trial")
+        [trial] = api.trials(run_id, home=home)
+        assert trial.status == "done", f"trial failed: {trial.error}; see {home}/runs/{run_id}/engine.out"
+        assert (trial.alpha, trial.drop_rate, trial.subset) == (0.6, 0.0, 8)
+        row = table.get_row_at(0)
+        ids = [r.value for r in trial.results if r.domain == "id" and r.metric == "pass@1"]
+        assert str(row[4]) == f"{sum(ids) / len(ids):.1f}" and str(row[6]) == "8"
+        grid = pane.query_one("AlphaGrid", DataTable)
+        assert grid.row_count == 1 and str(grid.get_row_at(0)[0]) == "0.6"
+
+        await pilot.press("A")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="the adopt question")
+        await pilot.press("y")
+
+        def adopted() -> bool:
+            merge = next(s for s in api.run_detail(run_id, home=home).stages if (s.iteration, s.stage) == (1, "merge"))
+            return merge.info.get("adopted_trial") == trial.id
+
+        await wait_for(pilot, adopted, timeout=300, what="the detached adopt engine")
+        stages = {(s.iteration, s.stage): s for s in api.run_detail(run_id, home=home).stages}
+        assert stages[(1, "merge")].info["alpha"] == 0.6
+        assert stages[(1, "analyze")].status == "pending"  # later stages go back to pending
+        await wait_for(pilot, lambda: "✓ adopted" in column(table, 8), what="the adopted mark")
+
+
+async def test_merge_lab_refuses_a_running_run_with_the_engines_text(snapshot_home):
+    # The run is stored as running with a live engine pid (this process): the engine refuses a sweep.
+    db = sqlite3.connect(snapshot_home / "imm.db")
+    with db:
+        db.execute("UPDATE runs SET status = 'running', pid = ? WHERE id = ?", (os.getpid(), RUN_DONE))
+    db.close()
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_tab(app, pilot, RUN_DONE, "4")
+        pane = app.screen.query_one(MergeLabPane)
+        await wait_for(pilot, lambda: pane.data is not None, what="merge lab data")
+        assert "run is running" in text_of(pane.query_one("#lab-head"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any("sweep once it stops or finishes" in n.message and n.severity == "error"
+                                          for n in app._notifications), what="the refusal")
+        assert len(api.trials(RUN_DONE, home=snapshot_home)) == 4  # nothing queued
+
+
+async def test_compare_shows_results_with_differences_and_only_differing_config(snapshot_home):
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunsScreen", what="the runs screen")
+        app.compare_runs([RUN_DONE, RUN_FAILED])
+        await wait_for(pilot, lambda: app.screen.query_one("#compare-config", DataTable).row_count > 0,
+                       what="the config diff")
+        config = app.screen.query_one("#compare-config", DataTable)
+        diff = api.compare([RUN_DONE, RUN_FAILED], home=snapshot_home).config_diff
+        assert column(config, 0) == list(diff) and "method" in diff and "name" not in diff
+        results = app.screen.query_one("#compare-results", DataTable)
+        base_id = [results.get_row_at(r) for r in range(results.row_count)
+                   if str(results.get_row_at(r)[0]) == "Base" and str(results.get_row_at(r)[2]) == "pass@1"]
+        assert [str(c) for c in base_id[0][3:]] == ["31.0", "31.0 (+0.0)"]
+        merge = next(results.get_row_at(r) for r in range(results.row_count) if str(results.get_row_at(r)[0]) == "Merge1")
+        assert str(merge[4]) == "-"  # the failed run has no Merge1
+        await pilot.press("escape")
+        assert not isinstance(app.screen, CompareScreen)
+
+
+@pytest.mark.parametrize("choice,what,fmt_", [(0, "results", "md"), (1, "results", "csv"), (2, "results", "json"),
+                                              (3, "layers", "csv")])
+async def test_export_writes_each_format(finished_run, tmp_path, choice, what, fmt_):
+    home, run_id = finished_run
+    app = ImmApp(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunsScreen", what="the runs screen")
+        app.export_run(run_id)
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen) and app.screen.query_one(Input),
+                       what="the export dialog")
+        screen = app.screen
+        screen.query_one(f"#choice-{choice}", RadioButton).value = True
+        await pilot.pause()
+        path = screen.query_one(Input)
+        assert path.value == f"./{run_id}-{what}.{fmt_}"  # the default follows the format
+        target = tmp_path / f"out.{fmt_}"
+        path.value = str(target)
+        await pilot.press("ctrl+s")
+        result = screen.query_one("#export-result", Static)
+        await wait_for(pilot, lambda: "wrote" in text_of(result), what="the export")
+        assert target.read_text() == api.export(run_id, fmt_, what, home=home) + "\n"
+        assert str(target) in text_of(result)
+        if what == "layers":
+            assert target.read_text().startswith("iteration,checkpoint,layer,importance")
+
+
+async def test_export_to_a_bad_path_shows_the_error(finished_run, tmp_path):
+    home, run_id = finished_run
+    app = ImmApp(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunsScreen", what="the runs screen")
+        app.export_run(run_id)
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen) and app.screen.query_one(Input),
+                       what="the export dialog")
+        app.screen.query_one(Input).value = str(tmp_path / "no-such-folder" / "out.md")
+        app.screen.query_one(Input).focus()
+        await pilot.press("enter")
+        result = app.screen.query_one("#export-result", Static)
+        await wait_for(pilot, lambda: "cannot write" in text_of(result), what="the error")
+        assert result.has_class("-error")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ExportScreen)
