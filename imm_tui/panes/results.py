@@ -6,19 +6,17 @@ from __future__ import annotations
 import re
 
 from rich.text import Text
-from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
 from engine import api
 
+from ..widgets.live_poll import LivePoll
 from ..widgets.plain import clean, plain
 
-POLL_S = 2.0
 MARKERS = ("●", "x", "+", "o", "*", "#")  # one per task: lines stay apart in monochrome
 
 
@@ -49,7 +47,7 @@ class ResultsTable:
         return Text(text + ("*" if best else " "), style="bold" if best else "", justify="right")
 
 
-class ResultsPane(Vertical):
+class ResultsPane(LivePoll, Vertical):
     DEFAULT_CSS = """
     ResultsPane { height: 1fr; }
     ResultsPane > #results-note { height: 1; color: $text-muted; }
@@ -57,11 +55,7 @@ class ResultsPane(Vertical):
     ResultsPane > PlotextPlot { height: 1fr; min-height: 6; }
     """
     BINDINGS = [Binding("k", "next_metric", "Next pass@k")]
-
-    class Loaded(Message):
-        def __init__(self, rows: list[api.ResultRow] | None, error: str | None = None):
-            super().__init__()
-            self.rows, self.error = rows, error
+    poll_s = 2.0
 
     def __init__(self, run_id: str, **kw):
         super().__init__(**kw)
@@ -75,32 +69,20 @@ class ResultsPane(Vertical):
         yield PlotextPlot(id="results-plot")
 
     def on_mount(self) -> None:
-        self._load()
+        self.start_polling()
 
-    @work(thread=True, exclusive=True, group="results", exit_on_error=False)
-    def _load(self) -> None:
-        try:
-            self.post_message(self.Loaded(api.results(self.run_id, home=self.app.home)))
-        except Exception as exc:  # noqa: BLE001 - a busy database: say so in the pane, try again
-            self.post_message(self.Loaded(None, str(exc) or type(exc).__name__))
+    def read(self) -> list[api.ResultRow]:
+        return api.results(self.run_id, home=self.app.home)
 
-    @on(Loaded)
-    def _loaded(self, event: Loaded) -> None:
-        if event.rows is None:
-            self.query_one("#results-note", Static).update(f"results: {clean(event.error)}")
-        elif event.rows != self.rows:
-            self.rows = event.rows
+    def show(self, rows: list[api.ResultRow] | Exception) -> None:
+        if isinstance(rows, Exception):
+            self.query_one("#results-note", Static).update(f"results: {clean(rows)}")
+        elif rows != self.rows:
+            self.rows = rows
             metrics = self.metrics
             if metrics and self.metric not in metrics:
                 self.metric = metrics[0]
             self.draw()
-        self.set_timer(POLL_S, self._tick)
-
-    def _tick(self) -> None:
-        if self.is_on_screen:
-            self._load()
-        else:
-            self.set_timer(POLL_S, self._tick)
 
     @property
     def metrics(self) -> list[str]:

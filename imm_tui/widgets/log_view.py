@@ -5,21 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.style import Style
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import Input, Log, Static
 
 from engine import api
 
+from .live_poll import LivePoll
 from .plain import clean
 
 WINDOW = 5000  # lines kept in view
-POLL_S = 0.2  # 2,000 lines/s arrive as one batch of ~400 lines per poll
-HIDDEN_POLL_S = 1.0  # while the log is not on screen: only check again later
 MATCH = Style(reverse=True, bold=True)  # visible in 16 colours and NO_COLOR alike
 
 
@@ -53,7 +51,7 @@ class TailLog(Log):
             self.parent.show_state()
 
 
-class LogView(Vertical):
+class LogView(LivePoll, Vertical):
     """The log of a run: follows new lines unless scrolled up (End follows again); `/` searches,
     n / N go to the next / previous match."""
 
@@ -70,11 +68,7 @@ class LogView(Vertical):
         Binding("N", "find(-1)", "Prev match", show=False),
         Binding("end", "follow", "Follow log", show=False),
     ]
-
-    class Appended(Message):
-        def __init__(self, lines: list[str], offset: int) -> None:
-            super().__init__()
-            self.lines, self.offset = lines, offset
+    poll_s = 0.2  # 2,000 lines/s arrive as one batch of ~400 lines per read
 
     def __init__(self, path: Path | None = None, window: int = WINDOW, **kw):
         super().__init__(**kw)
@@ -96,36 +90,29 @@ class LogView(Vertical):
     def on_mount(self) -> None:
         self.show_state()
         if self.path is not None:
-            self._read()
+            self.start_polling()
 
     def tail(self, path: Path) -> None:
         """Start tailing `path` (e.g. once the run's detail names its log)."""
-        if path != self.path:
-            self.path, self._offset = path, None
-            self.log.clear()
-            if self.is_mounted:
-                self._read()
+        first = self.path is None
+        self.path, self._offset = path, None
+        self.log.clear()
+        if first:
+            self.start_polling()
 
-    # ---------------------------------------------------------------- tailing
-
-    @work(thread=True, exclusive=True, group="log-tail", exit_on_error=False)
-    def _read(self) -> None:
+    def read(self) -> tuple[list[str], int]:
+        """Only the bytes appended since the last read; a burst larger than the window keeps its end."""
         lines, offset = api.read_log(self.path, self._offset)
-        self.post_message(self.Appended([clean(s) for s in lines[-self.window:]], offset))
+        return [clean(s) for s in lines[-self.window:]], offset
 
-    @on(Appended)
-    def _appended(self, event: Appended) -> None:
-        self._offset = event.offset
-        if event.lines:
-            self.log.append(event.lines)
+    def show(self, data: tuple[list[str], int] | Exception) -> None:
+        if isinstance(data, Exception):
+            self._note = clean(data)
+            return self.show_state()
+        lines, self._offset = data
+        if lines:
+            self.log.append(lines)
             self.show_state()
-        self.set_timer(POLL_S, self._tick)
-
-    def _tick(self) -> None:
-        if self.is_on_screen:
-            self._read()
-        else:
-            self.set_timer(HIDDEN_POLL_S, self._tick)
 
     # ---------------------------------------------------------------- following and search
 
