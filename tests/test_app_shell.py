@@ -293,3 +293,16 @@ async def test_a_run_named_with_markup_renders(snap_home):
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert isinstance(pilot.app.screen, RunsScreen)
+
+
+@pytest.mark.parametrize("env", [{"NO_COLOR": "1"}, {"TEXTUAL_COLOR_SYSTEM": "standard"}], ids=["no-color", "16-colours"])
+async def test_monochrome_and_16_colours(snap_home, monkeypatch, env):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    async with ImmApp(snap_home).run_test(size=(80, 24)) as pilot:
+        await runs_screen(pilot)
+        await pilot.press("S")
+        await pilot.pause(0.3)
+        await pilot.press("escape", "n")
+        await pilot.pause(0.5)
+        assert isinstance(pilot.app.screen, NewRunScreen)
