@@ -117,7 +117,7 @@ async def test_merge_lab_runs_a_real_trial_and_adopts_it(finished_run, tmp_path)
         await wait_for(pilot, lambda: app.screen.query(Input), what="the subset prompt")
         await pilot.press("backspace", "8", "enter")
         assert pane.subset == 8
-        assert "α 0.6, p 0.0, 8 questions/task" in text_of(pane.query_one("#lab-head"))
+        assert "α 0.6, p (drop) 0.0, 8 questions/task" in text_of(pane.query_one("#lab-head"))
         await pilot.press("enter")  # queue the trial
 
         table = pane.query_one(DataTable)

@@ -84,9 +84,10 @@ class LayersPane(LivePoll, Vertical):
     LayersPane #layers-table { width: 36; height: 1fr; }
     LayersPane #layers-empty { height: auto; padding: 1 2; }
     """
+    ITER = Binding.Group("iter", compact=True)
     BINDINGS = [
-        Binding("left_square_bracket", "iteration(-1)", "Prev iter"),
-        Binding("right_square_bracket", "iteration(1)", "Next iter"),
+        Binding("left_square_bracket", "iteration(-1)", "Prev iter", group=ITER),
+        Binding("right_square_bracket", "iteration(1)", "Next iter", group=ITER),
         Binding("c", "checkpoint", "SFT/Merge"),
         Binding("a", "percent", "Abs/%"),
         Binding("m", "modules", "Modules"),

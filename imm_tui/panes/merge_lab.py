@@ -22,7 +22,7 @@ from ..widgets.plain import plain
 STEP = 0.1
 GRID_ALPHAS = [round(STEP * i, 1) for i in range(1, 10)]  # g queues these at the current p
 MAX_P = 0.9
-NOTE = "α weights the BASE: θ = α·base + (1−α)·(prev + DARE_p(sft−prev)); p = drop rate"
+NOTE = "α weights the BASE model: θ = α·base + (1−α)·(prev + DARE_p(sft − prev))"
 STATUS_STYLE = {"done": "green", "failed": "bold red", "running": "yellow", "queued": ""}
 
 
@@ -65,24 +65,26 @@ class MergeLabPane(LivePoll, Vertical):
     MergeLabPane { height: 1fr; }
     MergeLabPane #lab-head { height: auto; }
     MergeLabPane #lab-note { height: auto; color: $text-muted; }
-    MergeLabPane #lab-trials { height: 1fr; min-height: 4; }
+    MergeLabPane #lab-trials { height: auto; max-height: 40%; min-height: 3; }
     MergeLabPane #lab-detail { height: auto; max-height: 2; color: $text-muted; }
     MergeLabPane #lab-charts { height: 1fr; min-height: 8; }
     MergeLabPane #lab-plot { width: 1fr; height: 1fr; }
     MergeLabPane AlphaGrid { margin-left: 1; }
     """
+    ALPHA, DROP = Binding.Group("α", compact=True), Binding.Group("p", compact=True)
+    ITER = Binding.Group("iter", compact=True)
     BINDINGS = [
-        Binding("enter", "queue", "Queue trial"),
-        Binding("left", "alpha(-1)", "α-", key_display="←"),
-        Binding("right", "alpha(1)", "α+", key_display="→"),
-        Binding("comma", "drop(-1)", "p-", key_display=","),
-        Binding("full_stop", "drop(1)", "p+", key_display="."),
-        Binding("g", "queue_grid", "Queue α grid"),
-        Binding("n", "subset", "Subset"),
-        Binding("v", "metric", "Grid metric"),
+        Binding("enter", "queue", "Queue"),
         Binding("A", "adopt", "Adopt", key_display="A"),
-        Binding("left_square_bracket", "iteration(-1)", "Prev iter", show=False),
-        Binding("right_square_bracket", "iteration(1)", "Next iter", show=False),
+        Binding("left", "alpha(-1)", "α-", key_display="←", group=ALPHA),
+        Binding("right", "alpha(1)", "α+", key_display="→", group=ALPHA),
+        Binding("comma", "drop(-1)", "p-", key_display=",", group=DROP),
+        Binding("full_stop", "drop(1)", "p+", key_display=".", group=DROP),
+        Binding("g", "queue_grid", "α grid"),
+        Binding("n", "subset", "Subset"),
+        Binding("v", "metric", "Metric"),
+        Binding("left_square_bracket", "iteration(-1)", "Prev iter", group=ITER),
+        Binding("right_square_bracket", "iteration(1)", "Next iter", group=ITER),
     ]
     poll_s = 1.0
 
@@ -158,7 +160,7 @@ class MergeLabPane(LivePoll, Vertical):
             head = "No iteration has finished SFT yet: trials re-merge a finished SFT checkpoint."
         else:
             subset = "the run's eval set" if self.subset == 0 else f"{self.subset} questions/task"
-            head = (f"Iteration {self.iteration} · next trial: α {self.alpha:.1f}, p {self.drop:.1f}, {subset}"
+            head = (f"Iteration {self.iteration} · next trial: α {self.alpha:.1f}, p (drop) {self.drop:.1f}, {subset}"
                     f" · grid: {self.metric}")
         if s.status == "running":
             head += " · run is running: trials wait until it stops or finishes"
@@ -194,7 +196,7 @@ class MergeLabPane(LivePoll, Vertical):
         elif t.error:
             text = f"trial {t.id} failed: {t.error}"
         else:
-            per_task = ", ".join(f"{r.task} ({r.domain}) {r.value:.1f}" for r in t.results if r.metric == "pass@1")
+            per_task = ", ".join(f"{r.domain.upper()} {r.task} {r.value:.1f}" for r in t.results if r.metric == "pass@1")
             text = f"trial {t.id}: α {t.alpha:g}, p {t.drop_rate:g}, seed {t.seed}" + (per_task and f": {per_task}")
         self.query_one("#lab-detail", Static).update(plain(text))
 
