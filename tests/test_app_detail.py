@@ -10,9 +10,12 @@ import time
 import pytest
 from textual.widgets import DataTable, TextArea
 
-from app_fixtures import RUN_DONE, RUN_FAILED, FAILED_ERROR, freeze_clock, make_snapshot_home
+from app_fixtures import (
+    FAILED_ERROR, MARKUP_NAME, RUN_DONE, RUN_FAILED, RUN_INTERRUPTED, freeze_clock, make_snapshot_home,
+)
 from engine import api
 from imm_tui.app import ImmApp
+from imm_tui.panes.progress import progress_line
 from imm_tui.panes.samples import SamplesPane
 from imm_tui.screens.run_detail import RunDetailScreen
 from imm_tui.widgets.log_view import LogView, TailLog
@@ -165,6 +168,10 @@ async def test_log_follows_pauses_resumes_and_searches(growing_run):
         await pilot.press("N")
         assert log.match_line == first
 
+        await pilot.press("slash", "x", "escape")  # escape closes the search, not the screen
+        await pilot.pause(0.1)
+        assert app.screen is screen and log.has_focus
+
 
 async def test_log_window_is_bounded(growing_run):
     home, run_id, path = growing_run
@@ -243,6 +250,23 @@ async def test_failed_run_header_and_timeline_show_the_error(snapshot_home):
         await pilot.pause(0.2)
         text = screen_text(app)
         assert "failed" in text and FAILED_ERROR in text and "✗" in text
+
+
+async def test_running_stage_progress_rate_loss_and_tokens(snapshot_home):
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_detail(pilot, RUN_INTERRUPTED)
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        assert "interrupted" in text and "⏸" in text  # its engine is gone: no clock runs
+        assert "iter 1 sft · 40/120 steps · 2.0 steps/s · loss 0.734 · 5,400 tok/s" in text and "33%" in text
+        assert f"({MARKUP_NAME})" in text and "[/foo]␛[2J" in text  # its name and log line, literally
+
+
+def test_progress_line_of_a_running_stage_has_an_eta():
+    p = api.Progress(iteration=2, stage="generate", step=300, total=900, unit="samples", rate=10.0,
+                     tokens_per_s=1234.0, loss=None, started=0.0, updated=30.0)
+    assert progress_line(p, "running") == "iter 2 generate · 300/900 samples · 10.0 samples/s · ETA 1m00 · 1,234 tok/s"
 
 
 async def test_resume_and_stop_answer_with_the_engines_text(snapshot_home):

@@ -32,8 +32,10 @@ STATUS_STYLE = {"running": "bold yellow", "done": "bold green", "failed": "bold 
 
 
 def header_text(s: api.RunSummary) -> Text:
-    """run-id · status · iter 1 sft · 5/14 stages · elapsed 3m05 (failed runs: the error)."""
+    """run-id (name) · status · iter 1 sft · 5/14 stages · elapsed 3m05 (failed runs: the error)."""
     text = Text(s.id, style="bold")
+    if not s.id.startswith(s.name):
+        text.append(f" ({clean(s.name)})")
     text.append(" · ")
     text.append(s.status, style=STATUS_STYLE.get(s.status, ""))
     if s.stage is not None:
