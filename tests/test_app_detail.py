@@ -11,7 +11,7 @@ import pytest
 from textual.widgets import DataTable, TextArea
 
 from app_fixtures import (
-    FAILED_ERROR, MARKUP_NAME, RUN_DONE, RUN_FAILED, RUN_INTERRUPTED, freeze_clock, make_snapshot_home,
+    FAILED_ERROR, MARKUP_NAME, RUN_DONE, RUN_FAILED, RUN_INTERRUPTED, RUN_STOPPED, freeze_clock, make_snapshot_home,
 )
 from engine import api
 from imm_tui.app import ImmApp
@@ -267,6 +267,16 @@ def test_progress_line_of_a_running_stage_has_an_eta():
     p = api.Progress(iteration=2, stage="generate", step=300, total=900, unit="samples", rate=10.0,
                      tokens_per_s=1234.0, loss=None, started=0.0, updated=30.0)
     assert progress_line(p, "running") == "iter 2 generate · 300/900 samples · 10.0 samples/s · ETA 1m00 · 1,234 tok/s"
+
+
+async def test_a_run_failing_while_watched_says_so_with_the_engines_error(snapshot_home):
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_detail(pilot, RUN_STOPPED)
+        with sqlite3.connect(snapshot_home / "imm.db") as db:  # what an engine writes when a stage fails
+            db.execute("UPDATE runs SET status = 'failed', error = 'eval: disk full [/foo]' WHERE id = ?", (RUN_STOPPED,))
+        await until(pilot, lambda: any(n.message == "eval: disk full [/foo]" and n.severity == "error"
+                                       for n in app._notifications))
 
 
 async def test_resume_and_stop_answer_with_the_engines_text(snapshot_home):

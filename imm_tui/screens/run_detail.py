@@ -119,12 +119,24 @@ class RunDetailScreen(Screen):
             self._last_error = event.error
         else:
             self._last_error = None
+            self._say_if_it_ended(self.detail, event.detail)
             self.detail = event.detail
             self.query_one("#run-header", Static).update(header_text(event.detail.summary))
             self.query_one(ProgressPane).show(event.detail, event.progress)
             self.query_one(ConfigPane).show(event.detail)
             self.query_one(SamplesPane).show(event.detail)
         self._arm()
+
+    def _say_if_it_ended(self, before: api.RunDetail | None, now: api.RunDetail) -> None:
+        """A run that ends while watched says so: done, or failed with the engine's error."""
+        if before is None or before.summary.status == now.summary.status:
+            return
+        status = now.summary.status
+        if status == "failed":
+            self.notify(clean(now.summary.error or "the engine stopped with an error"), title=f"{self.run_id} failed",
+                        severity="error", markup=False, timeout=30)
+        elif status in ("done", "stopped", "interrupted"):
+            self.notify(f"{self.run_id}: {status}", markup=False)
 
     def _arm(self) -> None:
         if self._timer is not None:

@@ -47,8 +47,6 @@ class TailLog(Log):
         # Only scrolling moves this: a new horizontal scrollbar (a longer line) changes the bottom
         # without the user leaving it, so following is not re-derived from the position each time.
         self.following = round(new_value) >= self.max_scroll_y
-        if isinstance(self.parent, LogView):
-            self.parent.show_state()
 
 
 class LogView(LivePoll, Vertical):
@@ -88,6 +86,7 @@ class LogView(LivePoll, Vertical):
         return self.query_one(TailLog)
 
     def on_mount(self) -> None:
+        self.watch(self.log, "scroll_y", lambda: self.show_state(), init=False)
         self.show_state()
         if self.path is not None:
             self.start_polling()
@@ -154,10 +153,11 @@ class LogView(LivePoll, Vertical):
         if not self._query:
             self._note = "no search yet: press /"
             return self.show_state()
+        if start is None:
+            start = log.match_line if log.match_line is not None else int(log.scroll_y) - 1
         lines, needle = log.lines, self._query.lower()
-        n = len(lines)
-        here = start if start is not None else (log.match_line if log.match_line is not None else int(log.scroll_y) - 1)
-        hit = next((y for i in range(1, n + 1) if needle in lines[(y := (here + step * i) % n)].lower()), None) if n else None
+        order = [(start + step * i) % len(lines) for i in range(1, len(lines) + 1)]
+        hit = next((y for y in order if needle in lines[y].lower()), None)
         log.match_line = hit
         if hit is None:
             self._note = f"no match for {self._query!r}"
