@@ -10,7 +10,7 @@ import time
 
 import pytest
 from textual.css.query import NoMatches
-from textual.widgets import DataTable, Input, RadioButton, Static
+from textual.widgets import DataTable, Input, Static
 
 from app_fixtures import RUN_DONE, RUN_FAILED, RUN_STOPPED, make_snapshot_home
 from engine import api
@@ -48,11 +48,21 @@ def column(table: DataTable, index: int) -> list[str]:
     return [str(table.get_row_at(r)[index]) for r in range(table.row_count)]
 
 
-async def open_tab(app: ImmApp, pilot, run_id: str, key: str) -> None:
-    await wait_for(pilot, lambda: type(app.screen).__name__ == "RunsScreen", what="the runs screen")
-    app.open_run(run_id)
-    await wait_for(pilot, lambda: type(app.screen).__name__ == "RunDetailScreen", what="the run detail screen")
+async def on_runs_screen(pilot) -> None:
+    """The app's first screen is up (the app pushes it on mount)."""
+    await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "RunsScreen", what="the runs screen")
+
+
+async def open_pane(pilot, run_id: str, pane_type):
+    """Open the run, switch to the pane's tab with its key, and return the pane once it has read its data."""
+    key = {LayersPane: "2", MergeLabPane: "4"}[pane_type]
+    await on_runs_screen(pilot)
+    pilot.app.open_run(run_id)
+    await wait_for(pilot, lambda: pilot.app.screen.query_one(pane_type), what="the run detail screen")
     await pilot.press(key)
+    pane = pilot.app.screen.query_one(pane_type)
+    await wait_for(pilot, lambda: pane.data is not None, what=f"{pane_type.__name__}'s data")
+    return pane
 
 
 @pytest.fixture
@@ -64,8 +74,7 @@ async def test_layers_shows_the_runs_numbers_and_steps_checkpoints(finished_run)
     home, run_id = finished_run
     app = ImmApp(home)
     async with app.run_test(size=SIZE) as pilot:
-        await open_tab(app, pilot, run_id, "2")
-        pane = app.screen.query_one(LayersPane)
+        pane = await open_pane(pilot, run_id, LayersPane)
         table = pane.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count > 0, what="layer rows")
         assert app.focused is table  # the pane's keys work at once
@@ -94,9 +103,7 @@ async def test_layers_shows_the_runs_numbers_and_steps_checkpoints(finished_run)
 async def test_layers_empty_state_says_what_fills_it(snapshot_home):
     app = ImmApp(snapshot_home)
     async with app.run_test(size=SIZE) as pilot:
-        await open_tab(app, pilot, RUN_STOPPED, "2")
-        pane = app.screen.query_one(LayersPane)
-        await wait_for(pilot, lambda: pane.data is not None, what="layer data")
+        pane = await open_pane(pilot, RUN_STOPPED, LayersPane)
         empty = text_of(pane.query_one("#layers-empty"))
         assert 'analyze.when = "every"' in empty  # the stopped run has not reached its analyze stage
 
@@ -107,9 +114,7 @@ async def test_merge_lab_runs_a_real_trial_and_adopts_it(finished_run, tmp_path)
     shutil.copytree(src, home, symlinks=True)
     app = ImmApp(home)
     async with app.run_test(size=SIZE) as pilot:
-        await open_tab(app, pilot, run_id, "4")
-        pane = app.screen.query_one(MergeLabPane)
-        await wait_for(pilot, lambda: pane.data is not None, what="merge lab data")
+        pane = await open_pane(pilot, run_id, MergeLabPane)
         assert "BASE" in text_of(pane.query_one("#lab-note"))
         assert (pane.alpha, pane.drop) == (0.5, 0.1)  # the run's own merge settings
         await pilot.press("right", "comma")  # alpha 0.6, p 0.0
@@ -155,9 +160,7 @@ async def test_merge_lab_refuses_a_running_run_with_the_engines_text(snapshot_ho
     db.close()
     app = ImmApp(snapshot_home)
     async with app.run_test(size=SIZE) as pilot:
-        await open_tab(app, pilot, RUN_DONE, "4")
-        pane = app.screen.query_one(MergeLabPane)
-        await wait_for(pilot, lambda: pane.data is not None, what="merge lab data")
+        pane = await open_pane(pilot, RUN_DONE, MergeLabPane)
         assert "run is running" in text_of(pane.query_one("#lab-head"))
         await pilot.press("enter")
         await wait_for(pilot, lambda: any("sweep once it stops or finishes" in n.message and n.severity == "error"
@@ -168,7 +171,7 @@ async def test_merge_lab_refuses_a_running_run_with_the_engines_text(snapshot_ho
 async def test_compare_shows_results_with_differences_and_only_differing_config(snapshot_home):
     app = ImmApp(snapshot_home)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunsScreen", what="the runs screen")
+        await on_runs_screen(pilot)
         app.compare_runs([RUN_DONE, RUN_FAILED])
         await wait_for(pilot, lambda: app.screen.query_one("#compare-config", DataTable).row_count > 0,
                        what="the config diff")
@@ -185,19 +188,22 @@ async def test_compare_shows_results_with_differences_and_only_differing_config(
         assert not isinstance(app.screen, CompareScreen)
 
 
+async def open_export(pilot, run_id: str) -> ExportScreen:
+    await on_runs_screen(pilot)
+    pilot.app.export_run(run_id)
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExportScreen) and pilot.app.screen.query_one(Input),
+                   what="the export dialog")
+    return pilot.app.screen
+
+
 @pytest.mark.parametrize("choice,what,fmt_", [(0, "results", "md"), (1, "results", "csv"), (2, "results", "json"),
                                               (3, "layers", "csv")])
 async def test_export_writes_each_format(finished_run, tmp_path, choice, what, fmt_):
     home, run_id = finished_run
     app = ImmApp(home)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunsScreen", what="the runs screen")
-        app.export_run(run_id)
-        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen) and app.screen.query_one(Input),
-                       what="the export dialog")
-        screen = app.screen
-        screen.query_one(f"#choice-{choice}", RadioButton).value = True
-        await pilot.pause()
+        screen = await open_export(pilot, run_id)
+        await pilot.press(*["down"] * choice, "enter")  # the choices are a radio set, focused first
         path = screen.query_one(Input)
         assert path.value == f"./{run_id}-{what}.{fmt_}"  # the default follows the format
         target = tmp_path / f"out.{fmt_}"
@@ -215,14 +221,11 @@ async def test_export_to_a_bad_path_shows_the_error(finished_run, tmp_path):
     home, run_id = finished_run
     app = ImmApp(home)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunsScreen", what="the runs screen")
-        app.export_run(run_id)
-        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen) and app.screen.query_one(Input),
-                       what="the export dialog")
-        app.screen.query_one(Input).value = str(tmp_path / "no-such-folder" / "out.md")
-        app.screen.query_one(Input).focus()
+        screen = await open_export(pilot, run_id)
+        screen.query_one(Input).value = str(tmp_path / "no-such-folder" / "out.md")
+        screen.query_one(Input).focus()
         await pilot.press("enter")
-        result = app.screen.query_one("#export-result", Static)
+        result = screen.query_one("#export-result", Static)
         await wait_for(pilot, lambda: "cannot write" in text_of(result), what="the error")
         assert result.has_class("-error")
         await pilot.press("escape")

@@ -10,60 +10,49 @@ from app_fixtures import RUN_DONE, RUN_FAILED, freeze_clock, make_snapshot_home
 from imm_tui.app import ImmApp
 from imm_tui.panes.layers import LayersPane
 from imm_tui.panes.merge_lab import MergeLabPane
-from test_app_lab import wait_for
+from test_app_lab import on_runs_screen, open_pane, wait_for
 
 SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 
 
-async def runs_screen(pilot) -> None:
-    await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "RunsScreen", what="the runs screen")
+@pytest.fixture
+def app(tmp_path, monkeypatch) -> ImmApp:
+    freeze_clock(monkeypatch)
+    return ImmApp(make_snapshot_home(tmp_path / "home"))
 
 
-def tab_loader(key: str, pane_type):
+def shot(open_screen, ready):
+    """A run_before: from the runs screen, open_screen(app), then wait until ready(screen)."""
     async def run_before(pilot) -> None:
-        await runs_screen(pilot)
-        pilot.app.open_run(RUN_DONE)
-        await wait_for(pilot, lambda: pilot.app.screen.query_one(pane_type), what="the run detail")
-        await pilot.press(key)
-        await wait_for(pilot, lambda: pilot.app.screen.query_one(pane_type).data is not None, what="the pane's data")
+        await on_runs_screen(pilot)
+        await open_screen(pilot)
+        await wait_for(pilot, lambda: ready(pilot.app.screen), what="the screen's data")
         await pilot.pause(0.3)
 
     return run_before
 
 
 @SIZES
-@pytest.mark.parametrize("tab", ["layers", "merge-lab"])
-def test_lab_tab(snap_compare, tmp_path, monkeypatch, tab, size):
-    freeze_clock(monkeypatch)
-    home = make_snapshot_home(tmp_path / "home")
-    key, pane = {"layers": ("2", LayersPane), "merge-lab": ("4", MergeLabPane)}[tab]
-    assert snap_compare(ImmApp(home), terminal_size=size, run_before=tab_loader(key, pane))
+@pytest.mark.parametrize("tab", [LayersPane, MergeLabPane], ids=["layers", "merge-lab"])
+def test_lab_tab(snap_compare, app, tab, size):
+    before = shot(lambda pilot: open_pane(pilot, RUN_DONE, tab), lambda screen: True)
+    assert snap_compare(app, terminal_size=size, run_before=before)
+
+
+async def _compare(pilot) -> None:
+    pilot.app.compare_runs([RUN_DONE, RUN_FAILED])
+
+
+async def _export(pilot) -> None:
+    pilot.app.export_run(RUN_DONE)
 
 
 @SIZES
-def test_compare(snap_compare, tmp_path, monkeypatch, size):
-    freeze_clock(monkeypatch)
-    home = make_snapshot_home(tmp_path / "home")
-
-    async def run_before(pilot) -> None:
-        await runs_screen(pilot)
-        pilot.app.compare_runs([RUN_DONE, RUN_FAILED])
-        await wait_for(pilot, lambda: pilot.app.screen.query_one("#compare-config", DataTable).row_count > 0,
-                       what="the comparison")
-        await pilot.pause(0.3)
-
-    assert snap_compare(ImmApp(home), terminal_size=size, run_before=run_before)
+def test_compare(snap_compare, app, size):
+    before = shot(_compare, lambda screen: screen.query_one("#compare-config", DataTable).row_count > 0)
+    assert snap_compare(app, terminal_size=size, run_before=before)
 
 
 @SIZES
-def test_export_dialog(snap_compare, tmp_path, monkeypatch, size):
-    freeze_clock(monkeypatch)
-    home = make_snapshot_home(tmp_path / "home")
-
-    async def run_before(pilot) -> None:
-        await runs_screen(pilot)
-        pilot.app.export_run(RUN_DONE)
-        await wait_for(pilot, lambda: pilot.app.screen.query_one("#export-path"), what="the export dialog")
-        await pilot.pause(0.3)
-
-    assert snap_compare(ImmApp(home), terminal_size=size, run_before=run_before)
+def test_export_dialog(snap_compare, app, size):
+    assert snap_compare(app, terminal_size=size, run_before=shot(_export, lambda screen: screen.query_one("#export-path")))

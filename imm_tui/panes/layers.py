@@ -15,6 +15,7 @@ from engine import api
 
 from ..widgets.layer_chart import LayerChart
 from ..widgets.live_poll import LivePoll
+from ..widgets.plain import plain
 
 # Module views: the layer totals, or the sum over the modules whose name holds the key.
 MODULE_VIEWS = (("all modules", None), ("attention", "attn"), ("MLP", "mlp"))
@@ -122,7 +123,7 @@ class LayersPane(LivePoll, Vertical):
 
     def show(self, data: object) -> None:
         if isinstance(data, Exception):
-            self.query_one("#layers-head", Static).update(Text(f"Cannot read layer diagnostics: {data}"))
+            self.query_one("#layers-head", Static).update(plain(f"Cannot read layer diagnostics: {data}"))
             return
         if data == self.data:
             return
@@ -150,7 +151,7 @@ class LayersPane(LivePoll, Vertical):
         if not has_data:
             self.query_one("#layers-head", Static).update("Layers: importance vs weight change per layer")
             when = self.data.analyze_when
-            empty.update(EMPTY.format(why=EMPTY_WHY.get(when, f' (this run: analyze.when = "{when}")')))
+            empty.update(plain(EMPTY.format(why=EMPTY_WHY.get(when, f' (this run: analyze.when = "{when}")'))))
             return
         view_name, module_key = MODULE_VIEWS[self.view]
         here = (self.iteration, self.checkpoint)
@@ -163,7 +164,7 @@ class LayersPane(LivePoll, Vertical):
             f"{view_name}")
         verdict = next((v for v in self.data.verdicts if (v.iteration, v.checkpoint) == here), None)
         self.query_one("#layers-verdict", Static).update(
-            verdict_text(verdict) if stats else f"No layer rows for {label} yet.")
+            plain(verdict_text(verdict) if stats else f"No layer rows for {label} yet."))
         self.query_one(LayerChart).draw([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
                                         self.percent, f"{label}: importance vs weight change ({scale}, {view_name})")
         table = self.query_one(DataTable)
