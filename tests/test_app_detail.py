@@ -279,6 +279,29 @@ async def test_a_run_failing_while_watched_says_so_with_the_engines_error(snapsh
                                        for n in app._notifications))
 
 
+async def test_config_saves_a_preset_and_copies(snapshot_home, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMM_PRESETS_DIR", str(tmp_path / "presets"))
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_detail(pilot, RUN_DONE)
+        await pilot.press("6")
+        await until(pilot, lambda: "[merge]" in screen.query_one(TextArea).text)
+        await pilot.press("p")
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+a", "ctrl+k", *"my-preset", "enter")  # the prompt offers a name; replace it
+        saved = tmp_path / "presets" / "my-preset.toml"
+        await until(pilot, lambda: saved.exists())
+        assert "[merge]" in saved.read_text() and 'name = "my-preset"' in saved.read_text()
+        await pilot.press("p", "enter")  # the offered name
+        await until(pilot, lambda: (tmp_path / "presets" / "tiny-arith-copy.toml").exists())
+        await pilot.press("p", "ctrl+a", "ctrl+k", *"my-preset", "enter")  # taken: the engine says so
+        await until(pilot, lambda: any("exists" in n.message and n.severity == "error" for n in app._notifications))
+        await pilot.press("y")
+        assert any("copied" in n.message for n in app._notifications)
+        await pilot.press("1")  # the read-only view leaves the tab keys to the screen
+        assert screen.query_one("#tabs").active == "progress"
+
+
 async def test_resume_and_stop_answer_with_the_engines_text(snapshot_home):
     app = ImmApp(snapshot_home)
     async with app.run_test(size=SIZE) as pilot:
