@@ -100,12 +100,24 @@ async def test_layers_shows_the_runs_numbers_and_steps_checkpoints(finished_run)
                 await pilot.press("c")
 
 
-async def test_layers_empty_state_says_what_fills_it(snapshot_home):
+async def test_layers_empty_state_then_rows_landing_live(snapshot_home):
+    from app_fixtures import _layer_rows
+
     app = ImmApp(snapshot_home)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_pane(pilot, RUN_STOPPED, LayersPane)
         empty = text_of(pane.query_one("#layers-empty"))
         assert 'analyze.when = "every"' in empty  # the stopped run has not reached its analyze stage
+        rows = _layer_rows(1, "sft1")
+        db = sqlite3.connect(snapshot_home / "imm.db")  # what the analyze stage writes
+        with db:
+            db.executemany(f"INSERT INTO layer_stats (run_id, {', '.join(rows[0])}) VALUES (?{', ?' * len(rows[0])})",
+                           [(RUN_STOPPED, *r.values()) for r in rows])
+        db.close()
+        table = pane.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == len(rows), what="the new rows")
+        assert not pane.query_one("#layers-empty").display
+        assert column(table, 1) == [fmt(r["importance"], False) for r in rows]
 
 
 async def test_merge_lab_runs_a_real_trial_and_adopts_it(finished_run, tmp_path):
