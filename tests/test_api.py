@@ -204,6 +204,8 @@ def test_export_and_compare(finished_run, tmp_path):
     out = api.export(run_id, "csv", "layers", home=home, path=tmp_path / "layers.csv")
     lines = Path(out).read_text().splitlines()
     assert lines[0].startswith("iteration,checkpoint,layer,importance") and len(lines) > 8
+    with pytest.raises(UserError, match="export path: cannot write .*missing"):
+        api.export(run_id, "md", home=home, path=tmp_path / "missing" / "r.md")
     with pytest.raises(UserError, match="allowed: csv"):
         api.export(run_id, "md", "layers", home=home)
     with pytest.raises(UserError, match="two or more"):

@@ -243,8 +243,13 @@ def export(run: str, fmt: str = "md", what: str = "results", home=None, path: st
         return text
     path = Path(path).expanduser()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text + "\n")
-    tmp.rename(path)
+    try:
+        tmp.write_text(text + "\n")
+        tmp.rename(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"export path: cannot write {path} ({exc.strerror or exc}); allowed: a file in an existing, "
+                        "writable folder") from None
     return str(path)
 
 
