@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = Store(home_dir(args.home))
         if args.job == "run":
-            from .loop import Engine
+            from .driver import Engine
 
             status = Engine(store, args.run_id).execute()
         else:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import RunStateError, UserError
-from .loop import Engine, stage_seed
+from .driver import Engine, stage_seed
 from .runstate.lock import run_lock
 from .runstate.names import KEPT_ON_ADOPT
 from .runstate.store import Store

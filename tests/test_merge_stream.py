@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import merge_stream
-from engine.checkpoint import INDEX_NAME, CheckpointReader
+from engine.merge import stream as merge_stream
+from engine.merge.checkpoint import INDEX_NAME, CheckpointReader
 from imm_tui.cli import main as cli_main
 from engine.errors import UserError
-from engine.merge import imm_step, tensor_seed
-from engine.merge_stream import HEAD, merge_checkpoints
-from engine.tinymodel import new_tiny_model
+from engine.merge.maths import imm_step, tensor_seed
+from engine.merge.stream import HEAD, merge_checkpoints
+from engine.models.tiny import new_tiny_model
 
 PROJECT = Path(__file__).resolve().parent.parent
 EMBED = "model.embed_tokens.weight"
@@ -157,7 +157,7 @@ def test_merged_checkpoint_loads_and_runs_with_tied_head(ckpts, tmp_path):
 def test_untied_sft_takes_the_tied_inputs_embedding_as_their_head(ckpts, tmp_path):
     from transformers import LlamaForCausalLM
 
-    from engine.tinymodel import tiny_config
+    from engine.models.tiny import tiny_config
 
     model, tok = ckpts["models"]["sft"]
     config = tiny_config(len(tok))

@@ -9,7 +9,7 @@ from imm_tui.cli import main
 from engine.config import resolve
 from engine.errors import ConfigError
 from engine.jsonl import write_records
-from engine.loop import Engine
+from engine.driver import Engine
 from engine.runstate.plan import create_run
 from engine.runstate.store import Store
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import UserError
-from ..textdata import IGNORE, Encoded, batches, encode_pairs
+from ..train.textdata import IGNORE, Encoded, batches, encode_pairs
 from .layers import Tally
 
 

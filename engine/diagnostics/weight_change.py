@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..checkpoint import CheckpointReader
+from ..merge.checkpoint import CheckpointReader
 from ..errors import UserError
 from .layers import Tally
 

@@ -27,7 +27,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.tasks import get_task
     from engine.tasks.base import Example
-    from engine.tasks.benchmark import BenchmarkTask
+    from engine.tasks.jsonl_task import BenchmarkTask
     from engine.tasks.sources import read_jsonl
 
     spec = parse_spec_arg(args.spec)

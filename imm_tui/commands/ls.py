@@ -29,7 +29,7 @@ def progress(stages: list[dict]) -> tuple[str, str]:
 
 
 def run(args) -> int:
-    from engine.report import render_text
+    from engine.results_table import render_text
     from engine.runstate.paths import home_dir
     from engine.runstate.store import Store
 

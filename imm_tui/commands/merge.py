@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from engine.merge_stream import merge_checkpoints
+    from engine.merge.stream import merge_checkpoints
 
     result = merge_checkpoints(args.base, args.prev, args.sft, args.out, alpha=args.alpha,
                                drop_rate=args.drop, seed=args.seed, device=args.device)

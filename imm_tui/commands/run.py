@@ -41,8 +41,8 @@ def run(args) -> int:
 
 
 def foreground(store, run_id: str) -> int:
-    from engine.loop import Engine
-    from engine.report import render
+    from engine.driver import Engine
+    from engine.results_table import render
 
     status = Engine(store, run_id).execute()
     print(render("table", store.run(run_id), store.stages(run_id), store.metrics(run_id)))

@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from engine.report import render
+    from engine.results_table import render
     from .ls import live_status, progress
 
     store, row = open_run(args)

@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from engine.errors import UserError
-    from engine.report import render_text
+    from engine.results_table import render_text
     from engine.sweep import adopt, queue_sweep, trial_table, work_queue
 
     store, row = open_run(args)

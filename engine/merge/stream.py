@@ -2,7 +2,7 @@
 
 `merge_checkpoints(base, prev, sft, out, alpha, drop_rate, seed)` writes
 theta = alpha * base + (1 - alpha) * (prev + scale * DARE_p(sft - prev)) for every tensor (see
-`engine.merge` for the maths). Its rules:
+`engine.merge.maths` for the maths). Its rules:
 
 - Inputs: safetensors checkpoints, one file or sharded with model.safetensors.index.json. Every
   tensor of each checkpoint must be in the other two with the same shape, and config.json's
@@ -38,9 +38,9 @@ from pathlib import Path
 import torch
 
 from .checkpoint import INDEX_NAME, SINGLE_NAME, CheckpointReader, ShardWriter, TensorLocation, tensor_nbytes
-from .modelio import tmp_sibling
-from .errors import UserError
-from .merge import imm_step_into, tensor_seed
+from ..models.loading import tmp_sibling
+from ..errors import UserError
+from .maths import imm_step_into, tensor_seed
 
 ROLES = ("base", "prev", "sft")
 MERGEABLE_DTYPES = ("BF16", "F16", "F32")
@@ -373,7 +373,7 @@ class TensorMerger:
 def fused_kernel():
     """The fused Triton IMM kernel when Triton is installed (one pass over memory), else None."""
     try:
-        from .merge_cuda import imm_step_fused
+        from .cuda_kernel import imm_step_fused
     except ImportError:
         return None
     return imm_step_fused

@@ -70,7 +70,7 @@ class Engine:
     @property
     def base_path(self) -> str:
         if self.cfg.model.path.startswith(BUILTIN_PREFIX):
-            from .basebuild import builtin_folder
+            from .models.builtin import builtin_folder
 
             return str(builtin_folder(self.store.home, self.cfg.model.path.removeprefix(BUILTIN_PREFIX)))
         return self.cfg.model.path
@@ -141,14 +141,14 @@ class Engine:
 
     # ------------------------------------------------------------ helpers shared by stages
     def device_and_dtype(self):
-        from .modelio import resolve_device, torch_dtype
+        from .models.loading import resolve_device, torch_dtype
 
         device = resolve_device(self.cfg.device)
         return device, torch_dtype(self.cfg.model.dtype, device)
 
     def generator(self, path: str, batch_size: int, dtype_name: str | None = None):
-        from .generation import make_generator
-        from .modelio import torch_dtype
+        from .models.generation import make_generator
+        from .models.loading import torch_dtype
 
         device, dtype = self.device_and_dtype()
         if dtype_name:
@@ -171,7 +171,7 @@ class Engine:
     def evaluate(self, path: str, checkpoint: str, t: int, seed: int, size: int | None = None,
                  samples_path: Path | None = None) -> list[dict]:
         """Metric rows of one checkpoint on every task (size: questions per task, default eval_size)."""
-        from .evaluate import evaluate
+        from .stages.evaluate import evaluate
 
         gen = self.generator(path, self.cfg.eval.batch_size)
         rows = evaluate(gen, self.tasks(), self.cfg.eval, self.cfg.tasks.eval_size if size is None else size, seed,
@@ -182,7 +182,7 @@ class Engine:
 
     # ------------------------------------------------------------ stages
     def stage_build(self, t, seed):
-        from .basebuild import ensure_builtin
+        from .models.builtin import ensure_builtin
 
         folder = ensure_builtin(self.store.home, self.cfg.model.path.removeprefix(BUILTIN_PREFIX), self.log.info)
         return folder, {}, {}
@@ -197,7 +197,7 @@ class Engine:
         return "", {}, {"metrics": metrics}
 
     def stage_generate(self, t, seed):
-        from .evaluate import build_prompts
+        from .stages.evaluate import build_prompts
 
         g, teacher = self.cfg.generation, self.cfg.teacher
         task = self.tasks()[self.cfg.tasks.id][0]
@@ -258,12 +258,12 @@ class Engine:
         return [(r["prompt"], r["response"]) for r in data]
 
     def stage_sft(self, t, seed):
-        from .modelio import clear_stale
+        from .models.loading import clear_stale
 
         if self.cfg.sft.backend == "deepspeed":
-            from .sft_deepspeed import train
+            from .train.deepspeed_launcher import train
         else:
-            from .sft import train
+            from .train.sft import train
 
         pairs = self.sft_pairs(t, seed)
         if not pairs:
@@ -282,8 +282,8 @@ class Engine:
 
     def merge_into(self, t: int, out: Path, alpha: float, drop_rate: float, seed: int) -> dict:
         """Merge base, prev_t and SFT_t into the new folder `out` with the run's merge mode."""
-        from .merge_stream import merge_checkpoints
-        from .modelio import clear_stale
+        from .merge.stream import merge_checkpoints
+        from .models.loading import clear_stale
 
         m = self.cfg.merge
         clear_stale(out)
@@ -304,7 +304,7 @@ class Engine:
         """Layer importance of the model iteration t starts from, computed once and kept as JSON
         (IIMM's merge and the diagnostics stage both use it)."""
         from .diagnostics import Importance, importance, load_pairs, task_pairs
-        from .modelio import write_atomic
+        from .models.loading import write_atomic
 
         path = self.paths.importance(t)
         if path.exists():
@@ -325,7 +325,7 @@ class Engine:
         """Importance of the model before SFT vs weight change to SFT_t (and Merge_t): per layer,
         per module, with the Spearman verdict."""
         from .diagnostics import build_report, weight_change
-        from .modelio import write_atomic
+        from .models.loading import write_atomic
 
         imp = self.importance(t)
         targets = {f"sft{t}": self.paths.sft(t)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, Union
 
-from .tasks.base import cut_at_stop
+from ..tasks.base import cut_at_stop
 
 # A prompt is plain text, or chat messages that the backend renders with the model's chat template.
 Prompt = Union[str, list[dict]]
@@ -24,7 +24,7 @@ def render_prompt(tokenizer, prompt: Prompt) -> str:
 
 class HFGenerator:
     def __init__(self, path, device: str, dtype, batch_size: int = 64):
-        from .modelio import load_model, load_tokenizer
+        from .loading import load_model, load_tokenizer
 
         self.tokenizer = load_tokenizer(path, padding_side="left")
         self.model = load_model(path, device, dtype).eval()

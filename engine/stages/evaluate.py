@@ -5,7 +5,7 @@ import json
 from math import comb
 from pathlib import Path
 
-from .tasks import Task
+from ..tasks import Task
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -53,7 +53,7 @@ def evaluate(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size: int,
             score = sum(pass_at_k(eval_cfg.samples, c, k) for c in correct_counts) / len(examples)
             rows.append({"task": name, "domain": domain, "metric": f"pass@{k}", "value": 100.0 * score, "n": len(examples)})
     if samples_path is not None:
-        from .modelio import write_atomic
+        from ..models.loading import write_atomic
 
         write_atomic(samples_path, "".join(json.dumps(r) + "\n" for r in records))
     return rows

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Callable
 
-from .config import SFTConfig
+from ..config import SFTConfig
 from .textdata import batches, encode_pairs
 
 
@@ -31,7 +31,7 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
     Master weights are fp32; on a GPU the forward runs under bf16 autocast."""
     import torch
 
-    from .modelio import load_model, load_tokenizer, save_checkpoint
+    from ..models.loading import load_model, load_tokenizer, save_checkpoint
 
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(init_path, padding_side="right")

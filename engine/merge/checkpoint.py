@@ -16,7 +16,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from .errors import UserError
+from ..errors import UserError
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"

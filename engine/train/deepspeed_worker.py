@@ -1,8 +1,8 @@
-"""One rank of the `deepspeed` SFT backend; started by DeepSpeed's launcher (engine.sft_deepspeed).
+"""One rank of the `deepspeed` SFT backend; started by DeepSpeed's launcher (engine.train.deepspeed_launcher).
 
 Reads the job spec written by the engine, trains with ZeRO-3 bf16, saves the gathered 16-bit
 weights with save_16bit_model (rank 0 writes pytorch_model.bin) and, on rank 0, a result JSON.
-See engine/sft_deepspeed.py for how the data is split over the ranks.
+See engine/train/deepspeed_launcher.py for how the data is split over the ranks.
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ def main(argv=None) -> int:
     import torch.distributed as dist
 
     from engine.config import SFTConfig
-    from engine.modelio import load_tokenizer
-    from engine.sft import lr_factor
-    from engine.sft_deepspeed import ds_config, optimizer_steps, rank_order
-    from engine.textdata import batches, encode_pairs
+    from engine.models.loading import load_tokenizer
+    from engine.train.sft import lr_factor
+    from engine.train.deepspeed_launcher import ds_config, optimizer_steps, rank_order
+    from engine.train.textdata import batches, encode_pairs
 
     spec = json.loads(Path(args.job).read_text())
     cfg = SFTConfig(**spec["sft"])

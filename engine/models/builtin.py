@@ -1,5 +1,5 @@
 """Builds the embedded default's base model offline: the tiny char-level Llama of
-`engine.tinymodel`, given a short pre-training on synthetic arithmetic with chain of thought.
+`engine.models.tiny`, given a short pre-training on synthetic arithmetic with chain of thought.
 
 The result is cached in the home folder (models/NAME-vN), built once under a file lock so two
 runs starting together do not both build it.
@@ -23,7 +23,7 @@ def builtin_folder(home: Path, name: str) -> Path:
 
 
 def pretraining_pairs(n: int, seed: int) -> list[tuple[str, str]]:
-    from .tasks import get_task
+    from ..tasks import get_task
 
     rng = random.Random(seed)
     pools = [(get_task(name), share) for name, share in MIXTURE]
@@ -39,10 +39,10 @@ def build_tiny(out: Path, steps: int, batch_size: int, lr: float, seed: int,
                log: Callable[[str], None] = print) -> None:
     import torch
 
-    from .modelio import save_checkpoint
-    from .sft import lr_factor
-    from .textdata import collate, encode_pairs
-    from .tinymodel import new_tiny_model
+    from .loading import save_checkpoint
+    from ..train.sft import lr_factor
+    from ..train.textdata import collate, encode_pairs
+    from .tiny import new_tiny_model
 
     torch.manual_seed(seed)
     model, tokenizer = new_tiny_model(seed=seed)
