@@ -19,9 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = Store(home_dir(args.home))
         if args.job == "run":
-            from .driver import Engine
+            from .driver import run_engine
 
-            status = Engine(store, args.run_id).execute()
+            status = run_engine(store, args.run_id)
         else:
             from .sweep import work_queue
 

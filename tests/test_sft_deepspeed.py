@@ -29,13 +29,13 @@ def test_ds_config_follows_sft_config():
     assert c["optimizer"]["type"] == "AdamW"
     p = c["optimizer"]["params"]
     assert (p["lr"], p["weight_decay"], p["betas"], p["eps"]) == (3e-4, 0.01, [0.9, 0.999], 1e-8)
-    assert "scheduler" not in c  # the worker passes a LambdaLR over engine.sft.lr_factor
+    assert "scheduler" not in c  # the worker passes a LambdaLR over engine.train.schedule.lr_factor
     assert "fp16" not in c
 
 
 def test_one_rank_sees_the_hf_backends_batches_and_ranks_split_evenly():
-    from engine.train.sft import optimizer_steps as hf_steps
-    from engine.train.deepspeed_launcher import optimizer_steps, rank_order
+    from engine.train.deepspeed_launcher import rank_order
+    from engine.train.schedule import optimizer_steps
     from engine.train.textdata import Encoded, batches
 
     items = [Encoded([i + 1] * (1 + i % 5), [i + 1] * (1 + i % 5)) for i in range(23)]
@@ -46,7 +46,7 @@ def test_one_rank_sees_the_hf_backends_batches_and_ranks_split_evenly():
     for a, b in zip(ours, theirs):
         assert all((x == y).all() for x, y in zip(a, b))
     cfg = SFTConfig(batch_size=4, grad_accum=2, epochs=3)
-    assert optimizer_steps(23, cfg, 1) == hf_steps(23, cfg)
+    assert optimizer_steps(23, cfg, 1) == optimizer_steps(23, cfg) == 9  # 6 micro-batches -> 3 steps an epoch
 
     parts = [rank_order(23, r, 3, seed) for r in range(3)]
     assert {len(p) for p in parts} == {8}  # padded to 24, dealt round-robin

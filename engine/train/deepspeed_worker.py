@@ -26,8 +26,8 @@ def main(argv=None) -> int:
 
     from engine.config import SFTConfig
     from engine.models.loading import load_tokenizer
-    from engine.train.sft import lr_factor
-    from engine.train.deepspeed_launcher import ds_config, optimizer_steps, rank_order
+    from engine.train.deepspeed_launcher import ds_config, rank_order
+    from engine.train.schedule import epoch_seed, lr_scheduler, optimizer_steps, warmup_steps
     from engine.train.textdata import batches, encode_pairs
 
     spec = json.loads(Path(args.job).read_text())
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     tokenizer = load_tokenizer(init_path, padding_side="right")
     items = encode_pairs(tokenizer, pairs, cfg.max_length)
     total = optimizer_steps(len(items), cfg, world)
-    warmup = max(1, round(cfg.warmup * total)) if cfg.warmup > 0 else 0
+    warmup = warmup_steps(cfg.warmup, total)
 
     config = ds_config(cfg, world)
     from transformers import AutoModelForCausalLM
@@ -60,8 +60,7 @@ def main(argv=None) -> int:
     model.config.use_cache = False
     engine, _, _, _ = deepspeed.initialize(
         model=model, model_parameters=model.parameters(), config=config,
-        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, total, warmup, cfg.schedule)),
+        lr_scheduler=lambda opt: lr_scheduler(opt, total, warmup, cfg.schedule),
     )
     engine.train()
     device = torch.device("cuda", args.local_rank)
@@ -72,7 +71,7 @@ def main(argv=None) -> int:
     started = time.time()
     epoch_losses, last = [], None
     for epoch in range(cfg.epochs):
-        order = rank_order(len(items), rank, world, seed * 1000 + epoch)
+        order = rank_order(len(items), rank, world, epoch_seed(seed, epoch))
         mine = [items[i] for i in order]
         micro_per_epoch = math.ceil(len(mine) / cfg.batch_size)
         loss_sum = torch.zeros((), device=device)

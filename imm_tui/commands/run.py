@@ -41,10 +41,10 @@ def run(args) -> int:
 
 
 def foreground(store, run_id: str) -> int:
-    from engine.driver import Engine
+    from engine.driver import run_engine
     from engine.results_table import render
 
-    status = Engine(store, run_id).execute()
+    status = run_engine(store, run_id)
     print(render("table", store.run(run_id), store.stages(run_id), store.metrics(run_id)))
     if status == "stopped":
         print(f"stopped; continue with: imm resume {run_id}", file=sys.stderr)
