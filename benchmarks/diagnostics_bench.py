@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from engine.diagnostics.data import load_pairs  # noqa: E402
 from engine.diagnostics.importance import importance_of_model  # noqa: E402
-from engine.textdata import batches, encode_pairs  # noqa: E402
-from engine.tinymodel import new_tiny_model  # noqa: E402
+from engine.train.textdata import batches, encode_pairs  # noqa: E402
+from engine.models.tiny import new_tiny_model  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
 

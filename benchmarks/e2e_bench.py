@@ -140,7 +140,7 @@ def run_once(home: Path, sets: list[str], log_path: Path) -> dict:
 
 def results_markdown(metrics: list[dict]) -> str:
     sys.path.insert(0, str(ROOT))
-    from engine.report import render_markdown, table  # no torch: pure formatting
+    from engine.results_table import render_markdown, table  # no torch: pure formatting
 
     return render_markdown(*table(metrics))
 

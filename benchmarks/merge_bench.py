@@ -195,7 +195,7 @@ def check_same_step(paths: dict[str, Path], outs: dict[str, Path]) -> None:
     small delta are left out: there bf16 rounding hides which of the two it is."""
     import torch
 
-    from engine.checkpoint import CheckpointReader
+    from engine.merge.checkpoint import CheckpointReader
 
     name = "model.layers.0.mlp.up_proj.weight"
     base, prev, sft = (CheckpointReader(paths[r]).get(name).float() for r in ("base", "prev", "sft"))
@@ -233,8 +233,8 @@ def cuda_bench(repeats: int = 20) -> dict:
     import torch
     import triton
 
-    from engine import merge_cuda
-    from engine.merge import tensor_seed
+    from engine.merge import cuda_kernel as merge_cuda
+    from engine.merge.maths import tensor_seed
 
     dev = torch.device("cuda")
     shapes = qwen_shapes(qwen_config())

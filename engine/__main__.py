@@ -22,9 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = Store(home_dir(args.home))
         if args.job == "run":
-            from .loop import Engine
+            from .driver import run_engine
 
-            status = Engine(store, args.run_id).execute()
+            status = run_engine(store, args.run_id)
         elif args.job == "sweep":
             from .sweep import work_queue
 

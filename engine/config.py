@@ -278,6 +278,18 @@ def _at_least(path: str, value, low) -> None:
         raise ConfigError(path, value, f">= {low}")
 
 
+def check_alpha(path: str, value: float) -> None:
+    """The weight of the base model in the merge (also what `imm sweep --alpha` takes)."""
+    if not 0 <= value <= 1:
+        raise ConfigError(path, value, "a number in [0, 1]")
+
+
+def check_drop_rate(path: str, value: float) -> None:
+    """DARE's drop probability p: 1 would drop the whole update and divide by zero."""
+    if not 0 <= value < 1:
+        raise ConfigError(path, value, "a number in [0, 1)")
+
+
 def _check_model_path(path: str, value: str) -> None:
     if value.startswith(BUILTIN_PREFIX):
         _choice(path, value, [BUILTIN_PREFIX + m for m in BUILTIN_MODELS])
@@ -339,10 +351,8 @@ def validate(cfg: RunConfig) -> None:
     _at_least("sft.weight_decay", s.weight_decay, 0)
 
     m = cfg.merge
-    if not 0 <= m.alpha <= 1:
-        raise ConfigError("merge.alpha", m.alpha, "a number in [0, 1]")
-    if not 0 <= m.drop_rate < 1:
-        raise ConfigError("merge.drop_rate", m.drop_rate, "a number in [0, 1)")
+    check_alpha("merge.alpha", m.alpha)
+    check_drop_rate("merge.drop_rate", m.drop_rate)
     _choice("merge.mode", m.mode, ("uniform", "importance"))
     _choice("merge.device", m.device, ("auto", "cpu", "cuda"))
 

@@ -27,6 +27,6 @@ def read_records(path: Path, where: str) -> list[dict]:
 
 def write_records(path: Path, records: list[dict]) -> None:
     """Write records to a temporary sibling, then rename it into place."""
-    from .modelio import write_atomic
+    from .models.loading import write_atomic
 
     write_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

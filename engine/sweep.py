@@ -5,6 +5,7 @@ never re-run. A sweep holds the run's lock: it cannot race a running engine.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,28 +13,36 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .config import check_alpha, check_drop_rate, resolve
+from .driver import open_run
 from .errors import RunStateError, UserError
-from .loop import Engine, stage_seed
 from .runstate.lock import run_lock
-from .runstate.names import KEPT_ON_ADOPT
+from .runstate.names import KEPT_ON_ADOPT, Stage, StageStatus
 from .runstate.store import Store
+from .stages import StageContext, stage_seed
+from .stages.evaluate import evaluate_checkpoint
+from .stages.merge import merge_into
 
 
-
-def _stage(stages: list[dict], t: int, name: str) -> dict | None:
+def _stage(stages: list[dict], t: int, name: Stage) -> dict | None:
     return next((s for s in stages if s["iteration"] == t and s["stage"] == name), None)
 
 
-def _check_iteration(engine: Engine, stages: list[dict], t: int) -> None:
-    sft = _stage(stages, t, "sft")
+def _check_iteration(run_id: str, iterations: int, stages: list[dict], t: int) -> None:
+    sft = _stage(stages, t, Stage.SFT)
     if sft is None:
-        raise UserError(f"--iter: got {t}; allowed: an iteration of run {engine.run_id} (1..{engine.cfg.iterations})")
-    if sft["status"] != "done":
-        raise RunStateError(f"iteration {t} of run {engine.run_id} has no finished SFT checkpoint yet")
+        raise UserError(f"--iter: got {t}; allowed: an iteration of run {run_id} (1..{iterations})")
+    if sft["status"] != StageStatus.DONE:
+        raise RunStateError(f"iteration {t} of run {run_id} has no finished SFT checkpoint yet")
 
 
-def trial_folder(engine: Engine, t: int, alpha: float, p: float, seed: int) -> Path:
-    return engine.paths.root / "sweeps" / f"iter_{t}" / f"alpha{alpha:g}_p{p:g}_seed{seed}"
+def trial_folder(ctx: StageContext, t: int, alpha: float, p: float, seed: int) -> Path:
+    return ctx.paths.sweeps(t) / f"alpha{alpha:g}_p{p:g}_seed{seed}"
+
+
+def eval_context(ctx: StageContext, t: int) -> StageContext:
+    """ctx seeded as iteration t's eval stage, so a trial is scored on the prompts the run used."""
+    return dataclasses.replace(ctx, seed=stage_seed(ctx.cfg.seed, t, Stage.EVAL))
 
 
 def queue_sweep(store: Store, run_id: str, t: int, alphas: list[float], drops: list[float], seed: int | None = None,
@@ -41,49 +50,50 @@ def queue_sweep(store: Store, run_id: str, t: int, alphas: list[float], drops: l
     """Queue one trial per (alpha, p) for the sweep worker; returns their ids. seed defaults to the
     run's own merge seed for iteration t, so the run's (alpha, p) reproduces its merge exactly."""
     for a in alphas:
-        if not 0 <= a <= 1:
-            raise UserError(f"--alpha: got {a}; allowed: numbers in [0, 1]")
+        check_alpha("--alpha", a)
     for p in drops:
-        if not 0 <= p < 1:
-            raise UserError(f"--drop: got {p}; allowed: numbers in [0, 1)")
+        check_drop_rate("--drop", p)
     if subset < 0:
         raise UserError(f"--subset: got {subset}; allowed: 0 (all) or a positive number of questions")
-    engine = Engine(store, run_id, echo=False)
-    _check_iteration(engine, store.stages(engine.run_id), t)
-    seed = stage_seed(engine.cfg.merge.seed, t, "merge") if seed is None else seed
+    row = store.run(run_id)
+    if row is None:
+        raise RunStateError(f"no run {run_id!r} in {store.home}")
+    cfg = resolve(json.loads(row["config"]))
+    _check_iteration(row["id"], cfg.iterations, store.stages(row["id"]), t)
+    seed = stage_seed(cfg.merge.seed, t, Stage.MERGE) if seed is None else seed
     specs = [{"alpha": a, "drop_rate": p, "seed": seed, "subset": subset, "keep_weights": keep_weights}
              for a in alphas for p in drops]
-    return store.queue_trials(engine.run_id, t, specs)
+    return store.queue_trials(row["id"], t, specs)
 
 
 def work_queue(store: Store, run_id: str, log: Callable[[str], None] | None = None) -> str:
     """Run the run's queued trials, oldest first, until none is left; each trial's row is
     recorded as it finishes. Holds the run's lock: it cannot race the loop or another worker."""
-    engine = Engine(store, run_id, echo=log is None)
-    log = log or engine.log.info
-    with run_lock(engine.paths.lock, engine.run_id, wait=True):
-        store.requeue_running_trials(engine.run_id)
-        store.update_run(engine.run_id, sweep_pid=os.getpid())
+    ctx = open_run(store, run_id, echo=log is None)
+    log = log or ctx.log
+    with run_lock(ctx.paths.lock, ctx.run_id, wait=True):
+        store.requeue_running_trials(ctx.run_id)
+        store.update_run(ctx.run_id, sweep_pid=os.getpid())
         try:
-            while (trial := store.claim_trial(engine.run_id)) is not None:
+            while (trial := store.claim_trial(ctx.run_id)) is not None:
                 try:
-                    run_trial(store, engine, trial, log)
+                    run_trial(store, ctx, trial, log)
                 except Exception as exc:
                     store.fail_trial(trial["id"], f"{type(exc).__name__}: {exc}")
                     log(f"trial {trial['id']} failed: {type(exc).__name__}: {exc}")
         finally:
-            store.update_run(engine.run_id, sweep_pid=None)
+            store.update_run(ctx.run_id, sweep_pid=None)
     return "sweep done"
 
 
-def run_trial(store: Store, engine: Engine, trial: dict, log: Callable[[str], None]) -> None:
+def run_trial(store: Store, ctx: StageContext, trial: dict, log: Callable[[str], None]) -> None:
     t, alpha, p, seed = trial["iteration"], trial["alpha"], trial["drop_rate"], trial["seed"]
     keep = trial["weights"] == "keep"
     start = time.perf_counter()
-    out = trial_folder(engine, t, alpha, p, seed)
-    engine.merge_into(t, out, alpha, p, seed)
-    rows = engine.evaluate(str(out), "trial", t, stage_seed(engine.cfg.seed, t, "eval"), size=trial["subset"] or None,
-                           samples_path=out.parent / f"{out.name}.eval.jsonl")
+    out = trial_folder(ctx, t, alpha, p, seed)
+    merge_into(ctx, t, out, alpha, p, seed)
+    rows = evaluate_checkpoint(eval_context(ctx, t), str(out), "trial", t, size=trial["subset"] or None,
+                               samples_path=out.parent / f"{out.name}.eval.jsonl")
     if not keep:
         shutil.rmtree(out)
     seconds = time.perf_counter() - start
@@ -96,23 +106,23 @@ def adopt(store: Store, run_id: str, t: int, trial_id: int, log: Callable[[str],
     """Make trial `trial_id` iteration t's merge: Merge_t is re-made with the trial's (alpha, p,
     seed), re-evaluated on the full eval set, and every later stage goes back to pending, so
     `imm resume` continues from it."""
-    engine = Engine(store, run_id, echo=False)
-    stages = store.stages(engine.run_id)
-    _check_iteration(engine, stages, t)
-    if engine.cfg.method != "imm":
-        raise UserError(f"--adopt: run {engine.run_id} uses method {engine.cfg.method!r}; allowed: runs of method 'imm'")
-    trial = next((x for x in store.trials(engine.run_id, t) if x["id"] == trial_id), None)
+    ctx = open_run(store, run_id, echo=False)
+    stages = store.stages(ctx.run_id)
+    _check_iteration(ctx.run_id, ctx.cfg.iterations, stages, t)
+    if ctx.cfg.method != "imm":
+        raise UserError(f"--adopt: run {ctx.run_id} uses method {ctx.cfg.method!r}; allowed: runs of method 'imm'")
+    trial = next((x for x in store.trials(ctx.run_id, t) if x["id"] == trial_id), None)
     if trial is None:
-        raise UserError(f"--adopt: got {trial_id}; allowed: a trial id of iteration {t} (see `imm sweep {engine.run_id} --iter {t} --list`)")
-    if _stage(stages, t, "merge")["status"] != "done":
-        raise RunStateError(f"iteration {t} of run {engine.run_id} has not finished its merge yet; resume it first")
-    with run_lock(engine.paths.lock, engine.run_id):
-        final = engine.paths.merged(t)
-        info = engine.merge_into(t, final, trial["alpha"], trial["drop_rate"], trial["seed"])
-        metrics = [{"checkpoint": f"merge{t}", "iteration": t, **r}
-                   for r in engine.evaluate(str(final), f"merge{t}", t, stage_seed(engine.cfg.seed, t, "eval"))]
+        raise UserError(f"--adopt: got {trial_id}; allowed: a trial id of iteration {t} (see `imm sweep {ctx.run_id} --iter {t} --list`)")
+    if _stage(stages, t, Stage.MERGE)["status"] != StageStatus.DONE:
+        raise RunStateError(f"iteration {t} of run {ctx.run_id} has not finished its merge yet; resume it first")
+    with run_lock(ctx.paths.lock, ctx.run_id):
+        final = ctx.paths.merged(t)
+        info = merge_into(ctx, t, final, trial["alpha"], trial["drop_rate"], trial["seed"])
+        metrics = evaluate_checkpoint(eval_context(ctx, t), str(final), f"merge{t}", t)
         later = [(s["iteration"], s["stage"]) for s in stages
                  if s["iteration"] > t or (s["iteration"] == t and s["stage"] not in KEPT_ON_ADOPT)]
         info["adopted_trial"] = trial_id
-        store.adopt_trial(engine.run_id, t, trial_id, info, metrics, later)
-    log(f"trial {trial_id} adopted as Merge{t}" + (f"; {len(later)} later stages reset: imm resume {engine.run_id}" if later else ""))
+        store.adopt_trial(ctx.run_id, t, trial_id, info, metrics, later)
+    log(f"trial {trial_id} adopted as Merge{t}" + (f"; {len(later)} later stages reset: imm resume {ctx.run_id}" if later else ""))
+

@@ -17,7 +17,7 @@ import pytest
 from engine import api
 from engine.errors import ConfigError, RunStateError, UserError
 
-from .conftest import FAST, PROJECT, TINY_PRESET
+from conftest import FAST, PROJECT, TINY_PRESET
 
 HEAVY = ("torch", "transformers", "safetensors", "numpy", "sqlite_utils", "pandas")
 
@@ -116,7 +116,7 @@ def test_tail_log_reads_only_what_was_appended(tmp_path):
     assert api.read_log(log, off) == (["new"], 4)
     log.rename(tmp_path / "engine.log.1")
     log.write_text("rotated\n")
-    assert api.read_log(log, 4) == ([], 8)  # same size as before: read from the offset
+    assert api.read_log(log, 4) == (["rotated"], 8)  # longer than the offset, but replaced: from the start
     big = "".join(f"line {i}\n" for i in range(100_000))
     log.write_text(big)
     lines, off = api.read_log(log, None)  # no offset yet: the last part, from a line start
@@ -260,3 +260,17 @@ def test_progress_rows_and_readers_during_a_real_run(home):
     finished = {r[0] for r in rows if r[1] == r[2] and r[2] > 0}
     assert {"generate", "sft", "eval", "merge", "analyze"} <= finished, rows
     assert all(r[4] is not None for r in rows if r[0] == "sft")
+
+
+def test_the_app_contract_names_every_engine_module_but_the_api():
+    """imm_tui may import engine.api and engine.errors only: the import-linter contract must list
+    every other engine module, so a new module is not silently allowed."""
+    import pkgutil
+    import tomllib
+
+    import engine
+
+    contracts = tomllib.loads((PROJECT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    [app] = [c for c in contracts if c["source_modules"] == ["imm_tui"]]
+    modules = {f"engine.{m.name}" for m in pkgutil.iter_modules(engine.__path__)} - {"engine.__main__"}
+    assert set(app["forbidden_modules"]) == modules - {"engine.api", "engine.errors"}

@@ -8,7 +8,7 @@ import torch
 
 from imm_tui.cli import main
 from engine.diagnostics import importance, spearman, weight_change
-from engine.tinymodel import new_tiny_model
+from engine.models.tiny import new_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = 4

@@ -7,8 +7,8 @@ from transformers import LlamaForCausalLM
 from engine.diagnostics.data import load_pairs
 from engine.diagnostics.importance import importance, importance_of_model
 from engine.errors import UserError
-from engine.textdata import collate, encode_pairs
-from engine.tinymodel import new_tiny_model
+from engine.train.textdata import collate, encode_pairs
+from engine.models.tiny import new_tiny_model
 
 PAIRS = [
     ("Q: 12+30\nA: ", "12+30=42. The answer is 42."),

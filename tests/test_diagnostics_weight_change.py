@@ -6,7 +6,7 @@ from safetensors.torch import load_file, save_file
 
 from engine.diagnostics.weight_change import frobenius_distance, weight_change
 from engine.errors import UserError
-from engine.tinymodel import new_tiny_model
+from engine.models.tiny import new_tiny_model
 
 LAYERS = 3
 

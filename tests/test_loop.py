@@ -173,3 +173,31 @@ def test_saved_samples_regrade_with_imm_grade(reference):
     regraded = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["correct"] for r in regraded] == [r["correct"] for r in records]
     assert f"{sum(r['correct'] for r in records)}/{len(records)} correct" in proc.stderr
+
+
+def test_a_run_writes_progress_rows_and_no_progress_bars(reference):
+    home, run_id, proc = reference
+    with sqlite3.connect(home / "imm.db") as db:
+        db.row_factory = sqlite3.Row
+        rows = {(r["iteration"], r["stage"]): dict(r) for r in db.execute("SELECT * FROM progress WHERE run_id = ?", [run_id])}
+    for key, unit in [((1, "generate"), "samples"), ((1, "filter"), "samples"), ((1, "sft"), "steps"),
+                      ((1, "merge"), "tensors"), ((0, "eval"), "questions"), ((1, "eval"), "questions")]:
+        row = rows[key]
+        assert row["unit"] == unit and row["total"] > 0 and row["step"] == row["total"], (key, row)
+    assert rows[(1, "generate")]["total"] == 64 and rows[(1, "generate")]["tokens_per_s"] > 0
+    assert rows[(1, "sft")]["loss"] is not None and rows[(1, "sft")]["tokens_per_s"] > 0
+    assert rows[(1, "eval")]["total"] == 3 * 32  # restarted per checkpoint: the last one's questions
+    log = (home / "runs" / run_id / "engine.log").read_text()
+    assert "[iter 1] sft: done" in log
+    assert "%|" not in log and "%|" not in proc.stderr and "%|" not in proc.stdout
+
+
+def test_filter_writes_every_sample_graded(reference):
+    home, run_id, _ = reference
+    iteration = home / "runs" / run_id / "iter_1"
+    graded = [json.loads(line) for line in (iteration / "graded.jsonl").read_text().splitlines()]
+    samples = (iteration / "samples.jsonl").read_text().splitlines()
+    kept = (iteration / "kept.jsonl").read_text().splitlines()
+    assert len(graded) == len(samples) == 64
+    assert all({"extracted", "correct", "kept"} <= set(g) for g in graded)
+    assert sum(g["kept"] for g in graded) == len(kept) and all(g["correct"] for g in graded if g["kept"])

@@ -23,7 +23,7 @@ def outcomes(base, prev, sft, alpha, p, scale=1.0):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_kernel_p0_is_the_linear_formula(dtype):
-    from engine.merge_cuda import imm_step_fused
+    from engine.merge.cuda_kernel import imm_step_fused
 
     base, prev, sft = tensors(100_003, dtype)
     out = imm_step_fused(torch.empty_like(sft), base, prev, sft, ALPHA, 0.0, 1.0, seed=1)
@@ -35,7 +35,7 @@ def test_fused_kernel_p0_is_the_linear_formula(dtype):
 
 
 def test_fused_kernel_draws_an_exact_bernoulli_mask_with_1_over_1_minus_p():
-    from engine.merge_cuda import imm_step_fused
+    from engine.merge.cuda_kernel import imm_step_fused
 
     base, prev, sft = tensors(1_000_003, torch.float32)
     out = imm_step_fused(torch.empty_like(sft), base, prev, sft, ALPHA, P, 1.5, seed=7).double()
@@ -56,7 +56,7 @@ def test_fused_kernel_keeps_exactly_where_the_rand4x_uniform_is_at_least_p(p):
     import triton
     import triton.language as tl
 
-    from engine.merge_cuda import BLOCK, imm_step_fused, keep_threshold
+    from engine.merge.cuda_kernel import BLOCK, imm_step_fused, keep_threshold
 
     @triton.jit
     def uniforms(out_ptr, seed, m, R: tl.constexpr):
@@ -83,7 +83,7 @@ def test_fused_kernel_keeps_exactly_where_the_rand4x_uniform_is_at_least_p(p):
 
 
 def test_fused_kernel_mean_over_seeds_approaches_the_undropped_step():
-    from engine.merge_cuda import imm_step_fused
+    from engine.merge.cuda_kernel import imm_step_fused
 
     base, prev, sft = tensors(4096, torch.float32)
     seeds = 2000
@@ -95,7 +95,7 @@ def test_fused_kernel_mean_over_seeds_approaches_the_undropped_step():
 
 
 def test_fused_kernel_in_pieces_equals_in_one_go():
-    from engine.merge_cuda import BLOCK, imm_step_fused
+    from engine.merge.cuda_kernel import BLOCK, imm_step_fused
 
     base, prev, sft = tensors(5 * BLOCK + 17, torch.bfloat16)
     whole = imm_step_fused(torch.empty_like(sft), base, prev, sft, ALPHA, P, 1.0, seed=3)
@@ -108,7 +108,7 @@ def test_fused_kernel_in_pieces_equals_in_one_go():
 
 
 def test_resident_merge_equals_one_launch_per_tensor():
-    from engine.merge_cuda import BLOCK, ResidentMerge, imm_step_fused
+    from engine.merge.cuda_kernel import BLOCK, ResidentMerge, imm_step_fused
 
     sizes, dtypes = [17, BLOCK, 3 * BLOCK + 5, 896], [torch.bfloat16, torch.float32, torch.bfloat16, torch.float16]
     bases, prevs, sfts = ([t for n, d in zip(sizes, dtypes) for t in tensors(n, d, seed)[:1]] for seed in (1, 2, 3))
@@ -125,7 +125,7 @@ def test_resident_merge_equals_one_launch_per_tensor():
 def test_resident_merge_on_unaligned_views_equals_one_launch_per_tensor():
     """Tensors at odd element offsets (no vector accesses) and aligned ones in one group; the result
     does not depend on alignment (it decides which accesses are vectorised, not the rounding)."""
-    from engine.merge_cuda import BLOCK, ResidentMerge, imm_step_fused
+    from engine.merge.cuda_kernel import BLOCK, ResidentMerge, imm_step_fused
 
     sizes = [2 * BLOCK + 3, BLOCK, 100]
     pools = [tensors(sum(sizes) + 8, torch.bfloat16, seed)[0] for seed in (1, 2, 3)]
@@ -153,10 +153,10 @@ def test_resident_merge_on_unaligned_views_equals_one_launch_per_tensor():
 def test_merge_checkpoints_on_cuda(tmp_path, monkeypatch, fused):
     from transformers import AutoModelForCausalLM
 
-    from engine import merge_stream
-    from engine.checkpoint import CheckpointReader
-    from engine.merge_stream import merge_checkpoints
-    from engine.tinymodel import new_tiny_model
+    from engine.merge import stream as merge_stream
+    from engine.merge.checkpoint import CheckpointReader
+    from engine.merge.stream import merge_checkpoints
+    from engine.models.tiny import new_tiny_model
 
     for i, role in enumerate(("base", "prev", "sft")):
         new_tiny_model(tmp_path / role, seed=i)

@@ -1,10 +1,10 @@
-"""engine.merge against brute-force, element-by-element computations on tiny tensors."""
+"""engine.merge.maths against brute-force, element-by-element computations on tiny tensors."""
 import math
 
 import pytest
 import torch
 
-from engine.merge import dare, imm_step, tensor_seed
+from engine.merge.maths import dare, imm_step, tensor_seed
 
 
 def draws(seed: int, shape) -> torch.Tensor:

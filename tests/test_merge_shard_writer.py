@@ -3,7 +3,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.checkpoint import CheckpointReader, ShardWriter
+from engine.merge.checkpoint import CheckpointReader, ShardWriter
 
 
 def test_shard_written_in_pieces_reads_back_like_save_file(tmp_path):

@@ -1,5 +1,6 @@
 """merge_checkpoints and `imm merge` on real tiny Llama checkpoints (tied embeddings) in tmp folders."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -8,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import merge_stream
-from engine.checkpoint import INDEX_NAME, CheckpointReader
+from engine.merge import stream as merge_stream
+from engine.merge.checkpoint import INDEX_NAME, CheckpointReader
 from imm_tui.cli import main as cli_main
 from engine.errors import UserError
-from engine.merge import imm_step, tensor_seed
-from engine.merge_stream import HEAD, merge_checkpoints
-from engine.tinymodel import new_tiny_model
+from engine.merge.maths import imm_step, tensor_seed
+from engine.merge.stream import HEAD, merge_checkpoints
+from engine.models.tiny import new_tiny_model
 
 PROJECT = Path(__file__).resolve().parent.parent
 EMBED = "model.embed_tokens.weight"
@@ -61,8 +62,25 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
     return {f.name: f.read_bytes() for f in sorted(folder.iterdir())}
 
 
-def nothing_written(parent: Path, out: Path) -> bool:
-    return not out.exists() and not any(p.name.startswith(f".{out.name}.partial") for p in parent.iterdir())
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def nothing_written(parent: Path, out: Path, before: list[str]) -> bool:
+    """`out` was not made and nothing else appeared beside it (a temporary folder of any name:
+    .out.tmp-PID today); `before` is listing(parent) taken before the merge."""
+    return not out.exists() and listing(parent) == before
+
+
+def test_nothing_written_sees_leftover_temporary_folders_of_any_name(tmp_path):
+    out = tmp_path / "m"
+    before = listing(tmp_path)
+    assert nothing_written(tmp_path, out, before)
+    (tmp_path / f".m.tmp-{os.getpid()}").mkdir()
+    assert not nothing_written(tmp_path, out, before)
+    (tmp_path / f".m.tmp-{os.getpid()}").rmdir()
+    (tmp_path / ".m.partial-7").mkdir()
+    assert not nothing_written(tmp_path, out, before)
 
 
 def test_p0_gives_the_linear_formula(ckpts, tmp_path):
@@ -157,7 +175,7 @@ def test_merged_checkpoint_loads_and_runs_with_tied_head(ckpts, tmp_path):
 def test_untied_sft_takes_the_tied_inputs_embedding_as_their_head(ckpts, tmp_path):
     from transformers import LlamaForCausalLM
 
-    from engine.tinymodel import tiny_config
+    from engine.models.tiny import tiny_config
 
     model, tok = ckpts["models"]["sft"]
     config = tiny_config(len(tok))
@@ -232,15 +250,17 @@ def test_bad_input_exits_2_with_a_clear_message_and_writes_nothing(ckpts, odd_ck
     argv = ["merge", "--base", str(ckpts["base"]), "--prev", str(ckpts["prev"]), "--sft", str(sft),
             "--alpha", str(case.get("alpha", 0.5)), "--drop", str(case.get("drop", 0.3)), "--seed", "1",
             "--out", str(out)]
+    before = listing(tmp_path)
     assert cli_main(argv) == 2
     assert message in capsys.readouterr().err
     if case.get("out") == "nonempty":
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
     else:
-        assert nothing_written(tmp_path, out)
+        assert nothing_written(tmp_path, out, before)
 
 
 def test_bad_layer_scale_and_device_are_user_errors(ckpts, tmp_path):
+    before = listing(tmp_path)
     with pytest.raises(UserError, match="layer scale: names that are no tensor of sft: model.nope"):
         merge_checkpoints(*roles(ckpts), tmp_path / "m", 0.5, 0.3, 1, layer_scale={"model.nope": 2.0})
     with pytest.raises(UserError, match="layer scale of .*: got nan"):
@@ -248,7 +268,7 @@ def test_bad_layer_scale_and_device_are_user_errors(ckpts, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="device: got 'cuda'"):
             merge_checkpoints(*roles(ckpts), tmp_path / "m", 0.5, 0.3, 1, device="cuda")
-    assert nothing_written(tmp_path, tmp_path / "m")
+    assert nothing_written(tmp_path, tmp_path / "m", before)
 
 
 def test_empty_out_folder_is_used(ckpts, tmp_path):
@@ -268,10 +288,11 @@ def test_crash_mid_write_leaves_no_output_folder(ckpts, tmp_path, monkeypatch):
             super().__init__(path, *args, **kw)
 
     monkeypatch.setattr(merge_stream, "ShardWriter", CrashingWriter)
+    before = listing(tmp_path)
     with pytest.raises(OSError, match="disk full"):
         merge_checkpoints(*roles(ckpts), tmp_path / "m", 0.5, 0.3, 1, max_shard_bytes=300_000)
     assert opened and opened[0].parent != tmp_path / "m"  # the first shard was written, elsewhere
-    assert nothing_written(tmp_path, tmp_path / "m")
+    assert nothing_written(tmp_path, tmp_path / "m", before)
 
 
 def test_imm_merge_command_end_to_end(ckpts, tmp_path):

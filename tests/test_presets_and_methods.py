@@ -9,11 +9,11 @@ from imm_tui.cli import main
 from engine.config import resolve
 from engine.errors import ConfigError
 from engine.jsonl import write_records
-from engine.loop import Engine
 from engine.runstate.plan import create_run
 from engine.runstate.store import Store
+from engine.stages.sft import training_pairs
 
-from conftest import FAST, PROJECT, TINY_PRESET, imm
+from conftest import FAST, PROJECT, SHARED_DATA, TINY_PRESET, imm
 
 PRESETS = PROJECT / "presets"
 
@@ -37,6 +37,7 @@ def test_extends_cycle_is_an_error(tmp_path):
         resolve(tmp_path / "a.toml")
 
 
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"needs the shared data sets ({SHARED_DATA})")
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     proc = imm("run", str(PRESETS / "qwen2.5-0.5b-gsm8k.toml"), "--dry-run", home=tmp_path / "home", check=True)
     out = proc.stdout
@@ -73,24 +74,24 @@ def test_missing_teacher_is_rejected(tmp_path, capsys):
     ("accumulate", ["a1", "a2", "a3", "b1", "b2"]),
 ])
 def test_what_each_method_trains_on(tmp_path, method, expected):
-    engine = engine_with_kept(tmp_path, method)
-    assert sorted(r for _, r in engine.sft_pairs(2, seed=1)) == expected
+    cfg, paths = run_with_kept(tmp_path, method)
+    assert sorted(r for _, r in training_pairs(cfg, paths, 2, seed=1)) == expected
 
 
 def test_mixture_mixes_a_share_of_earlier_kept_samples(tmp_path):
-    engine = engine_with_kept(tmp_path, "mixture", ["mixture.share=1.0"])
-    pairs = [r for _, r in engine.sft_pairs(2, seed=1)]
+    cfg, paths = run_with_kept(tmp_path, "mixture", ["mixture.share=1.0"])
+    pairs = [r for _, r in training_pairs(cfg, paths, 2, seed=1)]
     assert pairs[:2] == ["b1", "b2"] and len(pairs) == 4 and set(pairs[2:]) <= {"a1", "a2", "a3"}
-    assert pairs == [r for _, r in engine.sft_pairs(2, seed=1)]  # reproducible for a seed
+    assert pairs == [r for _, r in training_pairs(cfg, paths, 2, seed=1)]  # reproducible for a seed
 
 
-def engine_with_kept(tmp_path, method: str, extra=()) -> Engine:
-    store = Store(tmp_path / "home")
-    run_id, paths = create_run(store, resolve(TINY_PRESET, [f"method={method}", *extra]), "test")
+def run_with_kept(tmp_path, method: str, extra=()):
+    cfg = resolve(TINY_PRESET, [f"method={method}", *extra])
+    run_id, paths = create_run(Store(tmp_path / "home"), cfg, "test")
     for t, names in ((1, ["a1", "a2", "a3"]), (2, ["b1", "b2"])):
         paths.iteration(t).mkdir()
         write_records(paths.kept(t), [{"prompt": f"Q{n}", "response": n} for n in names])
-    return Engine(store, run_id, echo=False)
+    return cfg, paths
 
 
 @pytest.mark.slow

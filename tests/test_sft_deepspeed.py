@@ -15,7 +15,7 @@ from conftest import TINY_PRESET
 
 
 def test_ds_config_follows_sft_config():
-    from engine.sft_deepspeed import ds_config
+    from engine.train.deepspeed_launcher import ds_config
 
     cfg = SFTConfig(lr=3e-4, batch_size=8, grad_accum=4, weight_decay=0.01)
     c = ds_config(cfg, world_size=2)
@@ -29,14 +29,14 @@ def test_ds_config_follows_sft_config():
     assert c["optimizer"]["type"] == "AdamW"
     p = c["optimizer"]["params"]
     assert (p["lr"], p["weight_decay"], p["betas"], p["eps"]) == (3e-4, 0.01, [0.9, 0.999], 1e-8)
-    assert "scheduler" not in c  # the worker passes a LambdaLR over engine.sft.lr_factor
+    assert "scheduler" not in c  # the worker passes a LambdaLR over engine.train.schedule.lr_factor
     assert "fp16" not in c
 
 
 def test_one_rank_sees_the_hf_backends_batches_and_ranks_split_evenly():
-    from engine.sft import optimizer_steps as hf_steps
-    from engine.sft_deepspeed import optimizer_steps, rank_order
-    from engine.textdata import Encoded, batches
+    from engine.train.deepspeed_launcher import rank_order
+    from engine.train.schedule import optimizer_steps
+    from engine.train.textdata import Encoded, batches
 
     items = [Encoded([i + 1] * (1 + i % 5), [i + 1] * (1 + i % 5)) for i in range(23)]
     seed = 7 * 1000 + 1
@@ -46,7 +46,7 @@ def test_one_rank_sees_the_hf_backends_batches_and_ranks_split_evenly():
     for a, b in zip(ours, theirs):
         assert all((x == y).all() for x, y in zip(a, b))
     cfg = SFTConfig(batch_size=4, grad_accum=2, epochs=3)
-    assert optimizer_steps(23, cfg, 1) == hf_steps(23, cfg)
+    assert optimizer_steps(23, cfg, 1) == optimizer_steps(23, cfg) == 9  # 6 micro-batches -> 3 steps an epoch
 
     parts = [rank_order(23, r, 3, seed) for r in range(3)]
     assert {len(p) for p in parts} == {8}  # padded to 24, dealt round-robin
@@ -56,12 +56,12 @@ def test_one_rank_sees_the_hf_backends_batches_and_ranks_split_evenly():
 
 
 def test_launch_command_and_environment():
-    from engine.sft_deepspeed import child_env, launch_command
+    from engine.train.deepspeed_launcher import child_env, launch_command
 
     cmd = launch_command("/j/job.json", 0, None, 29600)
     assert cmd[:4] == [sys.executable, "-u", "-m", "deepspeed.launcher.runner"]
     assert "--num_gpus" not in cmd and "--include" not in cmd
-    assert cmd[-4:] == ["--module", "engine.sft_deepspeed_worker", "--job", "/j/job.json"]
+    assert cmd[-4:] == ["--module", "engine.train.deepspeed_worker", "--job", "/j/job.json"]
     assert "--num_gpus" in launch_command("j", 2, None, 1)
     # with CUDA_VISIBLE_DEVICES set the runner ignores it under --num_gpus: name the ids instead
     cmd = launch_command("j", 2, "3,5,6", 1)
@@ -76,8 +76,8 @@ def test_pytorch_model_bin_becomes_a_safetensors_folder_with_identical_weights(t
     import torch
     from transformers import AutoModelForCausalLM
 
-    from engine.sft_deepspeed import convert_checkpoint
-    from engine.tinymodel import new_tiny_model
+    from engine.train.deepspeed_launcher import convert_checkpoint
+    from engine.models.tiny import new_tiny_model
 
     init = tmp_path / "init"
     new_tiny_model(init, seed=0)
@@ -107,8 +107,8 @@ def test_pytorch_model_bin_becomes_a_safetensors_folder_with_identical_weights(t
 def test_conversion_rejects_tensors_of_another_model(tmp_path):
     import torch
 
-    from engine.sft_deepspeed import convert_checkpoint
-    from engine.tinymodel import new_tiny_model
+    from engine.train.deepspeed_launcher import convert_checkpoint
+    from engine.models.tiny import new_tiny_model
 
     new_tiny_model(tmp_path / "init")
     torch.save({"model.embed_tokens.weight": torch.zeros(3, 3), "bogus.weight": torch.zeros(1)}, tmp_path / "w.bin")
@@ -146,8 +146,8 @@ def test_deepspeed_backend_trains_the_tiny_model_on_two_gpus(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from engine.sft_deepspeed import train
-    from engine.tinymodel import new_tiny_model
+    from engine.train.deepspeed_launcher import train
+    from engine.models.tiny import new_tiny_model
 
     new_tiny_model(tmp_path / "init", seed=0)
     rng = random.Random(0)
@@ -173,7 +173,7 @@ def test_deepspeed_backend_trains_the_tiny_model_on_two_gpus(tmp_path):
 
 def _fake_launch(monkeypatch, script: str):
     """Stand in for DeepSpeed's launcher: a Python child that runs `script` with the job path."""
-    import engine.sft_deepspeed as sd
+    import engine.train.deepspeed_launcher as sd
 
     monkeypatch.setattr(sd, "_check_can_run", lambda n: None)
     monkeypatch.setattr(sd, "launch_command", lambda job, n, visible, port: [sys.executable, "-c", script, str(job)])
@@ -182,8 +182,8 @@ def _fake_launch(monkeypatch, script: str):
 def test_train_streams_the_child_output_and_converts_its_weights(tmp_path, monkeypatch):
     import torch
 
-    from engine.sft_deepspeed import train
-    from engine.tinymodel import new_tiny_model
+    from engine.train.deepspeed_launcher import train
+    from engine.models.tiny import new_tiny_model
 
     model, _ = new_tiny_model(tmp_path / "init", seed=3)
     torch.save({k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}, tmp_path / "trained.bin")
@@ -208,7 +208,7 @@ pathlib.Path(spec["result"]).write_text(json.dumps(dict(examples=len(pairs), opt
 
 
 def test_a_failing_launcher_is_a_user_error_with_the_tail_of_its_output(tmp_path, monkeypatch):
-    from engine.sft_deepspeed import train
+    from engine.train.deepspeed_launcher import train
 
     _fake_launch(monkeypatch, "import sys\nfor i in range(100): print('line', i)\nsys.exit(3)")
     with pytest.raises(UserError) as exc:

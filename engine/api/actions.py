@@ -33,9 +33,9 @@ def _store(home):
 
 def _foreground(home, run_id: str) -> str:
     """Run the engine in this process (the CLI without --detach); returns the final status."""
-    from ..loop import Engine
+    from ..driver import run_engine
 
-    return Engine(_store(home), run_id).execute()
+    return run_engine(_store(home), run_id)
 
 
 # ------------------------------------------------------------ config
@@ -218,7 +218,7 @@ def export(run: str, fmt: str = "md", what: str = "results", home=None, path: st
            metric: str = "pass@1") -> str:
     """Results (table, md, csv, json: the `imm show` formats) or the layer diagnostics (csv) as
     text; with `path`, also written there (atomically) and the path returned."""
-    from ..report import render, render_csv
+    from ..results_table import render, render_csv
 
     r = reader(home)
     row = find_run(r, run)

@@ -1,21 +1,10 @@
 """The API's read models: frozen dataclasses with plain Python values (no JSON strings inside)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def checkpoint_label(name: str) -> str:
-    """base -> Base, sft2 -> SFT2, merge2 -> Merge2 (the rows of the method's tables)."""
-    m = re.fullmatch(r"(sft|merge)(\d+)", name)
-    return {"sft": "SFT", "merge": "Merge"}[m.group(1)] + m.group(2) if m else name.capitalize()
-
-
-def checkpoint_order(name: str) -> tuple[int, int]:
-    """Sort key: Base, SFT1, Merge1, SFT2, Merge2, ..."""
-    m = re.fullmatch(r"(sft|merge)(\d+)", name)
-    return (int(m.group(2)), 0 if m.group(1) == "sft" else 1) if m else (0, -1)
+from ..results_table import checkpoint_label, checkpoint_order  # noqa: F401 - re-exported by the API
 
 
 @dataclass(frozen=True)

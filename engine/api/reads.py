@@ -175,7 +175,8 @@ def log_path(run: str, home=None) -> Path:
 def read_log(path: Path, offset: int | None = None, max_bytes: int = 4 * 1024 * 1024) -> tuple[list[str], int]:
     """Complete lines appended to `path` since byte `offset`, and the offset to pass next time.
     offset None starts near the end (the last TAIL_START_BYTES, from a line start). A file
-    shorter than the offset was truncated or replaced (rotated): reading starts again at 0.
+    shorter than the offset, or without a newline just before it, was truncated or replaced
+    (rotated): reading starts again at 0.
     A partial last line is left for the next call. Undecodable bytes are replaced."""
     try:
         with open(path, "rb") as f:
@@ -186,6 +187,12 @@ def read_log(path: Path, offset: int | None = None, max_bytes: int = 4 * 1024 * 
                 skip_partial = offset > 0
             elif size < offset:
                 offset = 0
+            elif offset > 0:
+                # Offsets handed out always follow a newline: another byte there means the file
+                # was replaced (rotated, rewritten) since; read the new one from its start.
+                f.seek(offset - 1)
+                if f.read(1) != b"\n":
+                    offset = 0
             f.seek(offset)
             data = f.read(max_bytes)
     except FileNotFoundError:

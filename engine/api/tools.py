@@ -12,7 +12,7 @@ def merge_checkpoints(base, prev, sft, out, alpha: float, drop_rate: float, seed
     """theta = alpha * base + (1 - alpha) * (prev + DARE_p(sft - prev)), streamed tensor by tensor;
     writes nothing unless every input is valid. Returns the merge result (tensors, parameters,
     bytes_written, seconds, out)."""
-    from ..merge_stream import merge_checkpoints as merge
+    from ..merge.stream import merge_checkpoints as merge
 
     return merge(base, prev, sft, out, alpha=alpha, drop_rate=drop_rate, seed=seed, device=device)
 
@@ -47,7 +47,7 @@ def grade_file(task_name: str, file: Path, spec: dict | None = None) -> list[dic
     `extracted` and `correct` added."""
     from ..tasks import get_task
     from ..tasks.base import Example
-    from ..tasks.benchmark import BenchmarkTask
+    from ..tasks.jsonl_task import BenchmarkTask
     from ..tasks.sources import read_jsonl
 
     task = get_task(task_name, spec)

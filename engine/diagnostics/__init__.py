@@ -7,7 +7,7 @@ from .data import load_pairs, task_pairs
 from .iimm import iimm_layer_scales, layer_scale_fn
 from .importance import Importance, importance, importance_of_model
 from .layers import layer_index, place
-from .report import analyze, build_report
+from .summary import analyze, build_report
 from .verdict import Verdict, spearman, verdict
 from .weight_change import WeightChange, weight_change
 

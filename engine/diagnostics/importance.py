@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import UserError
-from ..textdata import IGNORE, Encoded, batches, encode_pairs
+from ..train.textdata import IGNORE, Encoded, batches, encode_pairs
 from .layers import Tally
 
 
@@ -62,8 +62,9 @@ def tied_aliases(model) -> dict[str, str]:
     return aliases
 
 
-def importance_of_model(model, items: list[Encoded], batch_size: int, pad_id: int) -> Importance:
-    """Importance of an in-memory causal LM on encoded (prompt, response) items; grads are cleared after."""
+def importance_of_model(model, items: list[Encoded], batch_size: int, pad_id: int, progress=None) -> Importance:
+    """Importance of an in-memory causal LM on encoded (prompt, response) items; grads are cleared after.
+    `progress` (a ProgressReporter) hears the examples of each batch."""
     import torch
 
     n_tokens = scored_tokens(items)
@@ -73,10 +74,14 @@ def importance_of_model(model, items: list[Encoded], batch_size: int, pad_id: in
     model.eval()
     model.zero_grad(set_to_none=True)
     loss_total = 0.0
+    if progress is not None:
+        progress.start(len(items), "examples")
     for ids, mask, labels in batches(items, batch_size, pad_id):
         loss = response_loss_sum(model, ids.to(device), mask.to(device), labels.to(device)) / n_tokens
         loss.backward()
         loss_total += loss.item()
+        if progress is not None:
+            progress.advance(len(ids), tokens=int(mask.sum()))
     tally = Tally()
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -88,7 +93,7 @@ def importance_of_model(model, items: list[Encoded], batch_size: int, pad_id: in
 
 
 def importance(model_dir, pairs: list[tuple[str, str]], *, batch_size: int = 8, max_length: int = 512,
-               device: str | None = None, dtype: str = "float32") -> Importance:
+               device: str | None = None, dtype: str = "float32", progress=None) -> Importance:
     """Load the checkpoint folder `model_dir` and its tokenizer, and score `pairs` (prompt, response)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -97,4 +102,4 @@ def importance(model_dir, pairs: list[tuple[str, str]], *, batch_size: int = 8, 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).to(device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return importance_of_model(model, encode_pairs(tokenizer, pairs, max_length), batch_size, pad_id)
+    return importance_of_model(model, encode_pairs(tokenizer, pairs, max_length), batch_size, pad_id, progress)

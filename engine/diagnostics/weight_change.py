@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..checkpoint import CheckpointReader
+from ..merge.checkpoint import CheckpointReader
 from ..errors import UserError
 from .layers import Tally
 
@@ -42,11 +42,15 @@ def frobenius_distance(a, b, chunk_elements: int = CHUNK_ELEMENTS) -> float:
     return squares**0.5
 
 
-def weight_change(before_dir, after_dir) -> WeightChange:
+def weight_change(before_dir, after_dir, progress=None) -> WeightChange:
+    """`progress` (a ProgressReporter) hears each tensor pair compared."""
     tally = Tally()
     with CheckpointReader(before_dir) as before, CheckpointReader(after_dir) as after:
         names_before, names_after = set(before.names()), set(after.names())
-        for name in sorted(names_before & names_after):
+        common = sorted(names_before & names_after)
+        if progress is not None:
+            progress.start(len(common), "tensors")
+        for name in common:
             a, b = before.get(name), after.get(name)
             # Drop the shard maps after each tensor: pages read through a map stay resident (and count
             # in RSS) until it is unmapped, which would add up to both whole checkpoints.
@@ -55,6 +59,8 @@ def weight_change(before_dir, after_dir) -> WeightChange:
             if a.shape != b.shape:
                 raise UserError(f"{name}: shape {list(a.shape)} in {before_dir}, {list(b.shape)} in {after_dir}")
             tally.add(name, a.ndim, frobenius_distance(a, b))
+            if progress is not None:
+                progress.advance()
     total = sum(tally.layers.values())
     pct = {n: (100.0 * v / total if total else 0.0) for n, v in sorted(tally.layers.items())}
     return WeightChange(**tally.as_dict(), pct=pct,

@@ -6,7 +6,7 @@ import secrets
 import time
 
 from ..config import BUILTIN_PREFIX, RunConfig
-from .names import Stage
+from .names import RunStatus, Stage
 from .paths import RunPaths
 from .store import Store
 
@@ -41,7 +41,7 @@ def create_run(store: Store, cfg: RunConfig, preset: str) -> tuple[str, RunPaths
     run_id = new_run_id(cfg.name)
     paths = RunPaths(store.home / "runs" / run_id)
     store.create_run(
-        {"id": run_id, "name": cfg.name, "preset": preset, "method": cfg.method, "status": "created",
+        {"id": run_id, "name": cfg.name, "preset": preset, "method": cfg.method, "status": RunStatus.CREATED,
          "config": json.dumps(cfg.to_dict()), "run_dir": str(paths.root)},
         plan(cfg),
     )

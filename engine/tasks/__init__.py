@@ -1,7 +1,7 @@
 """Task registry: a name -> a factory of `Task`. See `engine.tasks.base` for the interface.
 
 Built-in: the arithmetic tasks of the embedded default (arith_*) and the real benchmarks gsm8k,
-math, svamp, asdiv, mawps, sat_math, mmlu_stem, aqua (`engine.tasks.benchmarks`). `get_task(name,
+math, svamp, asdiv, mawps, sat_math, mmlu_stem, aqua (`engine.tasks.builtin_benchmarks`). `get_task(name,
 spec)` also builds a task from a preset's `[tasks.NAME]` table: a custom task over a user's JSONL,
 or a built-in reading its data from elsewhere (`engine.tasks.custom` documents the table).
 """
@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from ..errors import ConfigError, UserError
 from .arith import ARITH_TASKS
 from .base import Example, Task
-from .benchmarks import BENCHMARK_TASKS
+from .builtin_benchmarks import BENCHMARK_TASKS
 from .custom import TaskSpec, custom_task, relocate
 
 REGISTRY: dict[str, Callable[[], Task]] = {**ARITH_TASKS, **BENCHMARK_TASKS}

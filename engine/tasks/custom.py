@@ -25,8 +25,8 @@ from ..errors import ConfigError
 from . import exemplars
 from .answers import ANSWER_KINDS, format_number
 from .base import Example
-from .benchmark import BenchmarkTask, Record
-from .benchmarks import LETTERS, answer_sentence, split_options
+from .jsonl_task import BenchmarkTask, Record
+from .builtin_benchmarks import LETTERS, answer_sentence, split_options
 from .prompts import choice_question
 from .sources import HubSplit, Source
 

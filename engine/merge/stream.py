@@ -2,7 +2,7 @@
 
 `merge_checkpoints(base, prev, sft, out, alpha, drop_rate, seed)` writes
 theta = alpha * base + (1 - alpha) * (prev + scale * DARE_p(sft - prev)) for every tensor (see
-`engine.merge` for the maths). Its rules:
+`engine.merge.maths` for the maths). Its rules:
 
 - Inputs: safetensors checkpoints, one file or sharded with model.safetensors.index.json. Every
   tensor of each checkpoint must be in the other two with the same shape, and config.json's
@@ -38,9 +38,9 @@ from pathlib import Path
 import torch
 
 from .checkpoint import INDEX_NAME, SINGLE_NAME, CheckpointReader, ShardWriter, TensorLocation, tensor_nbytes
-from .modelio import tmp_sibling
-from .errors import UserError
-from .merge import imm_step_into, tensor_seed
+from ..models.loading import tmp_sibling
+from ..errors import UserError
+from .maths import imm_step_into, tensor_seed
 
 ROLES = ("base", "prev", "sft")
 MERGEABLE_DTYPES = ("BF16", "F16", "F32")
@@ -87,13 +87,15 @@ def merge_checkpoints(
     layer_scale: LayerScale | None = None,
     *,
     max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+    progress=None,
 ) -> MergeResult:
     """Merge one IMM step into the new folder `out` (which must not exist, or be empty).
 
     alpha in [0, 1] is the weight of base; drop_rate p in [0, 1) is DARE's drop probability;
     seed (an int) seeds the masks; device is "cpu" or "cuda". layer_scale multiplies each tensor's
     DARE'd delta: a callable tensor name -> factor, or a mapping (names it lacks get 1.0; a name
-    that is no tensor of sft is an error). None means 1.0 everywhere (IMM).
+    that is no tensor of sft is an error). None means 1.0 everywhere (IMM). `progress` (a
+    ProgressReporter) hears each tensor written.
     """
     started = time.perf_counter()
     check_arguments(alpha, drop_rate, seed, device, max_shard_bytes)
@@ -108,7 +110,7 @@ def merge_checkpoints(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        write_shards(tmp, shards, alpha, drop_rate, seed, device)
+        write_shards(tmp, shards, alpha, drop_rate, seed, device, progress)
         copy_side_files(Path(sft), tmp)
         if out.exists():
             out.rmdir()  # checked empty above
@@ -233,7 +235,7 @@ def shard_name(i: int, count: int) -> str:
 
 
 def write_shards(folder: Path, shards: list[list[TensorPlan]], alpha: float, p: float, seed: int,
-                 device: str) -> None:
+                 device: str, progress=None) -> None:
     largest = max(math.prod(t.shape) for shard in shards for t in shard)
     merger = TensorMerger(alpha, p, seed, device, largest)
     weight_map = {}
@@ -241,6 +243,8 @@ def write_shards(folder: Path, shards: list[list[TensorPlan]], alpha: float, p: 
     # One intra-op thread: the pieces are small, and torch's thread team, waiting at every op for
     # a thread the OS has lent to another process, ran 10x slower on a busy 2-core machine.
     torch.set_num_threads(1)
+    if progress is not None:
+        progress.start(sum(len(shard) for shard in shards), "tensors")
     try:
         for i, shard in enumerate(shards):
             fname = shard_name(i, len(shards))
@@ -249,6 +253,8 @@ def write_shards(folder: Path, shards: list[list[TensorPlan]], alpha: float, p: 
                 for t in shard:
                     merger.merge(t, writer)
                     weight_map[t.name] = fname
+                    if progress is not None:
+                        progress.advance()
     finally:
         torch.set_num_threads(threads)
         merger.close()
@@ -373,7 +379,7 @@ class TensorMerger:
 def fused_kernel():
     """The fused Triton IMM kernel when Triton is installed (one pass over memory), else None."""
     try:
-        from .merge_cuda import imm_step_fused
+        from .cuda_kernel import imm_step_fused
     except ImportError:
         return None
     return imm_step_fused

@@ -1,8 +1,8 @@
-"""One rank of the `deepspeed` SFT backend; started by DeepSpeed's launcher (engine.sft_deepspeed).
+"""One rank of the `deepspeed` SFT backend; started by DeepSpeed's launcher (engine.train.deepspeed_launcher).
 
 Reads the job spec written by the engine, trains with ZeRO-3 bf16, saves the gathered 16-bit
 weights with save_16bit_model (rank 0 writes pytorch_model.bin) and, on rank 0, a result JSON.
-See engine/sft_deepspeed.py for how the data is split over the ranks.
+See engine/train/deepspeed_launcher.py for how the data is split over the ranks.
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ def main(argv=None) -> int:
     import torch.distributed as dist
 
     from engine.config import SFTConfig
-    from engine.modelio import load_tokenizer
-    from engine.sft import lr_factor
-    from engine.sft_deepspeed import ds_config, optimizer_steps, rank_order
-    from engine.textdata import batches, encode_pairs
+    from engine.models.loading import load_tokenizer
+    from engine.train.deepspeed_launcher import ds_config, rank_order
+    from engine.train.schedule import epoch_seed, lr_scheduler, optimizer_steps, warmup_steps
+    from engine.train.textdata import batches, encode_pairs
 
     spec = json.loads(Path(args.job).read_text())
     cfg = SFTConfig(**spec["sft"])
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     tokenizer = load_tokenizer(init_path, padding_side="right")
     items = encode_pairs(tokenizer, pairs, cfg.max_length)
     total = optimizer_steps(len(items), cfg, world)
-    warmup = max(1, round(cfg.warmup * total)) if cfg.warmup > 0 else 0
+    warmup = warmup_steps(cfg.warmup, total)
 
     config = ds_config(cfg, world)
     from transformers import AutoModelForCausalLM
@@ -60,8 +60,7 @@ def main(argv=None) -> int:
     model.config.use_cache = False
     engine, _, _, _ = deepspeed.initialize(
         model=model, model_parameters=model.parameters(), config=config,
-        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, total, warmup, cfg.schedule)),
+        lr_scheduler=lambda opt: lr_scheduler(opt, total, warmup, cfg.schedule),
     )
     engine.train()
     device = torch.device("cuda", args.local_rank)
@@ -72,7 +71,7 @@ def main(argv=None) -> int:
     started = time.time()
     epoch_losses, last = [], None
     for epoch in range(cfg.epochs):
-        order = rank_order(len(items), rank, world, seed * 1000 + epoch)
+        order = rank_order(len(items), rank, world, epoch_seed(seed, epoch))
         mine = [items[i] for i in order]
         micro_per_epoch = math.ceil(len(mine) / cfg.batch_size)
         loss_sum = torch.zeros((), device=device)

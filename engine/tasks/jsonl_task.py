@@ -2,7 +2,7 @@
 
 A task is a `Source` (where records live), a converter (record -> `Example`), an answer kind
 (numeric, number_or_text, math, choice) and an exemplar pool (its train split, or fixed
-exemplars). The built-in benchmarks (`engine.tasks.benchmarks`) and custom tasks
+exemplars). The built-in benchmarks (`engine.tasks.builtin_benchmarks`) and custom tasks
 (`engine.tasks.custom`) are both instances.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The IMM step as one fused Triton kernel: each element is read once from base, prev and sft and
 written once, with its DARE draw made in registers (Philox, counter = element index), so the step
-runs at memory bandwidth. Same maths as `engine.merge.imm_step_into`; its masks differ from the
+runs at memory bandwidth. Same maths as `engine.merge.maths.imm_step_into`; its masks differ from the
 CPU's (another generator) but, being counter-based, do not depend on how a tensor is cut in pieces.
 
 The draw: element k keeps its delta when Triton's `tl.rand4x` uniform for it is >= p. The kernels

@@ -13,7 +13,7 @@ import re
 from . import exemplars
 from .answers import UNIT_RE, format_number, last_boxed
 from .base import Example
-from .benchmark import BenchmarkTask, Record
+from .jsonl_task import BenchmarkTask, Record
 from .prompts import choice_question
 from .sources import HubSplit, Source
 

@@ -4,18 +4,18 @@ The engine process never imports DeepSpeed. It writes the pairs (JSONL) and a jo
 temporary folder, launches
 
     python -m deepspeed.launcher.runner [--num_gpus N | --include localhost:IDS] \
-        --module engine.sft_deepspeed_worker --job DIR
+        --module engine.train.deepspeed_worker --job DIR
 
 as a child process, streams the child's output into the run's log, checks its exit code, and then
 turns the 16-bit weights that the worker saved with `save_16bit_model` (pytorch_model.bin) into a
 normal Hugging Face folder (safetensors, config, generation config, tokenizer), written to a
-temporary sibling and renamed into place by `engine.modelio.save_checkpoint`.
+temporary sibling and renamed into place by `engine.models.loading.save_checkpoint`.
 
-Training matches the `hf` backend where it can (engine/sft.py): loss on the response tokens only
-(engine.textdata), AdamW (torch's, betas 0.9/0.999, eps 1e-8) with sft.lr and sft.weight_decay,
-the warm-up + cosine/linear factor of `engine.sft.lr_factor`, gradient clipping at 1.0, and the
-same per-epoch shuffle (seed * 1000 + epoch). With W GPUs each epoch's shuffled order is dealt
-round-robin like torch's DistributedSampler (rank r takes positions r, r + W, ...; the order is
+Training matches the `hf` backend where it can (engine/train/sft.py): loss on the response tokens only
+(engine.train.textdata), AdamW (torch's, betas 0.9/0.999, eps 1e-8) with sft.lr and sft.weight_decay,
+the warm-up + cosine/linear factor, gradient clipping at 1.0, and the same per-epoch shuffle
+(seed * 1000 + epoch; all three from engine.train.schedule). With W GPUs each epoch's shuffled order
+is dealt round-robin like torch's DistributedSampler (rank r takes positions r, r + W, ...; the order is
 padded with its own first items to a multiple of W so every rank runs the same number of
 micro-batches); each rank cuts its share into micro-batches of sft.batch_size. The effective batch
 is therefore batch_size * grad_accum * W: with W = 1 the batches and steps are the hf backend's.
@@ -29,7 +29,6 @@ import dataclasses
 import json
 import math
 import os
-import random
 import re
 import socket
 import subprocess
@@ -39,8 +38,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .config import SFTConfig
-from .errors import UserError
+from ..config import SFTConfig
+from ..errors import UserError
+from .schedule import MAX_GRAD_NORM, optimizer_steps, shuffled
 
 WEIGHTS_FILE = "pytorch_model.bin"
 TAIL_LINES = 40
@@ -48,12 +48,12 @@ TAIL_LINES = 40
 
 def ds_config(cfg: SFTConfig, world_size: int) -> dict:
     """The DeepSpeed config (ZeRO-3, bf16) for an SFT run on `world_size` GPUs. The learning-rate
-    schedule is not in it: the worker hands DeepSpeed a LambdaLR over engine.sft.lr_factor."""
+    schedule is not in it: the worker hands DeepSpeed a LambdaLR over engine.train.schedule.lr_factor."""
     return {
         "train_micro_batch_size_per_gpu": cfg.batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,
         "train_batch_size": cfg.batch_size * cfg.grad_accum * world_size,
-        "gradient_clipping": 1.0,
+        "gradient_clipping": MAX_GRAD_NORM,
         "bf16": {"enabled": True},
         "zero_optimization": {
             "stage": 3,
@@ -74,18 +74,12 @@ def ds_config(cfg: SFTConfig, world_size: int) -> dict:
 
 def rank_order(n_items: int, rank: int, world_size: int, shuffle_seed: int) -> list[int]:
     """Indices of the items that `rank` trains on in one epoch, in order: the hf backend's shuffle
-    (engine.textdata.batches with the same seed), padded to a multiple of world_size with its own
+    (engine.train.textdata.batches with the same seed), padded to a multiple of world_size with its own
     first items, then dealt round-robin (like torch's DistributedSampler)."""
-    order = list(range(n_items))
-    random.Random(shuffle_seed).shuffle(order)
+    order = shuffled(n_items, shuffle_seed)
     per_rank = math.ceil(n_items / world_size)
     padded = order + order[: per_rank * world_size - n_items]
     return padded[rank::world_size]
-
-
-def optimizer_steps(n_items: int, cfg: SFTConfig, world_size: int) -> int:
-    micro = math.ceil(math.ceil(n_items / world_size) / cfg.batch_size)
-    return math.ceil(micro / cfg.grad_accum) * cfg.epochs
 
 
 def launch_command(job: Path, num_gpus: int, visible: str | None, port: int) -> list[str]:
@@ -98,7 +92,7 @@ def launch_command(job: Path, num_gpus: int, visible: str | None, port: int) -> 
             cmd += ["--include", "localhost:" + ",".join(ids[:num_gpus])]
         else:
             cmd += ["--num_gpus", str(num_gpus)]
-    return cmd + ["--module", "engine.sft_deepspeed_worker", "--job", str(job)]
+    return cmd + ["--module", "engine.train.deepspeed_worker", "--job", str(job)]
 
 
 def child_env(base: dict | None = None) -> dict:
@@ -106,7 +100,7 @@ def child_env(base: dict | None = None) -> dict:
     TORCH_CUDA_ARCH_LIST without the 'a' suffix (9.0a breaks DeepSpeed's op builder)."""
     env = dict(os.environ if base is None else base)
     env["PYTHONUNBUFFERED"] = "1"
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     arch = env.get("TORCH_CUDA_ARCH_LIST")
     if arch:
@@ -161,7 +155,7 @@ def convert_checkpoint(init_path: Path, weights: Path, out: Path, save_dtype=Non
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    from .modelio import load_tokenizer, save_checkpoint
+    from ..models.loading import load_tokenizer, save_checkpoint
 
     state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
     config = AutoConfig.from_pretrained(str(init_path))
@@ -197,10 +191,30 @@ def write_job(folder: Path, init_path: Path, pairs, cfg: SFTConfig, seed: int) -
     return folder / "job.json"
 
 
+# The worker's rank-0 lines that tell how far it is (see engine.train.deepspeed_worker).
+WORKER_TOTAL_RE = re.compile(r"sft worker: .* (\d+) optimizer steps")
+WORKER_EPOCH_RE = re.compile(r"mean loss ([0-9.]+) \(step (\d+)/(\d+)")
+
+
+def progress_from_lines(log: Callable[[str], None], progress) -> Callable[[str], None]:
+    """A line handler that logs each worker line and turns the worker's step lines into progress
+    (optimizer steps, at the start and after each epoch, with the epoch's mean loss)."""
+    def on_line(line: str) -> None:
+        log(line)
+        if progress is None:
+            return
+        if m := WORKER_TOTAL_RE.search(line):
+            progress.start(int(m.group(1)), "steps")
+        elif (m := WORKER_EPOCH_RE.search(line)) and progress.unit:
+            progress.update(int(m.group(2)), loss=float(m.group(1)))
+    return on_line
+
+
 def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Path, device: str,
-          save_dtype, seed: int, log: Callable[[str], None] = print) -> dict:
-    """Same contract as engine.sft.train: fine-tune init_path on the pairs, save to `out`
-    atomically, return an info dict. `device` is ignored: DeepSpeed runs on the visible GPUs."""
+          save_dtype, seed: int, log: Callable[[str], None] = print, progress=None) -> dict:
+    """Same contract as engine.train.sft.train: fine-tune init_path on the pairs, save to `out`
+    atomically, return an info dict. `device` is ignored: DeepSpeed runs on the visible GPUs.
+    Progress comes from the worker's step lines (per epoch: DeepSpeed runs in the child)."""
     _check_can_run(cfg.num_gpus)
     import gc
 
@@ -215,7 +229,7 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
         job = write_job(folder, Path(init_path), pairs, cfg, seed)
         cmd = launch_command(job, cfg.num_gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), _free_port())
         log("sft (deepspeed): " + " ".join(cmd[1:]))
-        run_launcher(cmd, child_env(), log)
+        run_launcher(cmd, child_env(), progress_from_lines(log, progress))
         weights = folder / "weights" / WEIGHTS_FILE
         if not weights.exists():
             raise UserError(f"DeepSpeed SFT exited 0 but wrote no {WEIGHTS_FILE}")

@@ -1,4 +1,4 @@
-"""The maths of one IMM merge step, on tensors (files are `engine.merge_stream`'s business).
+"""The maths of one IMM merge step, on tensors (files are `engine.merge.stream`'s business).
 
     theta = alpha * base + (1 - alpha) * (prev + scale * DARE_p(sft - prev))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from .errors import UserError
+from ..errors import UserError
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
@@ -73,9 +73,6 @@ class CheckpointReader:
     def names(self) -> list[str]:
         return list(self._where)
 
-    def shard_files(self) -> list[Path]:
-        return sorted(set(self._where.values()))
-
     def __contains__(self, name: str) -> bool:
         return name in self._where
 
@@ -88,9 +85,6 @@ class CheckpointReader:
     def get(self, name: str):
         """The tensor `name` as stored (dtype kept)."""
         return self._handle(name).get_tensor(name)
-
-    def shape(self, name: str) -> list[int]:
-        return list(self._handle(name).get_slice(name).get_shape())
 
     def dtype(self, name: str) -> str:
         """safetensors dtype string of `name`: "F32", "BF16", "F16", ..."""

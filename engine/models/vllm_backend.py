@@ -11,7 +11,7 @@ class VLLMGenerator:
         dtype_name = str(dtype).removeprefix("torch.")
         self.llm = LLM(model=str(path), dtype=dtype_name, seed=seed)
 
-    def generate(self, prompts, temperature, n, max_new_tokens, stop=()):
+    def generate(self, prompts, temperature, n, max_new_tokens, stop=(), on_batch=None):
         from vllm import SamplingParams
 
         params = SamplingParams(n=n, temperature=temperature, max_tokens=max_new_tokens, stop=list(stop) or None)
@@ -19,11 +19,26 @@ class VLLMGenerator:
             outputs = self.llm.chat(prompts, params)
         else:
             outputs = self.llm.generate(prompts, params)
+        if on_batch is not None:  # vLLM schedules the whole list itself: one report at the end
+            on_batch(len(outputs), sum(len(c.token_ids) for o in outputs for c in o.outputs))
         return [[c.text for c in o.outputs] for o in outputs]
 
     def close(self) -> None:
-        # Free GPU memory before the next stage (SFT) takes the card.
-        del self.llm
+        """Free the GPU memory vLLM holds before the next stage (SFT) takes the card: drop the engine,
+        tear down vLLM's model-parallel and distributed state (as vLLM's docs show), collect, and
+        empty torch's cache."""
         import gc
 
+        import torch
+
+        self.llm = None
+        try:
+            from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+        except ImportError:
+            pass
+        else:
+            destroy_model_parallel()
+            destroy_distributed_environment()
         gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -4,8 +4,9 @@ Used by SFT, the base build and the importance diagnostic, so they all mask the 
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+
+from .schedule import shuffled
 
 IGNORE = -100  # label value that the cross-entropy loss skips
 
@@ -52,8 +53,6 @@ def collate(items: list[Encoded], pad_id: int):
 
 def batches(items: list[Encoded], batch_size: int, pad_id: int, shuffle_seed: int | None = None):
     """Yield collated batches in order, or shuffled reproducibly when a seed is given."""
-    order = list(range(len(items)))
-    if shuffle_seed is not None:
-        random.Random(shuffle_seed).shuffle(order)
+    order = list(range(len(items))) if shuffle_seed is None else shuffled(len(items), shuffle_seed)
     for start in range(0, len(order), batch_size):
         yield collate([items[i] for i in order[start : start + batch_size]], pad_id)

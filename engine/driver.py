@@ -1,0 +1,136 @@
+"""The driver: runs a run's pending stages in plan order and records each in SQLite.
+
+A stage (engine.stages) writes its artifacts to temporary paths and renames them into place; the
+driver marks it done (with its rows: metrics, diagnostics; in one transaction) only after that.
+Done stages are skipped, so resuming after a crash or kill restarts the first unfinished stage
+from scratch. Every stage seeds its randomness from (run seed, iteration, stage), so a resumed run
+produces the same results as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gc
+import json
+import logging
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+from .config import resolve
+from .errors import RunStateError
+from .runstate.lock import run_lock
+from .runstate.names import RunStatus, Stage, StageStatus
+from .runstate.paths import RunPaths
+from .runstate.progress import ProgressReporter
+from .runstate.store import Store, now
+from .stages import STAGES, StageContext, stage_seed
+
+
+def hold_for_test(paths: RunPaths, t: int, stage: Stage, when: str) -> None:
+    """Fault-injection point for the kill/resume tests: with IMM_TEST_HOLD="T:STAGE:WHEN" the
+    engine announces itself in a HOLDING file and waits there until the test kills it or deletes
+    the file."""
+    if os.environ.get("IMM_TEST_HOLD") == f"{t}:{stage}:{when}":
+        marker = paths.root / "HOLDING"
+        marker.write_text(f"{os.getpid()}\n")
+        while marker.exists():
+            time.sleep(0.05)
+
+
+def quiet_progress_bars() -> None:
+    """No tqdm bars from transformers, the hub or anything else in engine.log / engine.out (nor in
+    the DeepSpeed child, which inherits the environment): progress is data (the progress table)."""
+    os.environ["TQDM_DISABLE"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def make_logger(run_id: str, path: Path, echo: bool) -> logging.Logger:
+    """The run's logger: its engine.log, and stderr too when `echo`."""
+    log = logging.getLogger(f"imm.{run_id}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for old in log.handlers:
+        old.close()
+    log.handlers.clear()
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    for h in [logging.FileHandler(path)] + ([logging.StreamHandler()] if echo else []):
+        h.setFormatter(fmt)
+        log.addHandler(h)
+    return log
+
+
+def open_run(store: Store, run_id: str, echo: bool = True) -> StageContext:
+    """The run as stages see it (seeded with the run's seed until a stage gets its own)."""
+    row = store.run(run_id)
+    if row is None:
+        raise RunStateError(f"no run {run_id!r} in {store.home}")
+    cfg, paths = resolve(json.loads(row["config"])), RunPaths(Path(row["run_dir"]))
+    return StageContext(cfg, row["id"], paths, store.home, cfg.seed, make_logger(row["id"], paths.log, echo).info)
+
+
+def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
+    """Run every pending stage of the run; returns its final status (done or stopped). SIGTERM or
+    a STOP file stops it at the next stage boundary."""
+    quiet_progress_bars()
+    ctx = open_run(store, run_id, echo)
+    ctx.paths.root.mkdir(parents=True, exist_ok=True)
+    stop_requested = []
+
+    def on_sigterm(*_):
+        stop_requested.append(True)
+        ctx.log("stop requested (SIGTERM): stopping after the current stage")
+
+    with run_lock(ctx.paths.lock, ctx.run_id):
+        ctx.paths.stop_request.unlink(missing_ok=True)
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            store.update_run(ctx.run_id, status=RunStatus.RUNNING, pid=os.getpid(), error=None)
+            ctx.log(f"run {ctx.run_id}: engine pid {os.getpid()}")
+            for row in store.stages(ctx.run_id):
+                if row["status"] == StageStatus.DONE:
+                    continue
+                if stop_requested or ctx.paths.stop_request.exists():
+                    ctx.paths.stop_request.unlink(missing_ok=True)
+                    store.update_run(ctx.run_id, status=RunStatus.STOPPED, pid=None)
+                    ctx.log("stopped at a safe point; `imm resume` continues from here")
+                    return RunStatus.STOPPED
+                run_stage(store, ctx, row["iteration"], Stage(row["stage"]))
+            store.update_run(ctx.run_id, status=RunStatus.DONE, pid=None)
+            ctx.log(f"run {ctx.run_id} finished")
+            return RunStatus.DONE
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> None:
+    """One stage: marked running, seeded, run, then marked done with its rows (or failed)."""
+    import torch
+
+    store.set_stage(ctx.run_id, t, stage, status=StageStatus.RUNNING, started=now(), ended=None, error=None)
+    ctx.log(f"[iter {t}] {stage}: started")
+    seed = stage_seed(ctx.cfg.seed, t, stage)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    progress = ProgressReporter(functools.partial(store.set_progress, ctx.run_id, t, stage))
+    try:
+        hold_for_test(ctx.paths, t, stage, "start")
+        result = STAGES[stage](dataclasses.replace(ctx, seed=seed, progress=progress), t)
+        hold_for_test(ctx.paths, t, stage, "end")
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        store.set_stage(ctx.run_id, t, stage, status=StageStatus.FAILED, ended=now(), error=error)
+        store.update_run(ctx.run_id, status=RunStatus.FAILED, pid=None, error=f"[iter {t}] {stage}: {error}")
+        ctx.log(f"[iter {t}] {stage}: failed: {error}")
+        raise
+    finally:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    store.finish_stage(ctx.run_id, t, stage, artifact=str(result.artifact or ""), info=result.info, rows=result.rows)
+    ctx.log(f"[iter {t}] {stage}: " + " ".join(["done", *(f"{k}={v}" for k, v in result.info.items())]))

@@ -1,0 +1,1 @@
+"""Models: loading and saving (loading), the builtin tiny model (tiny, builtin), generation backends (generation, vllm_backend)."""

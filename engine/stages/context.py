@@ -1,0 +1,91 @@
+"""What a stage gets (StageContext) and gives back (StageResult), and the seed of each stage."""
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..config import BUILTIN_PREFIX, RunConfig
+from ..runstate.paths import RunPaths
+from ..runstate.progress import ProgressReporter, null_progress
+
+
+def stage_seed(seed: int, iteration: int, stage: str) -> int:
+    """The seed of one stage of one iteration: a resumed run draws what an uninterrupted one drew."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{iteration}:{stage}".encode()).digest()[:4], "little")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage made: its artifact (file or folder; None when it keeps none), a summary for the
+    stage row and the log, and rows for SQLite tables (metrics, layer_stats, verdicts)."""
+
+    artifact: Path | str | None = None
+    info: dict = field(default_factory=dict)
+    rows: dict[str, list[dict]] = field(default_factory=dict)
+
+
+@dataclass
+class StageContext:
+    """One run as a stage sees it, with the seed of the stage at hand and its progress reporter."""
+
+    cfg: RunConfig
+    run_id: str
+    paths: RunPaths
+    home: Path
+    seed: int
+    log: Callable[[str], None]
+    progress: ProgressReporter = field(default_factory=null_progress)
+
+    # ------------------------------------------------------------ which model
+    @property
+    def base_path(self) -> str:
+        if self.cfg.model.path.startswith(BUILTIN_PREFIX):
+            from ..models.builtin import builtin_folder
+
+            return str(builtin_folder(self.home, self.cfg.model.path.removeprefix(BUILTIN_PREFIX)))
+        return self.cfg.model.path
+
+    def prev_path(self, t: int) -> str:
+        """The model iteration t starts from: the base, then Merge_{t-1} (imm) or SFT_{t-1}."""
+        if t == 1:
+            return self.base_path
+        return str(self.paths.merged(t - 1) if self.cfg.method == "imm" else self.paths.sft(t - 1))
+
+    # ------------------------------------------------------------ where and how it runs
+    def device_and_dtype(self):
+        from ..models.loading import resolve_device, torch_dtype
+
+        device = resolve_device(self.cfg.device)
+        return device, torch_dtype(self.cfg.model.dtype, device)
+
+    def generator(self, path: str, batch_size: int, dtype_name: str | None = None):
+        """A generation backend (cfg.generation.backend) over the checkpoint at `path`; close() it."""
+        from ..models.generation import make_generator
+        from ..models.loading import torch_dtype
+
+        device, dtype = self.device_and_dtype()
+        if dtype_name:
+            dtype = torch_dtype(dtype_name, device)
+        return make_generator(self.cfg.generation.backend, path, device, dtype, batch_size)
+
+    # ------------------------------------------------------------ data
+    def tasks(self) -> dict:
+        """name -> (Task, "id" | "ood"), the in-domain task first."""
+        from ..tasks import get_task
+
+        specs = self.cfg.tasks.specs
+        return {name: (get_task(name, specs.get(name)), "id" if i == 0 else "ood") for i, name in enumerate(self.cfg.all_tasks())}
+
+    def in_domain_task(self):
+        return self.tasks()[self.cfg.tasks.id][0]
+
+    def train_examples(self, task) -> list:
+        """The in-domain questions of every iteration (a fixed sample of train_size, if set)."""
+        examples = task.load(task.train_split)
+        size = self.cfg.tasks.train_size
+        if size and size < len(examples):
+            examples = random.Random(f"{self.cfg.seed}:train").sample(examples, size)
+        return examples

@@ -1,0 +1,95 @@
+"""Step 5: pass@k (unbiased estimator) of a checkpoint on the in-domain and out-of-domain tasks;
+the eval stage scores SFT_t and Merge_t (and the base once, as iteration 0)."""
+from __future__ import annotations
+
+import json
+from math import comb
+from pathlib import Path
+
+from ..tasks import Task
+from .context import StageContext, StageResult
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Probability that at least one of k samples drawn from n (c of them correct) is correct:
+    1 - C(n - c, k) / C(n, k), a fraction in [0, 1]."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def build_prompts(task: Task, examples: list, n_shots: int, seed: int, chat: bool) -> list:
+    """Few-shot prompts (or chat messages, for chat-template models) for each example."""
+    pool = task.shot_pool() if n_shots > 0 else []
+    render = task.messages if chat else task.prompt
+    return [render(ex, task.shots_for(ex, pool, n_shots, seed)) for ex in examples]
+
+
+def eval_examples(task: Task, size: int):
+    examples = task.load("test")
+    return examples[:size] if size else examples
+
+
+def evaluate_tasks(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size: int, seed: int,
+                   samples_path: Path | None = None, chat: bool = False, progress=None) -> list[dict]:
+    """Metric rows {task, domain, metric, value (0-100), n} for every task and k.
+    tasks maps name -> (task, domain "id"/"ood"). Completions are saved to samples_path (JSONL).
+    `progress` (a ProgressReporter) hears the questions answered, over all tasks."""
+    examples_of = {name: eval_examples(task, size) for name, (task, _) in tasks.items()}
+    if progress is not None:
+        progress.start(sum(map(len, examples_of.values())), "questions")
+    on_batch = None if progress is None else (lambda done, tokens: progress.advance(done, tokens=tokens))
+    rows, records = [], []
+    for name, (task, domain) in tasks.items():
+        examples = examples_of[name]
+        prompts = build_prompts(task, examples, eval_cfg.fewshot, seed, chat)
+        max_new = eval_cfg.max_new_tokens or task.default_max_new_tokens
+        completions = generator.generate(prompts, eval_cfg.temperature, eval_cfg.samples, max_new, task.stop_sequences,
+                                         on_batch=on_batch)
+        correct_counts = []
+        for ex, outs in zip(examples, completions):
+            graded = [task.grade(c, ex) for c in outs]
+            correct_counts.append(sum(ok for _, ok in graded))
+            records += [
+                {"task": name, "id": ex.id, "question": ex.question, "gold": ex.answer, "completion": c,
+                 "extracted": x, "correct": ok}
+                for c, (x, ok) in zip(outs, graded)
+            ]
+        for k in eval_cfg.k:
+            score = sum(pass_at_k(eval_cfg.samples, c, k) for c in correct_counts) / len(examples)
+            rows.append({"task": name, "domain": domain, "metric": f"pass@{k}", "value": 100.0 * score, "n": len(examples)})
+    if samples_path is not None:
+        from ..models.loading import write_atomic
+
+        write_atomic(samples_path, "".join(json.dumps(r) + "\n" for r in records))
+    return rows
+
+
+def evaluate_checkpoint(ctx: StageContext, path: str, checkpoint: str, t: int, size: int | None = None,
+                        samples_path: Path | None = None) -> list[dict]:
+    """Metric rows of one checkpoint on every task (size: questions per task, default eval_size),
+    seeded with ctx.seed; its completions go to eval_<checkpoint>.jsonl unless samples_path says."""
+    gen = ctx.generator(path, ctx.cfg.eval.batch_size)
+    try:
+        rows = evaluate_tasks(gen, ctx.tasks(), ctx.cfg.eval, ctx.cfg.tasks.eval_size if size is None else size, ctx.seed,
+                              samples_path=samples_path or ctx.paths.eval_samples(t, checkpoint),
+                              chat=ctx.cfg.model.chat_template, progress=ctx.progress)
+    finally:
+        gen.close()
+    for r in rows:
+        ctx.log(f"[iter {t}] eval {checkpoint} {r['task']} ({r['domain']}) {r['metric']} = {r['value']:.1f}% (n={r['n']})")
+    return [{"checkpoint": checkpoint, "iteration": t, **r} for r in rows]
+
+
+def evaluate(ctx: StageContext, t: int) -> StageResult:
+    """Metric rows of the base (t = 0), or of SFT_t and Merge_t. Progress: questions, restarted
+    for each checkpoint."""
+    ctx.paths.iteration(t).mkdir(exist_ok=True)
+    if t == 0:
+        return StageResult(None, {}, {"metrics": evaluate_checkpoint(ctx, ctx.base_path, "base", 0)})
+    metrics = evaluate_checkpoint(ctx, str(ctx.paths.sft(t)), f"sft{t}", t)
+    if ctx.cfg.method == "imm":
+        metrics += evaluate_checkpoint(ctx, str(ctx.paths.merged(t)), f"merge{t}", t)
+    return StageResult(None, {}, {"metrics": metrics})

@@ -1,0 +1,60 @@
+"""What every training loop here shares: the warm-up + cosine/linear learning-rate factor, the
+optimizer-step count, gradient clipping at 1.0 and the reproducible per-epoch shuffle. The hf SFT
+loop, the DeepSpeed worker and the tiny base's pre-training all take them from here, so the
+backends train alike."""
+from __future__ import annotations
+
+import math
+import random
+
+MAX_GRAD_NORM = 1.0  # gradient clipping (DeepSpeed's "gradient_clipping" too)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the peak learning rate at optimiser step `step` (0-based)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return max(0.0, 1.0 - progress)
+
+
+def warmup_steps(share: float, total: int) -> int:
+    """Warm-up steps for a warm-up given as a share of the total steps (at least one if any)."""
+    return max(1, round(share * total)) if share > 0 else 0
+
+
+def lr_scheduler(opt, total: int, warmup: int, schedule: str):
+    import torch
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, schedule))
+
+
+def optimizer_steps(n_items: int, cfg, world_size: int = 1) -> int:
+    """Optimizer steps of an SFT run: each rank's share cut into micro-batches of cfg.batch_size,
+    a step every cfg.grad_accum micro-batches and at the end of each epoch."""
+    micro = math.ceil(math.ceil(n_items / world_size) / cfg.batch_size)
+    return math.ceil(micro / cfg.grad_accum) * cfg.epochs
+
+
+def optimizer_step(model, opt, sched) -> None:
+    """Clip the gradient norm, step the optimizer and the schedule, clear the gradients."""
+    import torch
+
+    torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch."""
+    return seed * 1000 + epoch
+
+
+def shuffled(n_items: int, seed: int) -> list[int]:
+    """The indices 0..n-1 in the reproducible order of `seed`."""
+    order = list(range(n_items))
+    random.Random(seed).shuffle(order)
+    return order
