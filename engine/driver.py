@@ -23,7 +23,7 @@ from .config import resolve
 from .errors import RunStateError
 from .runstate.lock import run_lock
 from .runstate.names import RunStatus, Stage, StageStatus
-from .runstate.paths import RunPaths
+from .runstate.paths import RunPaths, run_paths
 from .runstate.progress import ProgressReporter
 from .runstate.store import Store, now
 from .stages import STAGES, StageContext, stage_seed
@@ -70,7 +70,7 @@ def open_run(store: Store, run_id: str, echo: bool = True) -> StageContext:
     row = store.run(run_id)
     if row is None:
         raise RunStateError(f"no run {run_id!r} in {store.home}")
-    cfg, paths = resolve(json.loads(row["config"])), RunPaths(Path(row["run_dir"]))
+    cfg, paths = resolve(json.loads(row["config"])), run_paths(store.home, row["run_dir"])
     return StageContext(cfg, row["id"], paths, store.home, cfg.seed, make_logger(row["id"], paths.log, echo).info)
 
 

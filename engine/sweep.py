@@ -55,10 +55,7 @@ def queue_sweep(store: Store, run_id: str, t: int, alphas: list[float], drops: l
         check_drop_rate("--drop", p)
     if subset < 0:
         raise UserError(f"--subset: got {subset}; allowed: 0 (all) or a positive number of questions")
-    row = store.run(run_id)
-    if row is None:
-        raise RunStateError(f"no run {run_id!r} in {store.home}")
-    cfg = resolve(json.loads(row["config"]))
+    row, cfg = run_config(store, run_id)
     _check_iteration(row["id"], cfg.iterations, store.stages(row["id"]), t)
     seed = stage_seed(cfg.merge.seed, t, Stage.MERGE) if seed is None else seed
     specs = [{"alpha": a, "drop_rate": p, "seed": seed, "subset": subset, "keep_weights": keep_weights}
@@ -102,20 +99,36 @@ def run_trial(store: Store, ctx: StageContext, trial: dict, log: Callable[[str],
         + ", ".join(f"{r['task']} {r['value']:.1f}%" for r in rows if r["metric"] == "pass@1") + f" ({seconds:.1f} s)")
 
 
-def adopt(store: Store, run_id: str, t: int, trial_id: int, log: Callable[[str], None] = print) -> None:
+def run_config(store: Store, run_id: str):
+    """(run row, resolved config) without opening the run's log."""
+    row = store.run(run_id)
+    if row is None:
+        raise RunStateError(f"no run {run_id!r} in {store.home}")
+    return row, resolve(json.loads(row["config"]))
+
+
+def check_adoptable(store: Store, run_id: str, t: int, trial_id: int) -> None:
+    """Nothing when trial `trial_id` can become iteration t's merge; else the error a user can act on."""
+    row, cfg = run_config(store, run_id)
+    stages = store.stages(row["id"])
+    _check_iteration(row["id"], cfg.iterations, stages, t)
+    if cfg.method != "imm":
+        raise UserError(f"--adopt: run {row['id']} uses method {cfg.method!r}; allowed: runs of method 'imm'")
+    if not any(x["id"] == trial_id and x["status"] == "done" for x in store.trials(row["id"], t)):
+        raise UserError(f"--adopt: got {trial_id}; allowed: a finished trial id of iteration {t} "
+                        f"(see `imm sweep {row['id']} --iter {t} --list`)")
+    if _stage(stages, t, Stage.MERGE)["status"] != StageStatus.DONE:
+        raise RunStateError(f"iteration {t} of run {row['id']} has not finished its merge yet; resume it first")
+
+
+def adopt(store: Store, run_id: str, t: int, trial_id: int, log: Callable[[str], None] | None = None) -> None:
     """Make trial `trial_id` iteration t's merge: Merge_t is re-made with the trial's (alpha, p,
     seed), re-evaluated on the full eval set, and every later stage goes back to pending, so
-    `imm resume` continues from it."""
+    `imm resume` continues from it. The outcome goes to the run's engine.log (and to `log`)."""
+    check_adoptable(store, run_id, t, trial_id)
     ctx = open_run(store, run_id, echo=False)
     stages = store.stages(ctx.run_id)
-    _check_iteration(ctx.run_id, ctx.cfg.iterations, stages, t)
-    if ctx.cfg.method != "imm":
-        raise UserError(f"--adopt: run {ctx.run_id} uses method {ctx.cfg.method!r}; allowed: runs of method 'imm'")
-    trial = next((x for x in store.trials(ctx.run_id, t) if x["id"] == trial_id), None)
-    if trial is None:
-        raise UserError(f"--adopt: got {trial_id}; allowed: a trial id of iteration {t} (see `imm sweep {ctx.run_id} --iter {t} --list`)")
-    if _stage(stages, t, Stage.MERGE)["status"] != StageStatus.DONE:
-        raise RunStateError(f"iteration {t} of run {ctx.run_id} has not finished its merge yet; resume it first")
+    trial = next(x for x in store.trials(ctx.run_id, t) if x["id"] == trial_id)
     with run_lock(ctx.paths.lock, ctx.run_id):
         final = ctx.paths.merged(t)
         info = merge_into(ctx, t, final, trial["alpha"], trial["drop_rate"], trial["seed"])
@@ -124,5 +137,8 @@ def adopt(store: Store, run_id: str, t: int, trial_id: int, log: Callable[[str],
                  if s["iteration"] > t or (s["iteration"] == t and s["stage"] not in KEPT_ON_ADOPT)]
         info["adopted_trial"] = trial_id
         store.adopt_trial(ctx.run_id, t, trial_id, info, metrics, later)
-    log(f"trial {trial_id} adopted as Merge{t}" + (f"; {len(later)} later stages reset: imm resume {ctx.run_id}" if later else ""))
+    done = f"trial {trial_id} adopted as Merge{t}" + (f"; {len(later)} later stages reset: imm resume {ctx.run_id}" if later else "")
+    ctx.log(done)
+    if log is not None:
+        log(done)
 

@@ -139,9 +139,13 @@ def test_a_second_engine_on_a_running_run_refuses(home):
     run_id = first.stdout.readline().split()[1]
     try:
         wait_for((home / "runs" / run_id / "HOLDING").exists, what="first engine")
-        second = imm("resume", run_id, home=home)
-        assert second.returncode == 3
-        assert f"run {run_id} is already being run by pid {first.pid}" in second.stderr
+        second = imm("resume", run_id, home=home)  # the command sees the engine and refuses
+        assert second.returncode == 3 and f"run {run_id} is running (engine pid {first.pid})" in second.stderr
+        env = {**os.environ, "PYTHONPATH": str(PROJECT)}  # an engine process started anyway: the run lock refuses
+        engine = subprocess.run([sys.executable, "-m", "engine", "run", run_id, "--home", str(home)], cwd=PROJECT,
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert engine.returncode == 3
+        assert f"run {run_id} is already being run by pid {first.pid}" in engine.stderr
     finally:
         first.kill()
         first.wait()

@@ -11,9 +11,9 @@ from typing import Callable
 from ..errors import ConfigError, RunStateError, UserError
 from ..runstate.launcher import PROJECT_ROOT, pid_alive, request_stop, spawn_detached
 from ..runstate.names import RunStatus, StageStatus
-from ..runstate.paths import RunPaths, home_dir
+from ..runstate.paths import RunPaths, home_dir, run_paths
 from .models import Comparison, FieldError, PresetInfo, Started
-from .reads import find_run, layer_stats, live_status, reader, results, run_detail, trials
+from .reads import find_run, layer_stats, live_status, reader, results, run_detail
 
 BUNDLED_PRESETS = PROJECT_ROOT / "presets"
 
@@ -100,9 +100,10 @@ def presets(home=None) -> list[PresetInfo]:
     return out
 
 
-def save_preset(name: str, preset, overrides=(), folder: Path | None = None) -> Path:
-    """Write preset + overrides, resolved, as a new preset NAME.toml in the user presets folder
-    (or `folder`); refuses an existing file and an invalid config (nothing is written then)."""
+def save_preset(name: str, preset, overrides=(), folder: Path | None = None, source: str | None = None) -> Path:
+    """Write preset (a file or a config dict) + overrides, resolved, as a new preset NAME.toml in
+    the user presets folder (or `folder`), its first line saying where it came from (`source`, else
+    the preset's path); refuses an existing file and an invalid config (nothing is written then)."""
     from ..config import resolve, to_toml
 
     if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
@@ -115,7 +116,8 @@ def save_preset(name: str, preset, overrides=(), folder: Path | None = None) -> 
         raise UserError(f"preset name: {path} exists; allowed: a name not taken")
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(f"# saved by imm from {preset}\n" + to_toml(cfg))
+    origin = source or (str(preset) if not isinstance(preset, dict) else "a run's config")
+    tmp.write_text(f"# saved by imm from {origin}\n" + to_toml(cfg))
     tmp.rename(path)
     return path
 
@@ -155,7 +157,7 @@ def _require_idle(row: dict) -> None:
 def resume(run: str, home=None, detach: bool = True) -> Started:
     """Continue from the first unfinished stage. Refused while an engine runs on it."""
     row = find_run(reader(home), run)
-    paths = RunPaths(row["run_dir"])
+    paths = run_paths(home_dir(home), row["run_dir"])
     if all(s.status == StageStatus.DONE for s in run_detail(row["id"], home).stages):
         return Started(row["id"], None, paths.log, row["status"])
     _require_idle(row)
@@ -167,7 +169,7 @@ def stop(run: str, home=None) -> int:
     row = find_run(reader(home), run)
     if row["status"] != RunStatus.RUNNING or not pid_alive(row["pid"]):
         raise RunStateError(f"run {row['id']} is not running (status {live_status(row)})")
-    request_stop(RunPaths(row["run_dir"]))
+    request_stop(run_paths(home_dir(home), row["run_dir"]))
     return row["pid"]
 
 
@@ -187,7 +189,7 @@ def start_sweep(run: str, iteration: int, alphas: list[float], drops: list[float
     if not detach:
         work_queue(store, row["id"], log=log)
     elif not (row.get("sweep_pid") and pid_alive(row["sweep_pid"])):
-        spawn_detached(home_dir(home), row["id"], RunPaths(row["run_dir"]), job="sweep")
+        spawn_detached(home_dir(home), row["id"], run_paths(home_dir(home), row["run_dir"]), job="sweep")
     return ids
 
 
@@ -195,17 +197,17 @@ def adopt_trial(run: str, iteration: int, trial_id: int, home=None, detach: bool
                 log: Callable[[str], None] | None = None) -> Started:
     """Make a sweep trial iteration t's merge (re-merged, re-evaluated); later stages go back to
     pending and `resume` continues from it. detach runs it as an engine process."""
+    from ..sweep import adopt, check_adoptable
+
     row = find_run(reader(home), run)
     _require_idle(row)
-    paths = RunPaths(row["run_dir"])
-    if not any(t.id == trial_id for t in trials(row["id"], iteration, home)):
-        raise UserError(f"trial: got {trial_id}; allowed: a trial id of iteration {iteration} of run {row['id']}")
+    paths = run_paths(home_dir(home), row["run_dir"])
+    store = _store(home)
     if detach:
+        check_adoptable(store, row["id"], iteration, trial_id)  # refuse now, not in a detached process
         pid = spawn_detached(home_dir(home), row["id"], paths, "adopt", ("--iter", str(iteration), "--trial", str(trial_id)))
         return Started(row["id"], pid, paths.log, row["status"])
-    from ..sweep import adopt
-
-    adopt(_store(home), row["id"], iteration, trial_id, **({"log": log} if log else {}))
+    adopt(store, row["id"], iteration, trial_id, log=log)
     return Started(row["id"], None, paths.log, find_run(reader(home), row["id"])["status"])
 
 

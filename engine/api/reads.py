@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import RunStateError
 from ..runstate.launcher import pid_alive
 from ..runstate.names import RunStatus, StageStatus
-from ..runstate.paths import RunPaths, home_dir
+from ..runstate.paths import home_dir, run_paths
 from ..runstate.reader import Reader
 from .models import (
     LayerStat, ModuleStat, Progress, ResultRow, RunDetail, RunSummary, Sample, StageRow, Trial, Verdict,
@@ -40,7 +40,7 @@ def live_status(row: dict) -> str:
     return row["status"]
 
 
-def _summary(row: dict, stages: list[dict], metrics: list[dict], verdicts: list[dict], now: float) -> RunSummary:
+def _summary(home: Path, row: dict, stages: list[dict], metrics: list[dict], verdicts: list[dict], now: float) -> RunSummary:
     config = json.loads(row["config"]) if row["config"] else {}
     current = next((s for s in stages if s["status"] == StageStatus.RUNNING), None) \
         or next((s for s in stages if s["status"] != StageStatus.DONE), None)
@@ -65,7 +65,7 @@ def _summary(row: dict, stages: list[dict], metrics: list[dict], verdicts: list[
         stages_done=sum(s["status"] == StageStatus.DONE for s in stages), stages_total=len(stages),
         best_id=best_id, best_ood=best_ood, verdict=latest["verdict"] if latest else None,
         started=row["created"], elapsed=elapsed, error=row["error"], pid=row["pid"],
-        sweep_running=bool(sweep_pid) and pid_alive(sweep_pid), run_dir=Path(row["run_dir"]),
+        sweep_running=bool(sweep_pid) and pid_alive(sweep_pid), run_dir=run_paths(home, row["run_dir"]).root,
     )
 
 
@@ -81,7 +81,7 @@ def list_runs(home=None) -> list[RunSummary]:
     r = reader(home)
     stages, metrics, verdicts = _group(r.stages()), _group(r.metrics()), _group(r.verdicts())
     now = time.time()
-    return [_summary(row, stages.get(row["id"], []), metrics.get(row["id"], []), verdicts.get(row["id"], []), now)
+    return [_summary(r.home, row, stages.get(row["id"], []), metrics.get(row["id"], []), verdicts.get(row["id"], []), now)
             for row in r.runs()]
 
 
@@ -95,9 +95,9 @@ def run_detail(run: str, home=None) -> RunDetail:
     r = reader(home)
     row = find_run(r, run)
     stages = r.stages(row["id"])
-    summary = _summary(row, stages, r.metrics(row["id"]), r.verdicts(row["id"]), time.time())
+    summary = _summary(r.home, row, stages, r.metrics(row["id"]), r.verdicts(row["id"]), time.time())
     return RunDetail(summary=summary, config=json.loads(row["config"]), stages=tuple(_stage_row(s) for s in stages),
-                     log_path=RunPaths(row["run_dir"]).log)
+                     log_path=run_paths(r.home, row["run_dir"]).log)
 
 
 def _result(m: dict) -> ResultRow:
@@ -169,7 +169,7 @@ def progress(run: str, home=None) -> Progress | None:
 
 def log_path(run: str, home=None) -> Path:
     r = reader(home)
-    return RunPaths(find_run(r, run)["run_dir"]).log
+    return run_paths(r.home, find_run(r, run)["run_dir"]).log
 
 
 def read_log(path: Path, offset: int | None = None, max_bytes: int = 4 * 1024 * 1024) -> tuple[list[str], int]:
@@ -230,7 +230,8 @@ SAMPLE_SETS = ("generated", "kept")
 
 def sample_sets(run: str, iteration: int, home=None) -> list[str]:
     """What samples of iteration t are on disk: generated, kept, eval:CHECKPOINT."""
-    paths = RunPaths(find_run(reader(home), run)["run_dir"])
+    r = reader(home)
+    paths = run_paths(r.home, find_run(r, run)["run_dir"])
     found = [s for s, p in (("generated", paths.graded(iteration)), ("kept", paths.kept(iteration))) if p.exists()]
     evals = sorted(paths.iteration(iteration).glob("eval_*.jsonl"))
     return found + [f"eval:{p.stem.removeprefix('eval_')}" for p in evals]
@@ -241,7 +242,7 @@ def samples(run: str, iteration: int, which: str = "generated", home=None, limit
     trains on) or `eval:CHECKPOINT` (e.g. eval:sft1; iteration 0 holds eval:base)."""
     r = reader(home)
     row = find_run(r, run)
-    paths = RunPaths(row["run_dir"])
+    paths = run_paths(r.home, row["run_dir"])
     task_id = json.loads(row["config"])["tasks"]["id"]
     if which == "generated":
         path = paths.graded(iteration)

@@ -16,6 +16,12 @@ def db_path(home: Path) -> Path:
     return Path(home) / DB_NAME
 
 
+def run_paths(home: Path, run_dir: str) -> "RunPaths":
+    """A run's paths from its row: run_dir is stored relative to the home (runs/RUN_ID), so a
+    copied or moved home still finds its runs; older rows hold absolute paths, which stay as they are."""
+    return RunPaths(Path(home) / run_dir)
+
+
 class RunPaths:
     """Where a run keeps its artifacts: run_dir/{config.json, engine.log, iter_T/{samples.jsonl,
     graded.jsonl, kept.jsonl, sft/, merged/, eval_*.jsonl, importance.json, diagnostics.json},

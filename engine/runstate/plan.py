@@ -7,7 +7,7 @@ import time
 
 from ..config import BUILTIN_PREFIX, RunConfig
 from .names import RunStatus, Stage
-from .paths import RunPaths
+from .paths import RunPaths, run_paths
 from .store import Store
 
 
@@ -39,10 +39,11 @@ def plan(cfg: RunConfig) -> list[tuple[int, Stage]]:
 def create_run(store: Store, cfg: RunConfig, preset: str) -> tuple[str, RunPaths]:
     """Rows for the run and its plan, then its folder (with the resolved config)."""
     run_id = new_run_id(cfg.name)
-    paths = RunPaths(store.home / "runs" / run_id)
+    run_dir = f"runs/{run_id}"
+    paths = run_paths(store.home, run_dir)
     store.create_run(
         {"id": run_id, "name": cfg.name, "preset": preset, "method": cfg.method, "status": RunStatus.CREATED,
-         "config": json.dumps(cfg.to_dict()), "run_dir": str(paths.root)},
+         "config": json.dumps(cfg.to_dict()), "run_dir": run_dir},
         plan(cfg),
     )
     paths.root.mkdir(parents=True)

@@ -17,8 +17,12 @@ def run(args) -> int:
 
     from .ls import where
 
-    s = api.run_detail(args.run_id, home=args.home).summary
+    detail = api.run_detail(args.run_id, home=args.home)
+    s = detail.summary
     if args.format == "table":
         print(f"run {s.id}  status {s.status}  method {s.method}  stages {s.stages_done}/{s.stages_total}  next {where(s)}")
+        seeds = [f"iter {st.iteration} {st.info['seed']}" for st in detail.stages if st.stage == "merge" and "seed" in st.info]
+        if seeds:
+            print("DARE mask seeds used: " + ", ".join(seeds))
     print(api.export(s.id, args.format, home=args.home, metric=args.metric))
     return 0

@@ -59,7 +59,7 @@ class ConfigPane(Vertical):
     @work(thread=True, group="save-preset", exit_on_error=False)
     def _save(self, name: str, config: dict) -> None:
         try:
-            path = api.save_preset(name, config)
+            path = api.save_preset(name, config, source=f"run {self.run_id}")
         except UserError as exc:
             self.app.call_from_thread(self.notify, clean(exc), title="save preset", severity="error", markup=False)
             return
