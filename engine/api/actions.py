@@ -143,6 +143,8 @@ def start_run(preset, overrides=(), home=None, detach: bool = True,
 def _launch(home, run_id: str, paths: RunPaths, detach: bool) -> Started:
     if detach:
         pid = spawn_detached(home_dir(home), run_id, paths)
+        # The engine records its pid itself once it runs; until then readers see the one we started.
+        _store(home).update_run(run_id, pid=pid)
         return Started(run_id, pid, paths.log, RunStatus.RUNNING)
     return Started(run_id, None, paths.log, _foreground(home, run_id))
 
