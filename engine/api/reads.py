@@ -44,10 +44,12 @@ def _summary(home: Path, row: dict, stages: list[dict], metrics: list[dict], ver
     config = json.loads(row["config"]) if row["config"] else {}
     current = next((s for s in stages if s["status"] == StageStatus.RUNNING), None) \
         or next((s for s in stages if s["status"] != StageStatus.DONE), None)
-    elapsed = 0.0
+    status = live_status(row)
+    elapsed = 0.0  # time in stages; a running stage counts up to now only while its engine lives
     for s in stages:
         if s["started"] is not None:
-            end = s["ended"] if s["ended"] is not None else (now if s["status"] == StageStatus.RUNNING else s["started"])
+            alive = s["status"] == StageStatus.RUNNING and status == RunStatus.RUNNING
+            end = s["ended"] if s["ended"] is not None else (now if alive else s["started"])
             elapsed += max(end - s["started"], 0.0)
     pass1 = [m for m in metrics if m["metric"] == "pass@1" and m["checkpoint"] != "trial"]
     best_id = max((m["value"] for m in pass1 if m["domain"] == "id"), default=None)
@@ -60,7 +62,7 @@ def _summary(home: Path, row: dict, stages: list[dict], metrics: list[dict], ver
     sweep_pid = row.get("sweep_pid")
     return RunSummary(
         id=row["id"], name=row["name"], preset=row["preset"], method=row["method"],
-        model=config.get("model", {}).get("path", ""), status=live_status(row),
+        model=config.get("model", {}).get("path", ""), status=status,
         iteration=current["iteration"] if current else None, stage=current["stage"] if current else None,
         stages_done=sum(s["status"] == StageStatus.DONE for s in stages), stages_total=len(stages),
         best_id=best_id, best_ood=best_ood, verdict=latest["verdict"] if latest else None,
