@@ -21,8 +21,9 @@ def loaded(screen, tab: str):
         return lambda: screen.query_one(TailLog).line_count > 0
     if tab == "results":
         return lambda: screen.query_one(ResultsPane).rows is not None
-    if tab == "samples":
-        return lambda: screen.query_one(SamplesPane).which is not None
+    if tab == "samples":  # the set is read, and the highlighted sample's text is drawn
+        return lambda: (screen.query_one(SamplesPane).which is not None
+                        and str(screen.query_one("#sample-detail").render()).strip() != "")
     return lambda: True
 
 
