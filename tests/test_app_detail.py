@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import time
 
 import pytest
 from textual.widgets import DataTable, TextArea
 
+from app_helpers import cells, screen_text, until
 from app_fixtures import (
     FAILED_ERROR, MARKUP_NAME, RUN_DONE, RUN_FAILED, RUN_INTERRUPTED, RUN_STOPPED, freeze_clock, make_snapshot_home,
 )
@@ -25,18 +25,8 @@ pytestmark = pytest.mark.anyio  # Pilot tests are coroutines (anyio's pytest plu
 SIZE = (120, 40)
 
 
-def screen_text(app) -> str:
-    """What the terminal shows, as plain text."""
-    return "\n".join("".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips())
 
 
-async def until(pilot, condition, timeout: float = 10.0) -> None:
-    """Let the app run until condition() holds (workers read in threads)."""
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {condition}")
-        await pilot.pause(0.05)
 
 
 async def open_detail(pilot, run_id: str) -> RunDetailScreen:
@@ -45,8 +35,6 @@ async def open_detail(pilot, run_id: str) -> RunDetailScreen:
     return pilot.app.screen
 
 
-def cells(table: DataTable) -> list[list[str]]:
-    return [[str(getattr(c, "plain", c)) for c in table.get_row_at(i)] for i in range(table.row_count)]
 
 
 @pytest.fixture

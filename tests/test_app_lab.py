@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import time
 
 import pytest
-from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input, Static
 
+from app_helpers import until
 from app_fixtures import RUN_DONE, RUN_FAILED, RUN_STOPPED, make_snapshot_home
 from engine import api
 from imm_tui.app import ImmApp
@@ -24,20 +23,6 @@ pytestmark = pytest.mark.anyio  # Pilot tests are coroutines (anyio's pytest plu
 SIZE = (120, 40)
 
 
-async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "condition"):
-    """Let the app run until condition() is true (the UI keeps working meanwhile)."""
-    deadline = time.monotonic() + timeout
-
-    def holds() -> bool:
-        try:
-            return bool(condition())
-        except NoMatches:  # the screen is still composing
-            return False
-
-    while not holds():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await pilot.pause(0.2)
 
 
 def text_of(widget: Static) -> str:
@@ -50,7 +35,7 @@ def column(table: DataTable, index: int) -> list[str]:
 
 async def on_runs_screen(pilot) -> None:
     """The app's first screen is up (the app pushes it on mount)."""
-    await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "RunsScreen", what="the runs screen")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "RunsScreen", what="the runs screen")
 
 
 async def open_pane(pilot, run_id: str, pane_type):
@@ -58,10 +43,10 @@ async def open_pane(pilot, run_id: str, pane_type):
     key = {LayersPane: "2", MergeLabPane: "4"}[pane_type]
     await on_runs_screen(pilot)
     pilot.app.open_run(run_id)
-    await wait_for(pilot, lambda: pilot.app.screen.query_one(pane_type), what="the run detail screen")
+    await until(pilot, lambda: pilot.app.screen.query_one(pane_type), what="the run detail screen")
     await pilot.press(key)
     pane = pilot.app.screen.query_one(pane_type)
-    await wait_for(pilot, lambda: pane.data is not None, what=f"{pane_type.__name__}'s data")
+    await until(pilot, lambda: pane.data is not None, what=f"{pane_type.__name__}'s data")
     return pane
 
 
@@ -76,7 +61,7 @@ async def test_layers_shows_the_runs_numbers_and_steps_checkpoints(finished_run)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_pane(pilot, run_id, LayersPane)
         table = pane.query_one(DataTable)
-        await wait_for(pilot, lambda: table.row_count > 0, what="layer rows")
+        await until(pilot, lambda: table.row_count > 0, what="layer rows")
         assert app.focused is table  # the pane's keys work at once
 
         for ckpt in ("sft1", "merge1"):
@@ -115,7 +100,7 @@ async def test_layers_empty_state_then_rows_landing_live(snapshot_home):
                            [(RUN_STOPPED, *r.values()) for r in rows])
         db.close()
         table = pane.query_one(DataTable)
-        await wait_for(pilot, lambda: table.row_count == len(rows), what="the new rows")
+        await until(pilot, lambda: table.row_count == len(rows), what="the new rows")
         assert not pane.query_one("#layers-empty").display
         assert column(table, 1) == [fmt(r["importance"], False) for r in rows]
 
@@ -131,15 +116,15 @@ async def test_merge_lab_runs_a_real_trial_and_adopts_it(finished_run, tmp_path)
         assert (pane.alpha, pane.drop) == (0.5, 0.1)  # the run's own merge settings
         await pilot.press("right", "comma")  # alpha 0.6, p 0.0
         await pilot.press("n")
-        await wait_for(pilot, lambda: app.screen.query(Input), what="the subset prompt")
+        await until(pilot, lambda: app.screen.query(Input), what="the subset prompt")
         await pilot.press("backspace", "8", "enter")
         assert pane.subset == 8
         assert "α 0.6, p (drop) 0.0, 8 questions/task" in text_of(pane.query_one("#lab-head"))
         await pilot.press("enter")  # queue the trial
 
         table = pane.query_one(DataTable)
-        await wait_for(pilot, lambda: table.row_count == 1, what="the queued trial's row")
-        await wait_for(pilot, lambda: column(table, 3)[0] in ("done", "failed"), timeout=300, what="the trial")
+        await until(pilot, lambda: table.row_count == 1, what="the queued trial's row")
+        await until(pilot, lambda: column(table, 3)[0] in ("done", "failed"), timeout=300, what="the trial")
         [trial] = api.trials(run_id, home=home)
         assert trial.status == "done", f"trial failed: {trial.error}; see {home}/runs/{run_id}/engine.out"
         assert (trial.alpha, trial.drop_rate, trial.subset) == (0.6, 0.0, 8)
@@ -150,18 +135,18 @@ async def test_merge_lab_runs_a_real_trial_and_adopts_it(finished_run, tmp_path)
         assert grid.row_count == 1 and str(grid.get_row_at(0)[0]) == "0.6"
 
         await pilot.press("A")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="the adopt question")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="the adopt question")
         await pilot.press("y")
 
         def adopted() -> bool:
             merge = next(s for s in api.run_detail(run_id, home=home).stages if (s.iteration, s.stage) == (1, "merge"))
             return merge.info.get("adopted_trial") == trial.id
 
-        await wait_for(pilot, adopted, timeout=300, what="the detached adopt engine")
+        await until(pilot, adopted, timeout=300, what="the detached adopt engine")
         stages = {(s.iteration, s.stage): s for s in api.run_detail(run_id, home=home).stages}
         assert stages[(1, "merge")].info["alpha"] == 0.6
         assert stages[(1, "analyze")].status == "pending"  # later stages go back to pending
-        await wait_for(pilot, lambda: "✓ adopted" in column(table, 8), what="the adopted mark")
+        await until(pilot, lambda: "✓ adopted" in column(table, 8), what="the adopted mark")
 
 
 async def test_merge_lab_refuses_a_running_run_with_the_engines_text(snapshot_home):
@@ -175,7 +160,7 @@ async def test_merge_lab_refuses_a_running_run_with_the_engines_text(snapshot_ho
         pane = await open_pane(pilot, RUN_DONE, MergeLabPane)
         assert "run is running" in text_of(pane.query_one("#lab-head"))
         await pilot.press("enter")
-        await wait_for(pilot, lambda: any("sweep once it stops or finishes" in n.message and n.severity == "error"
+        await until(pilot, lambda: any("sweep once it stops or finishes" in n.message and n.severity == "error"
                                           for n in app._notifications), what="the refusal")
         assert len(api.trials(RUN_DONE, home=snapshot_home)) == 4  # nothing queued
 
@@ -185,7 +170,7 @@ async def test_compare_shows_results_with_differences_and_only_differing_config(
     async with app.run_test(size=SIZE) as pilot:
         await on_runs_screen(pilot)
         app.compare_runs([RUN_DONE, RUN_FAILED])
-        await wait_for(pilot, lambda: app.screen.query_one("#compare-config", DataTable).row_count > 0,
+        await until(pilot, lambda: app.screen.query_one("#compare-config", DataTable).row_count > 0,
                        what="the config diff")
         config = app.screen.query_one("#compare-config", DataTable)
         diff = api.compare([RUN_DONE, RUN_FAILED], home=snapshot_home).config_diff
@@ -203,7 +188,7 @@ async def test_compare_shows_results_with_differences_and_only_differing_config(
 async def open_export(pilot, run_id: str) -> ExportScreen:
     await on_runs_screen(pilot)
     pilot.app.export_run(run_id)
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExportScreen) and pilot.app.screen.query_one(Input),
+    await until(pilot, lambda: isinstance(pilot.app.screen, ExportScreen) and pilot.app.screen.query_one(Input),
                    what="the export dialog")
     return pilot.app.screen
 
@@ -222,7 +207,7 @@ async def test_export_writes_each_format(finished_run, tmp_path, choice, what, f
         path.value = str(target)
         await pilot.press("ctrl+s")
         result = screen.query_one("#export-result", Static)
-        await wait_for(pilot, lambda: "wrote" in text_of(result), what="the export")
+        await until(pilot, lambda: "wrote" in text_of(result), what="the export")
         assert target.read_text() == api.export(run_id, fmt_, what, home=home) + "\n"
         assert str(target) in text_of(result)
         if what == "layers":
@@ -238,7 +223,7 @@ async def test_export_to_a_bad_path_shows_the_error(finished_run, tmp_path):
         screen.query_one(Input).focus()
         await pilot.press("enter")
         result = screen.query_one("#export-result", Static)
-        await wait_for(pilot, lambda: "cannot write" in text_of(result), what="the error")
+        await until(pilot, lambda: "cannot write" in text_of(result), what="the error")
         assert result.has_class("-error")
         await pilot.press("escape")
         assert not isinstance(app.screen, ExportScreen)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
+from app_helpers import screen_text, until
 from app_fixtures import MARKUP_NAME, RUN_DONE, RUN_FAILED, RUN_INTERRUPTED, RUN_STOPPED, freeze_clock, make_snapshot_home
 from engine import api
 from imm_tui.app import ImmApp
@@ -172,14 +172,6 @@ async def test_engine_errors_are_notifications(snap_home):
         assert note.severity == "error" and "is not running" in note.message
 
 
-async def wait_for(pilot, condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        await pilot.pause(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def fill(screen: NewRunScreen, values: dict[str, str]) -> None:
@@ -191,7 +183,7 @@ def fill(screen: NewRunScreen, values: dict[str, str]) -> None:
 
 async def new_run_form(pilot) -> NewRunScreen:
     await pilot.press("n")
-    screen = await wait_for(pilot, lambda: isinstance(pilot.app.screen, NewRunScreen) and pilot.app.screen.config
+    screen = await until(pilot, lambda: isinstance(pilot.app.screen, NewRunScreen) and pilot.app.screen.config
                             and pilot.app.screen, 20, "the form's preset")
     return screen
 
@@ -203,7 +195,7 @@ async def test_new_run_shows_engine_validation_inline_and_writes_nothing(tmp_pat
         assert "imm run presets/tiny-arith.toml" in str(pilot.app.screen.query_one("#welcome").render())
         screen = await new_run_form(pilot)
         fill(screen, {"merge.alpha": "2", "merge.drop_rate": "1.0", "generation.k": "0", "tasks.ood": "arith_add4, nosuch"})
-        await wait_for(pilot, lambda: len(screen.errors) == 4, 20, "four errors")
+        await until(pilot, lambda: len(screen.errors) == 4, 20, "four errors")
 
         def error(path: str) -> str:
             from imm_tui.screens.new_run import field_id
@@ -218,12 +210,12 @@ async def test_new_run_shows_engine_validation_inline_and_writes_nothing(tmp_pat
         assert error("seed") == ""
         fill(screen, {"merge.alpha": "0.3", "merge.drop_rate": "0.2", "generation.k": "2", "tasks.ood": "arith_add4",
                       "tasks.id": "no_task"})
-        await wait_for(pilot, lambda: [e.field for e in screen.errors] == ["tasks.id"], 20, "one error")
+        await until(pilot, lambda: [e.field for e in screen.errors] == ["tasks.id"], 20, "one error")
         assert "tasks.id: got 'no_task'" in error("tasks.id") and error("merge.alpha") == ""
         await pilot.press("ctrl+r")  # refused: the errors are named, nothing starts
         await pilot.pause(0.2)
         fill(screen, {"tasks.id": "arith_add3"})
-        await wait_for(pilot, lambda: not screen.errors and "stages" in str(screen.query_one("#dry-run").render()),
+        await until(pilot, lambda: not screen.errors and "stages" in str(screen.query_one("#dry-run").render()),
                        20, "the dry-run plan")
         assert "p 0.2" in str(screen.query_one("#dry-run").render())
     assert not home.exists()  # validation and the dry run write nothing
@@ -248,9 +240,9 @@ async def test_launch_stop_resume_and_reopen(home):
             screen = await new_run_form(pilot)
             fill(screen, {"generation.temperatures": "0.5", "sft.epochs": "1", "iterations": "1"})
             screen.query_one("#f-extra").value = "; ".join(FAST)
-            await wait_for(pilot, lambda: "stages (8)" in str(screen.query_one("#dry-run").render()), 30, "the plan")
+            await until(pilot, lambda: "stages (8)" in str(screen.query_one("#dry-run").render()), 30, "the plan")
             await pilot.press("ctrl+r")
-            detail = await wait_for(pilot, lambda: getattr(pilot.app.screen, "run_id", None), 30, "the run's detail")
+            detail = await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None), 30, "the run's detail")
             run = api.list_runs(home)[0]
             assert run.id == detail and run.pid
             started_pids.append(run.pid)
@@ -266,15 +258,31 @@ async def test_launch_stop_resume_and_reopen(home):
             await pilot.pause(0.3)
             assert api.list_runs(home)[0].status == "running"
             await pilot.press("s", "y")
-            await wait_for(pilot, lambda: api.list_runs(home)[0].status == "stopped", 240, "the run to stop")
+            await until(pilot, lambda: api.list_runs(home)[0].status == "stopped", 240, "the run to stop")
             await pilot.press("r")
-            await wait_for(pilot, lambda: api.list_runs(home)[0].status in ("running", "done"), 30, "the resume")
+            await until(pilot, lambda: api.list_runs(home)[0].status in ("running", "done"), 30, "the resume")
             started_pids.append(api.list_runs(home)[0].pid)
-        # The app is closed: the engine goes on; a new app finds the run.
-        async with ImmApp(home).run_test(size=SIZE) as pilot:
+        # The app is closed: the engine goes on; a new app finds the run, watches it finish its
+        # iteration, and shows that run's own numbers in every tab.
+        async with ImmApp(home).run_test(size=(160, 48)) as pilot:
             screen = await runs_screen(pilot)
             assert table_rows(screen)[run.id][2] in ("running", "done")
-            assert api.list_runs(home)[0].status in ("running", "done")
+            await until(pilot, lambda: table_rows(screen)[run.id][2] == "done", 300, "the run to finish")
+            await pilot.press("enter")
+            await until(pilot, lambda: getattr(pilot.app.screen, "detail", None), 10, "the run's detail")
+            results = api.results(run.id, home)
+            await pilot.press("3")
+            merge1 = next(r for r in results if r.checkpoint == "merge1" and r.domain == "id")
+            await until(pilot, lambda: f"{merge1.value:.1f}" in screen_text(pilot.app), 10, "Merge1's ID value")
+            [verdict] = [v for v in api.verdicts(run.id, home) if v.checkpoint == "sft1"]
+            await pilot.press("2")
+            await until(pilot, lambda: f"= {verdict.spearman:+.2f}".replace("+", "") in screen_text(pilot.app).replace("+", "")
+                        and verdict.verdict in screen_text(pilot.app), 10, "the layer verdict")
+            sample = api.samples(run.id, 1, "generated", home)[0]
+            await pilot.press("5")
+            await until(pilot, lambda: sample.question.splitlines()[0] in screen_text(pilot.app), 10, "a generated sample")
+            await pilot.press("4")
+            await until(pilot, lambda: "weights the BASE" in screen_text(pilot.app), 10, "the merge lab")
     finally:
         for pid in started_pids:
             kill(pid)

@@ -10,7 +10,8 @@ from imm_tui.app import ImmApp
 from imm_tui.panes.results import ResultsPane
 from imm_tui.panes.samples import SamplesPane
 from imm_tui.widgets.log_view import TailLog
-from test_app_detail import open_detail, until
+from app_helpers import until
+from test_app_detail import open_detail
 
 TABS = {"progress": "1", "results": "3", "samples": "5", "config": "6"}
 

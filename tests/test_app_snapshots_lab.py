@@ -10,7 +10,8 @@ from app_fixtures import RUN_DONE, RUN_FAILED, freeze_clock, make_snapshot_home
 from imm_tui.app import ImmApp
 from imm_tui.panes.layers import LayersPane
 from imm_tui.panes.merge_lab import MergeLabPane
-from test_app_lab import on_runs_screen, open_pane, wait_for
+from app_helpers import until
+from test_app_lab import on_runs_screen, open_pane
 
 SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 
@@ -26,7 +27,7 @@ def shot(open_screen, ready):
     async def run_before(pilot) -> None:
         await on_runs_screen(pilot)
         await open_screen(pilot)
-        await wait_for(pilot, lambda: ready(pilot.app.screen), what="the screen's data")
+        await until(pilot, lambda: ready(pilot.app.screen), what="the screen's data")
         await pilot.pause(0.3)
 
     return run_before

@@ -3,7 +3,6 @@ send-keys, the screen comes back with capture-pane. On the fixed home: the first
 finished run, Enter opens it, key 3 shows its Results table."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys

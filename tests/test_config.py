@@ -1,6 +1,5 @@
 """Presets + overrides -> RunConfig; every rejection names the field, the value and what is allowed,
 exits 2 and writes nothing."""
-from pathlib import Path
 
 import pytest
 

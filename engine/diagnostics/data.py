@@ -6,7 +6,6 @@ without one are skipped). A JSONL file gives one object a line with "prompt"/"re
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import UserError

@@ -40,7 +40,7 @@ from typing import Callable
 
 from ..config import SFTConfig
 from ..errors import UserError
-from .schedule import MAX_GRAD_NORM, optimizer_steps, shuffled
+from .schedule import MAX_GRAD_NORM, shuffled
 
 WEIGHTS_FILE = "pytorch_model.bin"
 TAIL_LINES = 40
