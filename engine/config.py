@@ -17,6 +17,7 @@ from pathlib import Path
 from .errors import ConfigError
 
 METHODS = ("imm", "vanilla", "mixture", "accumulate")
+EXEMPLAR_MODES = ("fixed", "random")
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("tiny-arith",)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -53,11 +54,15 @@ class TasksConfig:
 @dataclass
 class GenerationConfig:
     backend: str = "hf"  # hf (transformers) | vllm
-    k: int = 1  # samples per question at each temperature
+    k: int = 3  # samples per question in total, dealt round-robin to the temperatures
     temperatures: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6])
     max_new_tokens: int = 512
     fewshot: int = 0
+    exemplars: str = "fixed"  # fixed (the same shots for every question) | random (drawn per question)
     batch_size: int = 64
+    # model: the model (or the teacher) writes the samples; gold: the train split's gold rationales
+    # are the SFT data (one per question; no generation)
+    source: str = "model"
 
 
 @dataclass
@@ -66,8 +71,18 @@ class SFTConfig:
     num_gpus: int = 0  # deepspeed backend: GPUs to train on (0 = all visible)
     epochs: int = 3
     lr: float = 2e-5
-    batch_size: int = 4
-    grad_accum: int = 4
+    batch_size: int = 4  # per device
+    grad_accum: int = 4  # ignored when global_batch_size is set
+    # examples per optimizer step over all GPUs; when set (> 0), grad_accum is derived from it:
+    # global_batch_size / (batch_size x GPUs), which must divide exactly
+    global_batch_size: int = 0
+    max_grad_norm: float = 1.0  # gradient clipping (0 = none)
+    # Interventions of the method's comparison (hf backend): layer-wise gradient decay gamma (the
+    # update of layer n of N is scaled by gamma ** (N - 1 - n); 1 = off) and weight masking (SFT
+    # changes only this share of each weight tensor, the entries of largest |grad * W| on the
+    # first optimizer step; 1 = off). See engine/train/interventions.py.
+    grad_decay: float = 1.0
+    mask_top_p: float = 1.0
     warmup: float = 0.03  # share of the optimiser steps spent warming up
     schedule: str = "cosine"  # cosine | linear
     max_length: int = 1024
@@ -89,6 +104,7 @@ class EvalConfig:
     samples: int = 1  # completions per question (n of pass@k)
     temperature: float = 0.0  # 0 = greedy
     fewshot: int = 0
+    exemplars: str = "fixed"  # fixed | random, as generation.exemplars
     max_new_tokens: int = 0  # 0 = the task's default
     batch_size: int = 64
 
@@ -111,6 +127,9 @@ class RunConfig:
     name: str = "run"
     iterations: int = 2
     method: str = "imm"
+    # method vanilla: SFT_t starts from SFT_{t-1} ("previous") or from the base ("base", as
+    # original STaR restarts each outer loop); the samples come from SFT_{t-1} either way
+    vanilla_from: str = "previous"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -290,6 +309,28 @@ def check_drop_rate(path: str, value: float) -> None:
         raise ConfigError(path, value, "a number in [0, 1)")
 
 
+def samples_per_temperature(g: GenerationConfig) -> list[int]:
+    """generation.k samples of each question dealt round-robin: sample i at temperatures[i % T]."""
+    return [len(range(j, g.k, len(g.temperatures))) for j in range(len(g.temperatures))]
+
+
+def derived_grad_accum(s: SFTConfig, gpus: int) -> int:
+    """Micro-batches per optimizer step on `gpus` GPUs: sft.grad_accum, or the one that makes
+    sft.global_batch_size exactly when that is set."""
+    if not s.global_batch_size:
+        return s.grad_accum
+    per_micro = s.batch_size * gpus
+    if s.global_batch_size % per_micro:
+        raise ConfigError("sft.global_batch_size", s.global_batch_size,
+                          f"a multiple of sft.batch_size x GPUs = {s.batch_size} x {gpus} = {per_micro}")
+    return s.global_batch_size // per_micro
+
+
+def _share(path: str, value: float, what: str) -> None:
+    if not 0 < value <= 1:
+        raise ConfigError(path, value, f"a number in (0, 1] ({what})")
+
+
 def _check_model_path(path: str, value: str) -> None:
     if value.startswith(BUILTIN_PREFIX):
         _choice(path, value, [BUILTIN_PREFIX + m for m in BUILTIN_MODELS])
@@ -307,6 +348,9 @@ def validate(cfg: RunConfig) -> None:
 
     _at_least("iterations", cfg.iterations, 1)
     _choice("method", cfg.method, METHODS)
+    _choice("vanilla_from", cfg.vanilla_from, ("previous", "base"))
+    if cfg.vanilla_from != "previous" and cfg.method != "vanilla":
+        raise ConfigError("vanilla_from", cfg.vanilla_from, f"previous with method {cfg.method!r} (only vanilla restarts from the base)")
     _choice("device", cfg.device, ("auto", "cpu", "cuda"))
     _check_model_path("model.path", cfg.model.path)
     _choice("model.dtype", cfg.model.dtype, DTYPES)
@@ -334,7 +378,11 @@ def validate(cfg: RunConfig) -> None:
         _at_least(f"generation.temperatures[{i}]", t, 0)
     _at_least("generation.max_new_tokens", g.max_new_tokens, 1)
     _at_least("generation.fewshot", g.fewshot, 0)
+    _choice("generation.exemplars", g.exemplars, EXEMPLAR_MODES)
     _at_least("generation.batch_size", g.batch_size, 1)
+    _choice("generation.source", g.source, ("model", "gold"))
+    if g.source == "gold" and cfg.teacher.path:
+        raise ConfigError("generation.source", g.source, "model when teacher.path is set (gold rationales need no teacher)")
 
     s = cfg.sft
     _choice("sft.backend", s.backend, ("hf", "deepspeed"))
@@ -344,6 +392,15 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("sft.lr", s.lr, "a number > 0")
     _at_least("sft.batch_size", s.batch_size, 1)
     _at_least("sft.grad_accum", s.grad_accum, 1)
+    _at_least("sft.global_batch_size", s.global_batch_size, 0)
+    if s.global_batch_size:  # GPUs unknown until run time (num_gpus 0 = all visible): one at least
+        derived_grad_accum(s, s.num_gpus if s.backend == "deepspeed" and s.num_gpus else 1)
+    _at_least("sft.max_grad_norm", s.max_grad_norm, 0)
+    _share("sft.grad_decay", s.grad_decay, "1 = no decay")
+    _share("sft.mask_top_p", s.mask_top_p, "1 = no mask")
+    for key, value in (("grad_decay", s.grad_decay), ("mask_top_p", s.mask_top_p)):
+        if value != 1 and s.backend != "hf":
+            raise ConfigError(f"sft.{key}", value, "1 with sft.backend = 'deepspeed' (the interventions run on the hf backend)")
     if not 0 <= s.warmup < 1:
         raise ConfigError("sft.warmup", s.warmup, "a share of the steps in [0, 1)")
     _choice("sft.schedule", s.schedule, ("cosine", "linear"))
@@ -366,6 +423,7 @@ def validate(cfg: RunConfig) -> None:
     _at_least("eval.samples", e.samples, 1)
     _at_least("eval.temperature", e.temperature, 0)
     _at_least("eval.fewshot", e.fewshot, 0)
+    _choice("eval.exemplars", e.exemplars, EXEMPLAR_MODES)
     _at_least("eval.max_new_tokens", e.max_new_tokens, 0)
     _at_least("eval.batch_size", e.batch_size, 1)
 

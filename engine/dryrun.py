@@ -3,11 +3,13 @@ loading a model or writing anything. Task data is read (local JSONL) to count qu
 whose data cannot be read here is reported, not fatal."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
-from .config import BUILTIN_PREFIX, RunConfig
-from .errors import UserError
+from .config import BUILTIN_PREFIX, RunConfig, derived_grad_accum, samples_per_temperature
+from .errors import ConfigError, UserError
 from .runstate.plan import plan
+from .train.schedule import optimizer_steps
 
 
 def split_size(task, split: str) -> str | int:
@@ -15,6 +17,38 @@ def split_size(task, split: str) -> str | int:
         return len(task.load(split))
     except (UserError, KeyError) as exc:
         return f"unavailable here ({str(exc).splitlines()[0][:120]})"
+
+
+def dry_run_gpus(cfg: RunConfig) -> tuple[int, str]:
+    """GPUs SFT would train on, and the assumption behind the number."""
+    s = cfg.sft
+    if s.backend != "deepspeed":
+        return 1, "backend hf: one device"
+    if s.num_gpus:
+        return s.num_gpus, "sft.num_gpus"
+    import torch
+
+    visible = torch.cuda.device_count()
+    if visible:
+        return visible, "sft.num_gpus 0: all visible here"
+    return 8, "sft.num_gpus 0 = all visible at run time; none visible here, so 8 (the method's) assumed"
+
+
+def exemplar_line(cfg: RunConfig, task) -> str:
+    g = cfg.generation
+    if g.source == "gold":
+        return "the train split's gold rationales (generation.source gold; no generation)"
+    if not g.fewshot:
+        return "0-shot"
+    try:
+        pool = task.fixed_exemplars() if g.exemplars == "fixed" else task.shot_pool()
+    except (UserError, KeyError) as exc:
+        return f"{g.fewshot}-shot {g.exemplars} (exemplars unavailable here: {str(exc).splitlines()[0][:120]})"
+    if len(pool) < g.fewshot:
+        raise ConfigError("generation.fewshot", g.fewshot, f"at most {len(pool)}: task {task.name!r} has {len(pool)} {g.exemplars} exemplars")
+    if g.exemplars == "fixed":
+        return f"{g.fewshot} fixed exemplars (the same for every question), from {len(pool)}"
+    return f"{g.fewshot} exemplars drawn per question from {len(pool)}"
 
 
 def describe(cfg: RunConfig) -> str:
@@ -48,22 +82,44 @@ def describe(cfg: RunConfig) -> str:
                 line += f", used per iteration {n_train}"
         lines.append(line)
 
-    per_question = g.k * len(g.temperatures)
-    samples = f"{n_train * per_question} samples per iteration" if n_train else "train split unavailable here"
-    lines.append(f"generate: k {g.k} x temperatures {g.temperatures} = {per_question} samples per question -> {samples} "
-                 f" (at most {g.max_new_tokens} new tokens, {g.fewshot}-shot, backend {g.backend})")
+    in_domain = get_task(cfg.tasks.id, cfg.tasks.specs.get(cfg.tasks.id))
+    if g.source == "gold":
+        per_question = 1
+        lines.append(f"generate: {exemplar_line(cfg, in_domain)} -> at most {n_train} samples per iteration")
+    else:
+        per_question = g.k
+        per_temp = ", ".join(f"{n} at {t:g}" for t, n in zip(g.temperatures, samples_per_temperature(g)))
+        samples = f"{n_train * g.k:,} samples per iteration" if n_train else "train split unavailable here"
+        lines.append(f"generate: {g.k} samples per question in total, round-robin over the temperatures ({per_temp}) "
+                     f"-> {samples} (at most {g.max_new_tokens} new tokens, backend {g.backend})")
+        lines.append(f"  prompt: {exemplar_line(cfg, in_domain)}; decoding top_p 1.0, top_k off, repetition penalty 1.0, "
+                     "every EOS id of the checkpoint (none of its generation_config.json settings)")
     data = {"imm": "this iteration's kept samples", "vanilla": "this iteration's kept samples",
             "mixture": f"this iteration's kept samples + {cfg.mixture.share:g}x as many from earlier iterations",
             "accumulate": "all kept samples so far"}[cfg.method]
-    lines.append(f"sft: {data}; {s.epochs} epochs, batch {s.batch_size} x grad-accum {s.grad_accum} = "
-                 f"{s.batch_size * s.grad_accum} per step, lr {s.lr:g}, warm-up {s.warmup:g}, {s.schedule}, max length {s.max_length}, "
+    gpus, why = dry_run_gpus(cfg)
+    accum = derived_grad_accum(s, gpus)
+    per_epoch = "unknown (train split unavailable here)"
+    if n_train:
+        per_epoch = f"at most {optimizer_steps(n_train * per_question, dataclasses.replace(s, grad_accum=accum, epochs=1), gpus):,}"
+    start = " (SFT starts from the base each iteration: vanilla_from base)" if cfg.method == "vanilla" and cfg.vanilla_from == "base" else ""
+    lines.append(f"sft: {data}{start}; {s.epochs} epochs, lr {s.lr:g}, warm-up {s.warmup:g}, {s.schedule}, max length {s.max_length}, "
                  f"backend {s.backend}")
+    lines.append(f"  batch: per-device {s.batch_size} x grad-accum {accum} x {gpus} GPU(s) ({why}) = global batch "
+                 f"{s.batch_size * accum * gpus}; optimizer steps per epoch {per_epoch} (if every sample is kept)")
+    interventions = [f"gradient clipping at {s.max_grad_norm:g}" if s.max_grad_norm else "no gradient clipping"]
+    if s.grad_decay != 1:
+        interventions.append(f"gradient decay gamma {s.grad_decay:g} (layer n of N at lr * gamma^(N-1-n))")
+    if s.mask_top_p != 1:
+        interventions.append(f"weight masking: top {s.mask_top_p:g} of each tensor by |grad * W| trained")
+    lines.append("  " + "; ".join(interventions))
     if cfg.method == "imm":
         lines.append(f"merge: theta = {m.alpha:g} * base + {1 - m.alpha:g} * (prev + DARE_p(sft - prev)), p {m.drop_rate:g}, "
                      f"mode {m.mode}" + (" (layer scales N * I_n / sum I)" if m.mode == "importance" else ""))
     checkpoints = "SFT_t and Merge_t" if cfg.method == "imm" else "SFT_t"
+    shots = f"{e.fewshot}-shot {e.exemplars}" if e.fewshot else "0-shot"
     lines.append(f"eval: {', '.join(f'pass@{k}' for k in e.k)} from {e.samples} samples per question at temperature {e.temperature:g}, "
-                 f"{e.fewshot}-shot, on base once and {checkpoints} every iteration")
+                 f"{shots}, on base once and {checkpoints} every iteration")
     steps = plan(cfg)
     lines.append(f"stages ({len(steps)}): " + ", ".join(f"{t}:{st}" for t, st in steps))
     lines.append("resolved config: " + json.dumps(cfg.to_dict(), sort_keys=True))

@@ -14,7 +14,7 @@ TINY_PRESET = PROJECT / "presets" / "tiny-arith.toml"
 # Small enough for a test (seconds per stage), large enough that the filter keeps samples.
 FAST = [
     "iterations=1", "tasks.train_size=64", "tasks.eval_size=32", "generation.temperatures=[0.5]",
-    "generation.max_new_tokens=40", "sft.epochs=1", "sft.batch_size=16", "analyze.when=off",
+    "generation.k=1", "generation.max_new_tokens=40", "sft.epochs=1", "sft.batch_size=16", "analyze.when=off",
 ]
 
 

@@ -21,12 +21,20 @@ PRESETS = PROJECT / "presets"
 def test_baseline_presets_extend_the_paper_setup():
     cfg = resolve(PRESETS / "qwen2.5-1.5b-gsm8k-mixture.toml")
     assert (cfg.name, cfg.method, cfg.model.path) == ("qwen2.5-1.5b-gsm8k-mixture", "mixture", "Qwen/Qwen2.5-1.5B-Instruct")
-    assert (cfg.iterations, cfg.sft.epochs, cfg.sft.lr, cfg.sft.warmup, cfg.sft.batch_size, cfg.sft.grad_accum) == (3, 3, 2e-5, 0.03, 4, 4)
+    s = cfg.sft
+    assert (cfg.iterations, s.epochs, s.lr, s.warmup, s.batch_size, s.global_batch_size) == (3, 3, 2e-5, 0.03, 4, 128)
     assert (cfg.generation.k, cfg.generation.temperatures, cfg.merge.alpha) == (3, [0.2, 0.4, 0.6], 0.5)
-    assert cfg.tasks.ood == ["svamp", "asdiv", "mawps", "sat_math", "mmlu_stem", "aqua"]
+    assert (cfg.generation.fewshot, cfg.generation.exemplars, cfg.merge.drop_rate) == (10, "fixed", 0.5)
+    assert cfg.tasks.ood == ["svamp", "asdiv", "mawps", "sat_math", "mmlu_stem", "mathqa"]
     math = resolve(PRESETS / "qwen2.5-1.5b-math.toml")
     assert (math.tasks.id, math.generation.k, math.model.path) == ("math", 6, "Qwen/Qwen2.5-1.5B-Instruct")
-    assert resolve(PRESETS / "qwen2.5-1.5b-gsm8k-distill.toml").teacher.path == "Qwen/Qwen2.5-7B-Instruct"
+    for name in ("llama2-7b-gsm8k", "llama3-8b-gsm8k", "qwen2.5-0.5b-math"):
+        assert resolve(PRESETS / f"{name}.toml").sft.global_batch_size == 128
+    distill = resolve(PRESETS / "qwen2.5-1.5b-gsm8k-distill.toml")
+    assert (distill.teacher.path, distill.method, distill.iterations) == ("Qwen/Qwen2.5-7B-Instruct", "imm", 1)
+    assert resolve(PRESETS / "qwen2.5-1.5b-gsm8k-gold.toml").generation.source == "gold"
+    passk = resolve(PRESETS / "qwen2.5-1.5b-gsm8k-passk.toml").eval
+    assert (passk.k, passk.samples, passk.temperature) == ([1, 4, 8, 16], 16, 0.6)
     assert resolve(PRESETS / "qwen2.5-1.5b-gsm8k-iimm.toml").merge.mode == "importance"
 
 
@@ -39,11 +47,16 @@ def test_extends_cycle_is_an_error(tmp_path):
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"needs the shared data sets ({SHARED_DATA})")
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
-    proc = imm("run", str(PRESETS / "qwen2.5-0.5b-gsm8k.toml"), "--dry-run", home=tmp_path / "home", check=True)
+    proc = imm("run", str(PRESETS / "qwen2.5-1.5b-gsm8k.toml"), "--dry-run", home=tmp_path / "home", check=True)
     out = proc.stdout
     assert "gsm8k (in-domain): test 1319, evaluated 1319; train 7473, used per iteration 7473" in out
-    assert "9 samples per question -> 67257 samples per iteration" in out
-    assert "svamp (out-of-domain): test 1000" in out and "sat_math (out-of-domain): test 32" in out
+    assert ("3 samples per question in total, round-robin over the temperatures (1 at 0.2, 1 at 0.4, 1 at 0.6) "
+            "-> 22,419 samples per iteration") in out
+    assert "prompt: 10 fixed exemplars (the same for every question)" in out
+    assert "per-device 4 x grad-accum 32 x 1 GPU(s) (backend hf: one device) = global batch 128; optimizer steps per epoch at most 176" in out
+    for ood in ("svamp", "asdiv", "mawps", "sat_math", "mmlu_stem", "mathqa"):
+        assert f"{ood} (out-of-domain): test" in out
+    assert "mathqa (out-of-domain): test 2985" in out and "aqua" not in out.split("resolved config")[0]
     assert "stages (16): 0:eval, 1:generate, 1:filter, 1:sft, 1:merge, 1:eval," in out
     assert not (tmp_path / "home").exists()  # nothing written, no model loaded (the hub is unreachable here)
 
@@ -103,5 +116,5 @@ def test_distillation_teacher_writes_the_samples(home, base_models):
     shown = json.loads(imm("show", run_id, "--format", "json", home=home, check=True).stdout)
     generate = next(s for s in shown["stages"] if s["stage"] == "generate")
     assert generate["info"]["generator"] == str(teacher)
-    assert [s["stage"] for s in shown["stages"] if s["iteration"] == 1] == ["generate", "filter", "sft", "eval"]
+    assert [s["stage"] for s in shown["stages"] if s["iteration"] == 1] == ["generate", "filter", "sft", "eval", "analyze"]
     assert {r["checkpoint"] for r in shown["results"]} == {"base", "sft1"}

@@ -63,6 +63,7 @@ def test_sweep_reproduces_the_runs_merge_then_adopt_resets_later_stages(iimm_run
     out = imm("sweep", run_id, "--iter", "1", "--alpha", "0.5,0.9", "--drop", "0.1", home=home, check=True).stdout
     lines = out.splitlines()
     assert lines[-4].split()[:3] == ["trial", "alpha", "p"]
+    assert lines[-5].startswith("alpha = weight of the BASE")  # nobody reads the sweep backwards
     trials = query(home, "SELECT * FROM sweeps WHERE run_id = ? ORDER BY id", run_id)
     assert [(t["alpha"], t["drop_rate"], t["adopted"]) for t in trials] == [(0.5, 0.1, 0), (0.9, 0.1, 0)]
     run_merge = {(m["task"], m["value"]) for m in query(home, "SELECT * FROM metrics WHERE run_id = ? AND checkpoint = 'merge1'", run_id)}

@@ -87,5 +87,6 @@ def test_math_grading_works_in_a_worker_thread():
 
 
 def test_generation_is_cut_where_the_next_exemplar_starts():
-    text = "3 + 4 = 7. The answer is 7.\n\n### Instruction:\nQuestion: 1+1?\n\n### Response:\nThe answer is 2."
-    assert cut_at_stop(text, STOP_SEQUENCES) == "3 + 4 = 7. The answer is 7.\n\n"
+    text = "3 + 4 = 7. The answer is 7.\n\n### Instruction:\n1+1?\n\n### Response: The answer is 2."
+    assert cut_at_stop(text, STOP_SEQUENCES) == "3 + 4 = 7. The answer is 7.\n\n### "
+    assert cut_at_stop("7 apples.\nThe answer is 7\n\nQuestion: next", STOP_SEQUENCES) == "7 apples.\nThe answer is 7\n\n"

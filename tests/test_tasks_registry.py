@@ -10,7 +10,7 @@ import pytest
 
 from engine.errors import ConfigError, UserError
 from engine.tasks import REGISTRY, TaskSpec, get_task, task_names
-from engine.tasks.prompts import HEADER
+from engine.tasks.prompts import FEWSHOT_HEADER
 from engine.tasks.sources import PROJECT_ROOT
 
 DATA = PROJECT_ROOT.parent / "shared" / "data"
@@ -38,7 +38,7 @@ def wp(tmp_path):
 
 
 def test_registry_lists_the_benchmarks_and_the_arith_tasks():
-    assert {"gsm8k", "math", "svamp", "asdiv", "mawps", "sat_math", "mmlu_stem", "aqua",
+    assert {"gsm8k", "math", "svamp", "asdiv", "mawps", "sat_math", "mmlu_stem", "aqua", "mathqa",
             "arith_add2", "arith_add3", "arith_add4", "arith_mix3"} == set(task_names()) == set(REGISTRY)
 
 
@@ -70,19 +70,19 @@ def test_data_root_from_environment_and_from_project_root(monkeypatch, tmp_path)
 
 
 @needs_data
-def test_prompt_is_the_few_shot_cot_format_and_shots_are_reproducible():
+def test_random_shots_are_reproducible_and_render_as_the_few_shot_format():
     task = get_task("gsm8k")
     pool, ex = task.shot_pool(), task.load("test")[0]
     shots = task.shots_for(ex, pool, 10, seed=0)
     assert len(shots) == 10 and shots == task.shots_for(ex, pool, 10, seed=0) != task.shots_for(ex, pool, 10, 1)
     prompt = task.prompt(ex, shots)
-    assert prompt.startswith(HEADER + "\n\n### Instruction:\nQuestion: ")
-    assert prompt.endswith(f"### Instruction:\nQuestion: {ex.question}\n\n### Response:\nA: Let's think step by step.")
+    assert prompt.startswith(FEWSHOT_HEADER + "\n\nQuestion: ")
+    assert prompt.endswith(f"### Instruction:\n{ex.question}\n\n### Response: Let's think step by step.")
     assert prompt.count("The answer is") == 10 and "<<" not in prompt and "####" not in prompt
     messages = task.messages(ex, shots)
     assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * 10 + ["user"]
-    assert messages[-1]["content"] == ex.question and messages[2]["content"].endswith(f"The answer is {shots[0].answer}.")
-    assert "### Instruction" in task.stop_sequences
+    assert messages[-1]["content"] == ex.question and messages[2]["content"].endswith(f"The answer is {shots[0].answer}")
+    assert "Instruction:" in task.stop_sequences
 
 
 @needs_data

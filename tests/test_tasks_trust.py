@@ -12,7 +12,7 @@ from engine.tasks.sources import PROJECT_ROOT
 
 DATA = PROJECT_ROOT.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"no benchmark data at {DATA}")
-OOD = ["svamp", "asdiv", "mawps", "sat_math", "mmlu_stem", "aqua"]
+OOD = ["svamp", "asdiv", "mawps", "sat_math", "mmlu_stem", "aqua", "mathqa"]
 
 
 @pytest.fixture(autouse=True)
@@ -76,9 +76,9 @@ def test_ood_golds_changed_or_missing_grade_wrong(name):
 
 
 def test_dataset_sizes_match_the_data_readme():
-    sizes = {"svamp": 1000, "asdiv": 2215, "mawps": 2065, "sat_math": 32, "mmlu_stem": 3018, "aqua": 254}
+    sizes = {"svamp": 1000, "asdiv": 2215, "mawps": 2065, "sat_math": 32, "mmlu_stem": 3018, "aqua": 254, "mathqa": 2985}
     assert {n: len(get_task(n).load("test")) for n in sizes} == sizes
-    assert len(get_task("gsm8k").load("train")) == 7473
+    assert len(get_task("gsm8k").load("train")) == 7473 and len(get_task("math").load("train")) == 7500
 
 
 def test_choice_questions_show_every_option():

@@ -1,5 +1,10 @@
 """Text generation backends. `hf` (transformers, CPU or one GPU) is verified; `vllm` is written
-against vLLM's documented offline API and not verified here (see README)."""
+against vLLM's documented offline API and not verified here (see README).
+
+Decoding is the same in both and owes nothing to a checkpoint's generation_config.json (Qwen's
+instruct models ship repetition_penalty 1.05-1.1, top_p 0.8, top_k 20): every setting is passed
+explicitly (`sampling_settings`), and generation ends at any of the checkpoint's end-of-sequence
+ids (`eos_token_ids`: the generation config's, the model config's and the tokenizer's)."""
 from __future__ import annotations
 
 from typing import Callable, Optional, Protocol, Union
@@ -21,6 +26,32 @@ class Generator(Protocol):
         """Free the model's memory (GPU memory included) before the next stage."""
 
 
+def sampling_settings(temperature: float) -> dict:
+    """The decoding settings of every call, as recorded in the stage info: plain sampling at
+    `temperature` (greedy at 0), no nucleus or top-k truncation, no repetition penalty."""
+    return {"temperature": temperature, "do_sample": temperature > 0, "top_p": 1.0, "top_k": "off",
+            "repetition_penalty": 1.0}
+
+
+def eos_token_ids(path, tokenizer) -> list[int]:
+    """Every end-of-sequence id the checkpoint names: its generation config's (only this is
+    taken from it), its model config's and the tokenizer's, in that order, without repeats."""
+    from transformers import AutoConfig, GenerationConfig
+
+    found = []
+    try:
+        found.append(GenerationConfig.from_pretrained(str(path)).eos_token_id)
+    except OSError:  # no generation_config.json
+        pass
+    found += [getattr(AutoConfig.from_pretrained(str(path)), "eos_token_id", None), tokenizer.eos_token_id]
+    ids: list[int] = []
+    for value in found:
+        for i in value if isinstance(value, list) else [value]:
+            if i is not None and i not in ids:
+                ids.append(int(i))
+    return ids
+
+
 def render_prompt(tokenizer, prompt: Prompt) -> str:
     if isinstance(prompt, str):
         return prompt
@@ -31,8 +62,13 @@ class HFGenerator:
     def __init__(self, path, device: str, dtype, batch_size: int = 64):
         from .loading import load_model, load_tokenizer
 
+        from transformers import GenerationConfig
+
         self.tokenizer = load_tokenizer(path, padding_side="left")
+        self.eos_ids = eos_token_ids(path, self.tokenizer)
         self.model = load_model(path, device, dtype).eval()
+        # Nothing of the checkpoint's generation_config.json fills a setting generate() is not given.
+        self.model.generation_config = GenerationConfig()
         self.device, self.batch_size = device, batch_size
 
     def _encode(self, prompts: list[Prompt]):
@@ -47,11 +83,13 @@ class HFGenerator:
         out: list[list[str]] = []
         for start in range(0, len(prompts), self.batch_size):
             enc = self._encode(prompts[start : start + self.batch_size]).to(self.device)
-            sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else dict(do_sample=False)
+            s = sampling_settings(temperature)
             with torch.inference_mode():
                 ids = self.model.generate(
-                    **enc, max_new_tokens=max_new_tokens, num_return_sequences=n,
-                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, **sampling,
+                    **enc, max_new_tokens=max_new_tokens, num_return_sequences=n, do_sample=s["do_sample"],
+                    temperature=temperature if s["do_sample"] else 1.0, top_p=s["top_p"], top_k=0,
+                    repetition_penalty=s["repetition_penalty"], pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=self.eos_ids,
                 )
             new = ids[:, enc["input_ids"].shape[1] :]
             texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)

@@ -8,13 +8,22 @@ class VLLMGenerator:
     def __init__(self, path, dtype, seed: int = 0):
         from vllm import LLM
 
+        from .generation import eos_token_ids
+
         dtype_name = str(dtype).removeprefix("torch.")
-        self.llm = LLM(model=str(path), dtype=dtype_name, seed=seed)
+        # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's generation_config.json
+        self.llm = LLM(model=str(path), dtype=dtype_name, seed=seed, generation_config="vllm")
+        self.eos_ids = eos_token_ids(path, self.llm.get_tokenizer())
 
     def generate(self, prompts, temperature, n, max_new_tokens, stop=(), on_batch=None):
         from vllm import SamplingParams
 
-        params = SamplingParams(n=n, temperature=temperature, max_tokens=max_new_tokens, stop=list(stop) or None)
+        from .generation import sampling_settings
+
+        s = sampling_settings(temperature)
+        params = SamplingParams(n=n, temperature=temperature, top_p=s["top_p"], top_k=-1, min_p=0.0,
+                                repetition_penalty=s["repetition_penalty"], presence_penalty=0.0, frequency_penalty=0.0,
+                                max_tokens=max_new_tokens, stop=list(stop) or None, stop_token_ids=self.eos_ids)
         if prompts and not isinstance(prompts[0], str):  # chat messages: rendered with the model's template
             outputs = self.llm.chat(prompts, params)
         else:

@@ -8,7 +8,7 @@ from .context import StageContext, StageResult
 
 
 def layer_importance(ctx: StageContext, t: int):
-    """Layer importance of the model iteration t starts from, computed once and kept as JSON
+    """Layer importance of the model SFT_t starts from, computed once and kept as JSON
     (IIMM's merge and the analyze stage both use it). Progress: examples."""
     from ..diagnostics import Importance, importance, load_pairs, task_pairs
     from ..models.loading import write_atomic
@@ -23,7 +23,7 @@ def layer_importance(ctx: StageContext, t: int):
         task = ctx.in_domain_task()
         pairs = task_pairs(task, task.train_split)[: a.limit]
     device = ctx.device_and_dtype()[0]
-    imp = importance(ctx.prev_path(t), pairs, batch_size=a.batch_size, max_length=ctx.cfg.sft.max_length, device=device,
+    imp = importance(ctx.sft_init_path(t), pairs, batch_size=a.batch_size, max_length=ctx.cfg.sft.max_length, device=device,
                      progress=ctx.progress)
     ctx.paths.iteration(t).mkdir(exist_ok=True)
     write_atomic(path, json.dumps(imp.to_dict()))
@@ -40,7 +40,7 @@ def analyze(ctx: StageContext, t: int) -> StageResult:
     targets = {f"sft{t}": ctx.paths.sft(t)}
     if ctx.cfg.method == "imm":
         targets[f"merge{t}"] = ctx.paths.merged(t)
-    reports = {name: build_report(weight_change(ctx.prev_path(t), folder, ctx.progress), imp) for name, folder in targets.items()}
+    reports = {name: build_report(weight_change(ctx.sft_init_path(t), folder, ctx.progress), imp) for name, folder in targets.items()}
     write_atomic(ctx.paths.diagnostics(t), json.dumps(reports, indent=1))
     layer_rows, verdict_rows = [], []
     for name, rep in reports.items():

@@ -54,6 +54,11 @@ class StageContext:
             return self.base_path
         return str(self.paths.merged(t - 1) if self.cfg.method == "imm" else self.paths.sft(t - 1))
 
+    def sft_init_path(self, t: int) -> str:
+        """The model SFT_t is fine-tuned from: prev_path(t), or the base for vanilla_from = "base"
+        (STaR's restart; the samples still come from prev_path(t))."""
+        return self.base_path if self.cfg.vanilla_from == "base" else self.prev_path(t)
+
     # ------------------------------------------------------------ where and how it runs
     def device_and_dtype(self):
         from ..models.loading import resolve_device, torch_dtype

@@ -6,6 +6,7 @@ import json
 from math import comb
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..tasks import Task
 from .context import StageContext, StageResult
 
@@ -20,10 +21,19 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
-def build_prompts(task: Task, examples: list, n_shots: int, seed: int, chat: bool) -> list:
-    """Few-shot prompts (or chat messages, for chat-template models) for each example."""
-    pool = task.shot_pool() if n_shots > 0 else []
+def build_prompts(task: Task, examples: list, n_shots: int, mode: str, seed: int, chat: bool, field: str) -> list:
+    """Few-shot prompts (or chat messages, for chat-template models) for each example: the task's
+    first n fixed exemplars for every question (mode "fixed"), or n drawn per question from its
+    pool (mode "random"). Fewer exemplars than n is a ConfigError naming `field` (e.g.
+    generation.fewshot)."""
     render = task.messages if chat else task.prompt
+    if n_shots == 0:
+        return [render(ex, []) for ex in examples]
+    pool = task.fixed_exemplars() if mode == "fixed" else task.shot_pool()
+    if len(pool) < n_shots:
+        raise ConfigError(field, n_shots, f"at most {len(pool)}: task {task.name!r} has {len(pool)} {mode} exemplars")
+    if mode == "fixed":
+        return [render(ex, pool[:n_shots]) for ex in examples]
     return [render(ex, task.shots_for(ex, pool, n_shots, seed)) for ex in examples]
 
 
@@ -44,7 +54,7 @@ def evaluate_tasks(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size
     rows, records = [], []
     for name, (task, domain) in tasks.items():
         examples = examples_of[name]
-        prompts = build_prompts(task, examples, eval_cfg.fewshot, seed, chat)
+        prompts = build_prompts(task, examples, eval_cfg.fewshot, eval_cfg.exemplars, seed, chat, "eval.fewshot")
         max_new = eval_cfg.max_new_tokens or task.default_max_new_tokens
         completions = generator.generate(prompts, eval_cfg.temperature, eval_cfg.samples, max_new, task.stop_sequences,
                                          on_batch=on_batch)
@@ -72,6 +82,7 @@ def evaluate_checkpoint(ctx: StageContext, path: str, checkpoint: str, t: int, s
     """Metric rows of one checkpoint on every task (size: questions per task, default eval_size),
     seeded with ctx.seed; its completions go to eval_<checkpoint>.jsonl unless samples_path says."""
     gen = ctx.generator(path, ctx.cfg.eval.batch_size)
+    ctx.log(f"[iter {t}] eval {checkpoint}: decoding {decoding(gen, ctx.cfg.eval.temperature)}")
     try:
         rows = evaluate_tasks(gen, ctx.tasks(), ctx.cfg.eval, ctx.cfg.tasks.eval_size if size is None else size, ctx.seed,
                               samples_path=samples_path or ctx.paths.eval_samples(t, checkpoint),
@@ -83,13 +94,23 @@ def evaluate_checkpoint(ctx: StageContext, path: str, checkpoint: str, t: int, s
     return [{"checkpoint": checkpoint, "iteration": t, **r} for r in rows]
 
 
+def decoding(generator, temperature: float) -> dict:
+    """The effective decoding settings of a generator's calls at `temperature` (for the stage info)."""
+    from ..models.generation import sampling_settings
+
+    return {**sampling_settings(temperature), "eos_token_ids": generator.eos_ids}
+
+
 def evaluate(ctx: StageContext, t: int) -> StageResult:
     """Metric rows of the base (t = 0), or of SFT_t and Merge_t. Progress: questions, restarted
-    for each checkpoint."""
+    for each checkpoint. The stage info records the decoding settings."""
+    from ..models.generation import sampling_settings
+
     ctx.paths.iteration(t).mkdir(exist_ok=True)
+    info = {"decoding": sampling_settings(ctx.cfg.eval.temperature)}
     if t == 0:
-        return StageResult(None, {}, {"metrics": evaluate_checkpoint(ctx, ctx.base_path, "base", 0)})
+        return StageResult(None, info, {"metrics": evaluate_checkpoint(ctx, ctx.base_path, "base", 0)})
     metrics = evaluate_checkpoint(ctx, str(ctx.paths.sft(t)), f"sft{t}", t)
     if ctx.cfg.method == "imm":
         metrics += evaluate_checkpoint(ctx, str(ctx.paths.merged(t)), f"merge{t}", t)
-    return StageResult(None, {}, {"metrics": metrics})
+    return StageResult(None, info, {"metrics": metrics})

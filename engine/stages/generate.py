@@ -1,40 +1,61 @@
-"""Step 1 of an iteration: k chain-of-thought samples per training question, few-shot prompted,
-at each configured temperature (or a teacher's samples, for distillation)."""
+"""Step 1 of an iteration: generation.k chain-of-thought samples per training question in total,
+dealt round-robin to the configured temperatures (sample i at temperatures[i % T]), few-shot
+prompted; or a teacher's samples (distillation); or the train split's gold rationales
+(generation.source = "gold": SFT on real data instead of self-generated data)."""
 from __future__ import annotations
 
+from ..config import samples_per_temperature
 from ..jsonl import write_records
 from .context import StageContext, StageResult
-from .evaluate import build_prompts
+from .evaluate import build_prompts, decoding
+
+
+def gold_samples(ctx: StageContext, t: int) -> StageResult:
+    """samples.jsonl holding one record per question whose completion is its gold rationale."""
+    examples = ctx.train_examples(ctx.in_domain_task())
+    records = [{"id": ex.id, "question": ex.question, "gold": ex.answer, "temperature": None, "sample": 0,
+                "completion": ex.rationale} for ex in examples if ex.rationale]
+    ctx.log(f"[iter {t}] generate: {len(records)} gold rationales of {len(examples)} questions")
+    ctx.paths.iteration(t).mkdir(exist_ok=True)
+    write_records(ctx.paths.samples(t), records)
+    return StageResult(ctx.paths.samples(t), {"questions": len(examples), "samples": len(records), "generator": "gold"})
 
 
 def generate(ctx: StageContext, t: int) -> StageResult:
-    """samples.jsonl: one record per sample (progress: samples, with generated tokens/s)."""
+    """samples.jsonl: one record per sample (progress: samples, with generated tokens/s). The
+    stage info records the decoding settings of each temperature."""
     g, teacher = ctx.cfg.generation, ctx.cfg.teacher
+    if g.source == "gold":
+        return gold_samples(ctx, t)
     task = ctx.in_domain_task()
     examples = ctx.train_examples(task)
     # Distillation: the teacher writes the samples (in its own prompt format) instead of the model.
     chat = teacher.chat_template if teacher.path else ctx.cfg.model.chat_template
-    prompts = build_prompts(task, examples, g.fewshot, ctx.seed, chat)
+    prompts = build_prompts(task, examples, g.fewshot, g.exemplars, ctx.seed, chat, "generation.fewshot")
     if teacher.path:
         gen = ctx.generator(teacher.path, g.batch_size, teacher.dtype)
     else:
         gen = ctx.generator(ctx.prev_path(t), g.batch_size)
-    ctx.progress.start(len(prompts) * g.k * len(g.temperatures), "samples")
-    records = []
+    ctx.progress.start(len(prompts) * g.k, "samples")
+    records, settings = [], []
     try:
-        for temperature in g.temperatures:
-            outs = gen.generate(prompts, temperature, g.k, g.max_new_tokens, task.stop_sequences,
-                                on_batch=lambda done, tokens: ctx.progress.advance(done * g.k, tokens=tokens))
+        for temperature, n in zip(g.temperatures, samples_per_temperature(g)):
+            if n == 0:
+                continue
+            settings.append(decoding(gen, temperature))
+            outs = gen.generate(prompts, temperature, n, g.max_new_tokens, task.stop_sequences,
+                                on_batch=lambda done, tokens, n=n: ctx.progress.advance(done * n, tokens=tokens))
             for ex, completions in zip(examples, outs):
                 records += [
                     {"id": ex.id, "question": ex.question, "gold": ex.answer, "temperature": temperature,
                      "sample": i, "completion": c}
                     for i, c in enumerate(completions)
                 ]
-            ctx.log(f"[iter {t}] generate: temperature {temperature}: {len(examples) * g.k} samples")
+            ctx.log(f"[iter {t}] generate: temperature {temperature}: {len(examples) * n} samples ({settings[-1]})")
     finally:
         gen.close()
     ctx.paths.iteration(t).mkdir(exist_ok=True)
     write_records(ctx.paths.samples(t), records)
-    info = {"questions": len(examples), "samples": len(records), "generator": teacher.path or "model"}
+    info = {"questions": len(examples), "samples": len(records), "generator": teacher.path or "model",
+            "decoding": settings}
     return StageResult(ctx.paths.samples(t), info)

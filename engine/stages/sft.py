@@ -2,10 +2,11 @@
 response only), with the hf or the deepspeed backend."""
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
-from ..config import RunConfig
+from ..config import RunConfig, SFTConfig, derived_grad_accum
 from ..errors import UserError
 from ..jsonl import read_records
 from ..runstate.paths import RunPaths
@@ -27,6 +28,17 @@ def training_pairs(cfg: RunConfig, paths: RunPaths, t: int, seed: int) -> list[t
     return [(r["prompt"], r["response"]) for r in data]
 
 
+def training_gpus(cfg: SFTConfig) -> int:
+    """GPUs SFT runs on: 1 (hf), sft.num_gpus, or every visible one (deepspeed, num_gpus 0)."""
+    if cfg.backend != "deepspeed":
+        return 1
+    if cfg.num_gpus:
+        return cfg.num_gpus
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
 def sft(ctx: StageContext, t: int) -> StageResult:
     """sft/: the fine-tuned checkpoint (progress: optimizer steps, with loss and tokens/s)."""
     from ..models.loading import clear_stale
@@ -43,5 +55,9 @@ def sft(ctx: StageContext, t: int) -> StageResult:
     out = ctx.paths.sft(t)
     clear_stale(out)
     device, dtype = ctx.device_and_dtype()
-    info = train(Path(ctx.prev_path(t)), pairs, ctx.cfg.sft, out, device, dtype, ctx.seed, ctx.log, ctx.progress)
-    return StageResult(out, info)
+    gpus = training_gpus(ctx.cfg.sft)
+    cfg = dataclasses.replace(ctx.cfg.sft, grad_accum=derived_grad_accum(ctx.cfg.sft, gpus))
+    ctx.log(f"[iter {t}] sft: per-device batch {cfg.batch_size} x grad-accum {cfg.grad_accum} x {gpus} GPU(s) = "
+            f"{cfg.batch_size * cfg.grad_accum * gpus} per optimizer step")
+    info = train(Path(ctx.sft_init_path(t)), pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress)
+    return StageResult(out, {**info, "grad_accum": cfg.grad_accum, "global_batch": cfg.batch_size * cfg.grad_accum * gpus})

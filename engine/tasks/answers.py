@@ -16,13 +16,20 @@ NUMBER_RE = re.compile(r"(?<![\d.])-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\
 LETTER_RE = re.compile(r"^[\s(\[{$*]*(?:option|choice)?\s*\(?([A-J])\b")
 PAREN_LETTER_RE = re.compile(r"\(([A-J])\)")
 WORD_RE = re.compile(r"[a-z0-9]+")
+BARE_BOXED_RE = re.compile(r"\\boxed ([^\s${}]+)")  # "\boxed 9"
 UNIT_RE = re.compile(r"\s*\([^)]*[A-Za-z][^)]*\)\s*$")  # ASDiv's " (apples)"
 
 
 def last_boxed(text: str) -> str | None:
-    """The content of the last \\boxed{...} (or \\fbox{...}), braces balanced; None if absent."""
+    """The content of the last \\boxed{...} (or \\fbox{...}), braces balanced, or of the brace-less
+    \\boxed 9 (a few MATH train solutions); None if absent."""
     start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    brace = text.find("{", start) if start >= 0 else -1
+    if start < 0:
+        return None
+    bare = BARE_BOXED_RE.match(text, start)
+    if bare:
+        return bare.group(1)
+    brace = text.find("{", start)
     if brace < 0:
         return None
     depth = 0

@@ -42,6 +42,10 @@ class Task:
         """The exemplars `shots_for` draws from; never the evaluated questions' split."""
         return self.load(self.train_split)
 
+    def fixed_exemplars(self) -> list[Example]:
+        """The exemplars of `exemplars = "fixed"`, in order: the first n are every question's shots."""
+        return self.shot_pool()
+
     def prompt(self, example: Example, shots: list[Example]) -> str:
         """The full prompt: few-shot exemplars, then the question, ending where the model answers."""
         raise NotImplementedError

@@ -1,10 +1,9 @@
-"""The real benchmarks of the method: in-domain GSM8K and MATH, out-of-domain SVAMP, ASDiv, MAWPS,
-SAT-Math, MMLU-STEM and AQuA.
+"""The real benchmarks of the method: in-domain GSM8K and MATH (train: the full MATH train split;
+test: MATH-500), out-of-domain SVAMP, ASDiv, MAWPS, SAT-Math, MMLU-STEM and MathQA, and AQuA.
 
 Each reads the fields as stored in ../shared/data (see its README) and on the hub data set named
-here. Exemplars: GSM8K from its train split (the paper's 10 shots); the others from the fixed
-exemplars of `engine.tasks.exemplars` (MATH too: its train split, for self-improvement questions,
-is on the hub only, and the evaluated MATH-500 set must stay whole).
+here. Exemplars: GSM8K and MATH the method's ten fixed ones (`engine.tasks.exemplars.method_set`;
+random shots from their train splits); the others the fixed pools of `engine.tasks.exemplars`.
 """
 from __future__ import annotations
 
@@ -31,14 +30,16 @@ def answer_sentence(answer: str) -> str:
 def gsm8k_example(rec: Record, id: str) -> Example:
     body, sep, final = rec.text("answer").rpartition("####")
     answer = (final if sep else body).strip().replace(",", "")
-    rationale = f"{CALCULATOR_RE.sub('', body).strip()} {answer_sentence(answer)}" if sep else ""
+    # as the method's exemplars show it: calculator annotations removed, a last line "The answer is N"
+    rationale = f"{CALCULATOR_RE.sub('', body).strip()}\nThe answer is {answer}" if sep else ""
     return Example(id, rec.text("question"), answer, rationale)
 
 
 def math_example(rec: Record, id: str) -> Example:
     solution = str(rec.data.get("solution") or "")
     # MATH-500 stores the answer; the full MATH train split only has it boxed in the solution.
-    answer = str(rec.data.get("answer") or last_boxed(solution) or rec.get("answer")).strip()
+    answer = rec.data.get("answer") or last_boxed(solution)
+    answer = str(rec.get("answer") if answer is None else answer).strip()  # "" for an empty \boxed{}: never graded right
     meta = {k: rec.data[k] for k in ("subject", "level", "type") if k in rec.data}
     return Example(id, rec.text("problem"), answer, solution, meta)
 
@@ -86,23 +87,45 @@ def aqua_example(rec: Record, id: str) -> Example:
     return Example(id, choice_question(rec.text("question"), split_options(rec, "options")), rec.text("correct"))
 
 
+MATHQA_OPTION_RE = re.compile(r"(?:^|,\s*)([a-e])\s*\)\s*")  # "a ) 38 , b ) 27.675 , ..."
+
+
+def mathqa_options(rec: Record) -> list[str]:
+    """MathQA's options "a ) 38 , b ) 27.675 , c ) 30 ..." (or a stringified list of such items)."""
+    import ast
+
+    raw = rec.get("options")
+    if isinstance(raw, str) and raw.lstrip().startswith("["):
+        raw = " , ".join(ast.literal_eval(raw))
+    text = " , ".join(raw) if isinstance(raw, list) else str(raw)
+    parts = MATHQA_OPTION_RE.split(text.strip())[1:]  # letter, text, letter, text, ...
+    if "".join(parts[0::2]) != "abcde"[: len(parts) // 2]:
+        return [text.strip()]  # unparsable: show as one block rather than guess
+    return [t.strip() for t in parts[1::2]]
+
+
+def mathqa_example(rec: Record, id: str) -> Example:
+    meta = {"category": rec.data.get("category")}
+    return Example(id, choice_question(rec.text("Problem"), mathqa_options(rec)), rec.text("correct").upper(), meta=meta)
+
+
 def hub(name: str, config: str | None = None, **splits: str) -> dict[str, HubSplit]:
     return {ours: HubSplit(name, config, theirs) for ours, theirs in splits.items()}
 
 
 def gsm8k_task() -> BenchmarkTask:
     source = Source(folder="gsm8k", hub=hub("openai/gsm8k", "main", train="train", test="test"))
-    return BenchmarkTask("gsm8k", "numeric", source, gsm8k_example, splits=("train", "test"))
+    return BenchmarkTask("gsm8k", "numeric", source, gsm8k_example, splits=("train", "test"),
+                         method_shots=exemplars.method_set("gsm8k"))
 
 
 def math_task() -> BenchmarkTask:
-    source = Source(folder="math500", hub={
+    source = Source(folder="math500", split_folders={"train": "math"}, hub={
         "test": HubSplit("HuggingFaceH4/MATH-500", None, "test"),
         "train": HubSplit("DigitalLearningGmbH/MATH-lighteval", "default", "train"),
     })
-    return BenchmarkTask(
-        "math", "math", source, math_example, ("train", "test"), exemplars.MATH, max_new_tokens=1024
-    )
+    return BenchmarkTask("math", "math", source, math_example, ("train", "test"), max_new_tokens=1024,
+                         method_shots=exemplars.method_set("math"))
 
 
 def svamp_task() -> BenchmarkTask:
@@ -136,6 +159,11 @@ def aqua_task() -> BenchmarkTask:
     return BenchmarkTask("aqua", "choice", source, aqua_example, fixed_shots=exemplars.CHOICE)
 
 
+def mathqa_task() -> BenchmarkTask:
+    source = Source(folder="mathqa", hub=hub("allenai/math_qa", test="test"))
+    return BenchmarkTask("mathqa", "choice", source, mathqa_example, fixed_shots=exemplars.CHOICE)
+
+
 BENCHMARK_TASKS = {
     "gsm8k": gsm8k_task,
     "math": math_task,
@@ -145,4 +173,5 @@ BENCHMARK_TASKS = {
     "sat_math": sat_math_task,
     "mmlu_stem": mmlu_stem_task,
     "aqua": aqua_task,
+    "mathqa": mathqa_task,
 }

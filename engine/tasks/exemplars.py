@@ -1,13 +1,33 @@
-"""Fixed in-context exemplars for tasks without a train split of their own (SVAMP, ASDiv, MAWPS,
-MATH-500, SAT-Math, MMLU-STEM, AQuA, custom tasks without train.jsonl).
+"""Fixed in-context exemplars.
 
-Written for this project, none taken from any evaluated set, so an exemplar can never be the
-evaluated question. A request for more shots than a pool holds gets the whole pool.
+GSM8K and MATH: the method's ten (`exemplar_sets/{gsm8k,math}.json`). The first three of each are
+the ones the method's tables print (../shared/paper/prompts.md); the other seven were drawn once
+with random.Random(0).sample(..., 7) from the train split's lines whose question is in no test
+split (GSM8K test, MATH-500), GSM8K rationales of at most 400 characters, MATH levels 1-3 with
+solutions of at most 600 characters and a boxed answer, the three excluded. Each record names its
+source line. Rationales: the gold one, GSM8K calculator annotations removed, then a last line
+"The answer is X" (as the method's tables show them).
+
+The other pools serve tasks without a train split of their own (SVAMP, ASDiv, MAWPS, SAT-Math,
+MMLU-STEM, AQuA, MathQA, custom tasks without train.jsonl): written for this project, none taken
+from any evaluated set, so an exemplar can never be the evaluated question.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from .base import Example
 from .prompts import choice_question
+
+SETS = Path(__file__).with_name("exemplar_sets")
+
+
+def method_set(name: str) -> list[Example]:
+    """The method's ten exemplars of GSM8K or MATH, in their stored order."""
+    records = json.loads((SETS / f"{name}.json").read_text(encoding="utf-8"))
+    return [Example(id=f"fixed-{name}-{i}", question=r["question"], answer=r["answer"], rationale=r["rationale"],
+                    meta={"source": r["source"]}) for i, r in enumerate(records)]
 
 
 def _pool(kind: str, items: list[tuple[str, str, str]]) -> list[Example]:

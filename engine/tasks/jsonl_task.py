@@ -1,8 +1,9 @@
 """`BenchmarkTask`: a task over stored records, sharing prompt format, answer kinds and loading.
 
 A task is a `Source` (where records live), a converter (record -> `Example`), an answer kind
-(numeric, number_or_text, math, choice) and an exemplar pool (its train split, or fixed
-exemplars). The built-in benchmarks (`engine.tasks.builtin_benchmarks`) and custom tasks
+(numeric, number_or_text, math, choice) and exemplars: the pool random shots are drawn from (its
+train split, or fixed exemplars) and the fixed shots (the method's ten for GSM8K and MATH, else
+the pool in order). The built-in benchmarks (`engine.tasks.builtin_benchmarks`) and custom tasks
 (`engine.tasks.custom`) are both instances.
 """
 from __future__ import annotations
@@ -53,10 +54,12 @@ class BenchmarkTask(Task):
         splits: tuple[str, ...] = ("test",),
         fixed_shots: list[Example] | None = None,
         max_new_tokens: int = 512,
+        method_shots: list[Example] | None = None,
     ):
         self.name, self.kind, self.source, self.convert = name, kind, source, convert
         self.answers = ANSWER_KINDS[kind]()
         self.splits, self.fixed_shots, self.default_max_new_tokens = splits, fixed_shots, max_new_tokens
+        self.method_shots = method_shots
 
     def load(self, split: str) -> list[Example]:
         if split not in self.splits:
@@ -70,6 +73,9 @@ class BenchmarkTask(Task):
 
     def shot_pool(self) -> list[Example]:
         return list(self.fixed_shots) if self.fixed_shots is not None else self.load(self.train_split)
+
+    def fixed_exemplars(self) -> list[Example]:
+        return list(self.method_shots) if self.method_shots is not None else self.shot_pool()
 
     def prompt(self, example: Example, shots: list[Example]) -> str:
         return cot_prompt(example, shots)

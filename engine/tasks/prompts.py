@@ -1,20 +1,26 @@
-"""The few-shot chain-of-thought format of the method, as one prompt or as chat messages.
+"""The chain-of-thought prompt of the method's released generation script, as one prompt or as
+chat messages.
 
-    Below is an instruction that describes a task. Write a response that appropriately completes the request.
+With exemplars (the generation prompt; ../shared/paper/prompts.md):
 
-    ### Instruction:
+    Below is an instruction that describes a task. Write a response that appropriately completes the request like given examples below:
+
     Question: <exemplar question>
+    A: Let's think step by step.
+    <exemplar rationale>
+    The answer is N
 
-    ### Response:
-    A: Let's think step by step. <exemplar rationale ending "The answer is N.">
+    ... (each exemplar so, separated by a blank line)
 
     ### Instruction:
-    Question: <evaluated question>
+    <question>
 
-    ### Response:
-    A: Let's think step by step.
+    ### Response: Let's think step by step.
 
-Generation stops where the model starts another instruction (STOP_SEQUENCES).
+Without exemplars (the SFT prompt of every method, and the evaluation prompt at eval.fewshot = 0)
+the header is the same script's zero-shot one, "... completes the request." with no reference to
+examples, then the same instruction and response lines. Generation stops at the script's stop
+strings in their colon forms (STOP_SEQUENCES).
 """
 from __future__ import annotations
 
@@ -24,8 +30,12 @@ HEADER = (
     "Below is an instruction that describes a task. "
     "Write a response that appropriately completes the request."
 )
+FEWSHOT_HEADER = HEADER.removesuffix(".") + " like given examples below:"
 COT = "Let's think step by step."
-STOP_SEQUENCES = ("### Instruction", "\nQuestion:")
+# The released script's stop strings with their colons. Its list also has the bare words
+# ("Question", "Response", ...), which cut sound reasoning short: "Questions Mark completed ..."
+# (a GSM8K test gold rationale) would end at its first word.
+STOP_SEQUENCES = ("Question:", "USER:", "ASSISTANT:", "Instruction:", "Response:")
 # System message for chat-template models, per answer kind: how to state the final answer.
 ANSWER_FORMATS = {
     "numeric": 'End with "The answer is N." where N is a number.',
@@ -36,11 +46,11 @@ ANSWER_FORMATS = {
 
 
 def cot_prompt(example: Example, shots: list[Example]) -> str:
-    turns = [
-        f"### Instruction:\nQuestion: {s.question}\n\n### Response:\nA: {COT} {s.rationale}" for s in shots
-    ]
-    turns.append(f"### Instruction:\nQuestion: {example.question}\n\n### Response:\nA: {COT}")
-    return "\n\n".join([HEADER, *turns])
+    ask = f"### Instruction:\n{example.question}\n\n### Response: {COT}"
+    if not shots:
+        return f"{HEADER}\n\n{ask}"
+    demos = "".join(f"Question: {s.question}\nA: {COT}\n{s.rationale}\n\n" for s in shots)
+    return f"{FEWSHOT_HEADER}\n\n{demos}{ask}"
 
 
 def cot_messages(example: Example, shots: list[Example], kind: str) -> list[dict[str, str]]:

@@ -3,7 +3,8 @@
 Resolution for one split, first match wins:
 1. an explicit `path` (a preset's `[tasks.NAME] path`): a folder holding `{split}.jsonl`, or one
    `.jsonl` file, which is the task's test split;
-2. `{root}/{folder}/{split}.jsonl` under the data roots: `$IMM_DATA_DIR` when set, else
+2. `{root}/{folder}/{split}.jsonl` under the data roots (the folder may differ per split: MATH's
+   train split is `math/`, its test split `math500/`): `$IMM_DATA_DIR` when set, else
    `../shared/data` relative to the current directory and to the project root;
 3. the hub data set for that split, through `datasets.load_dataset(name, config, split=...)`.
 Records are plain dicts with the fields as stored, the same from a file or from the hub.
@@ -44,6 +45,7 @@ class HubSplit:
 class Source:
     path: str | None = None
     folder: str | None = None  # sub-folder under the data roots
+    split_folders: dict[str, str] = field(default_factory=dict)  # a split's own sub-folder, where it differs
     hub: dict[str, HubSplit] = field(default_factory=dict)  # our split name -> hub split
 
 
@@ -59,7 +61,8 @@ def load_records(task: str, source: Source, split: str) -> tuple[list[dict], str
                 f"for split {split!r} point path at a folder holding {split}.jsonl"
             )
         return read_jsonl(task, path, split), str(path)
-    searched = [root / source.folder / f"{split}.jsonl" for root in data_roots()] if source.folder else []
+    folder = source.split_folders.get(split, source.folder)
+    searched = [root / folder / f"{split}.jsonl" for root in data_roots()] if folder else []
     for candidate in searched:
         if candidate.is_file():
             return read_jsonl(task, candidate, split), str(candidate)

@@ -13,7 +13,7 @@ temporary sibling and renamed into place by `engine.models.loading.save_checkpoi
 
 Training matches the `hf` backend where it can (engine/train/sft.py): loss on the response tokens only
 (engine.train.textdata), AdamW (torch's, betas 0.9/0.999, eps 1e-8) with sft.lr and sft.weight_decay,
-the warm-up + cosine/linear factor, gradient clipping at 1.0, and the same per-epoch shuffle
+the warm-up + cosine/linear factor, gradient clipping at sft.max_grad_norm, and the same per-epoch shuffle
 (seed * 1000 + epoch; all three from engine.train.schedule). With W GPUs each epoch's shuffled order
 is dealt round-robin like torch's DistributedSampler (rank r takes positions r, r + W, ...; the order is
 padded with its own first items to a multiple of W so every rank runs the same number of
@@ -40,7 +40,7 @@ from typing import Callable
 
 from ..config import SFTConfig
 from ..errors import UserError
-from .schedule import MAX_GRAD_NORM, shuffled
+from .schedule import shuffled
 
 WEIGHTS_FILE = "pytorch_model.bin"
 TAIL_LINES = 40
@@ -53,7 +53,7 @@ def ds_config(cfg: SFTConfig, world_size: int) -> dict:
         "train_micro_batch_size_per_gpu": cfg.batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,
         "train_batch_size": cfg.batch_size * cfg.grad_accum * world_size,
-        "gradient_clipping": MAX_GRAD_NORM,
+        "gradient_clipping": cfg.max_grad_norm,  # 0: none
         "bf16": {"enabled": True},
         "zero_optimization": {
             "stage": 3,

@@ -48,7 +48,7 @@ def build_tiny(out: Path, steps: int, batch_size: int, lr: float, seed: int,
         ids, mask, labels = collate(items[step * batch_size : (step + 1) * batch_size], tokenizer.pad_token_id)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
-        optimizer_step(model, opt, sched)
+        optimizer_step(model, opt, sched, max_grad_norm=1.0)
         if progress is not None:
             progress.update(step + 1, loss=loss.item(), tokens=int(mask.sum()))
         if (step + 1) % 100 == 0 or step + 1 == steps:

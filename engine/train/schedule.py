@@ -1,5 +1,6 @@
 """What every training loop here shares: the warm-up + cosine/linear learning-rate factor, the
-optimizer-step count, gradient clipping at 1.0 and the reproducible per-epoch shuffle. The hf SFT
+optimizer-step count, the optimizer step with gradient clipping and the reproducible per-epoch
+shuffle. The hf SFT
 loop, the DeepSpeed worker and the tiny base's pre-training all take them from here, so the
 backends train alike."""
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 import math
 import random
 
-MAX_GRAD_NORM = 1.0  # gradient clipping (DeepSpeed's "gradient_clipping" too)
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -38,11 +38,15 @@ def optimizer_steps(n_items: int, cfg, world_size: int = 1) -> int:
     return math.ceil(micro / cfg.grad_accum) * cfg.epochs
 
 
-def optimizer_step(model, opt, sched) -> None:
-    """Clip the gradient norm, step the optimizer and the schedule, clear the gradients."""
+def optimizer_step(model, opt, sched, max_grad_norm: float, grad_mask=None) -> None:
+    """Mask the gradient (weight masking, engine.train.interventions), clip its norm to
+    max_grad_norm (0: no clipping), step the optimizer and the schedule, clear the gradients."""
     import torch
 
-    torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+    if grad_mask is not None:
+        grad_mask.apply(model)
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     opt.step()
     sched.step()
     opt.zero_grad(set_to_none=True)

@@ -1,5 +1,6 @@
 """Supervised fine-tuning on kept samples: loss on the response tokens only, AdamW, warm-up,
-then cosine or linear decay (engine.train.schedule). Backend `hf` runs plain PyTorch on the CPU or
+then cosine or linear decay (engine.train.schedule), gradient clipping at sft.max_grad_norm and
+the interventions gradient decay and weight masking (engine.train.interventions). Backend `hf` runs plain PyTorch on the CPU or
 one GPU."""
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import SFTConfig
+from .interventions import WeightMask, param_groups
 from .schedule import epoch_seed, lr_scheduler, optimizer_step, optimizer_steps, warmup_steps
 from .textdata import batches, encode_pairs
 
@@ -27,7 +29,8 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
     items = encode_pairs(tokenizer, pairs, cfg.max_length)
     total = optimizer_steps(len(items), cfg)
     warmup = warmup_steps(cfg.warmup, total)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.grad_decay), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    grad_mask = WeightMask(cfg.mask_top_p) if cfg.mask_top_p < 1 else None
     sched = lr_scheduler(opt, total, warmup, cfg.schedule)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
     if progress is not None:
@@ -45,7 +48,7 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
             tokens += int(mask.sum())
             since_step += 1
             if (i + 1) % cfg.grad_accum == 0 or i + 1 == micro_per_epoch:
-                optimizer_step(model, opt, sched)
+                optimizer_step(model, opt, sched, cfg.max_grad_norm, grad_mask)
                 step += 1
                 if progress is not None:
                     progress.update(step, loss=sum(losses[-since_step:]) / since_step, tokens=tokens)

@@ -48,5 +48,7 @@ def run(args) -> int:
                         detach=args.detach, log=print)
         if args.detach:
             print(f"trials queued; a detached sweep worker runs them (watch: imm sweep {run_id} --iter {args.iteration} --list)")
+    print("alpha = weight of the BASE: theta = alpha * base + (1 - alpha) * (prev + DARE_p(sft - prev)); "
+          "the method's alpha table reads the other way round (its alpha 0.1 row is near the base)")
     print(api.render_text(*api.trial_table(api.trials(run_id, args.iteration, home=args.home))))
     return 0
