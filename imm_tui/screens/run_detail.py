@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import Header, Static, TabbedContent, TabPane
 
 from engine import api
 
@@ -22,6 +22,7 @@ from ..panes.merge_lab import MergeLabPane
 from ..panes.progress import ProgressPane
 from ..panes.results import ResultsPane
 from ..panes.samples import SamplesPane
+from ..widgets.footer import ImmFooter
 from ..widgets.plain import clean
 from ..widgets.stage_timeline import duration
 
@@ -91,7 +92,7 @@ class RunDetailScreen(Screen):
                 yield SamplesPane(self.run_id)
             with TabPane("Config", id="config"):
                 yield ConfigPane(self.run_id)
-        yield Footer()
+        yield ImmFooter()
 
     def on_mount(self) -> None:
         self.sub_title = self.run_id
