@@ -141,7 +141,8 @@ def test_a_second_engine_on_a_running_run_refuses(home):
         wait_for((home / "runs" / run_id / "HOLDING").exists, what="first engine")
         second = imm("resume", run_id, home=home)  # the command sees the engine and refuses
         assert second.returncode == 3 and f"run {run_id} is running (engine pid {first.pid})" in second.stderr
-        env = {**os.environ, "PYTHONPATH": str(PROJECT)}  # an engine process started anyway: the run lock refuses
+        # An engine process started anyway: the run lock refuses it.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
         engine = subprocess.run([sys.executable, "-m", "engine", "run", run_id, "--home", str(home)], cwd=PROJECT,
                                 env=env, capture_output=True, text=True, timeout=120)
         assert engine.returncode == 3
