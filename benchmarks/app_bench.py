@@ -1,7 +1,9 @@
 """The app's responsiveness: import time of imm_tui.app, time to the first screen with 200 runs in
 the database (the installed `imm --home` in tmux, and a headless Pilot launch, each a fresh
 process), key-press latency while an engine-like writer appends 2,000 log lines a second to the
-open run's engine.log (its Progress tab follows it), and the app's memory after a minute of that.
+open run's engine.log (its Progress tab follows it): tab switches, a results redraw and log
+scrolling, each from the key press to the first drawn frame that shows its effect, and the app's
+memory along a minute of that.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/app_bench.py [--minutes 1] [--launches 5]
 
@@ -147,51 +149,88 @@ class LogWriter(threading.Thread):
                 time.sleep(max(0.0, next_t - time.perf_counter()))
 
 
-async def key_latency(home: Path, seconds: float) -> dict:
-    """Open the finished run (Progress tab, following its log), start the writer, then switch tabs
-    (3 Results, 1 Progress) every 0.5 s. Latency: from the key event to the first frame drawn
-    after the tab changed (the app's _display, as a terminal would get it)."""
+# The keys pressed in turn, every 0.5 s, and what the first frame that answers each must show
+# (checked when the frame is drawn): tab switches (the figure that has a target), the results
+# table's next metric (redraws the table and the plot), and scrolling the followed log up (pausing
+# it) and End (following again).
+KEYS = ("3", "k", "1", "pageup", "end")
+TAB_KEYS = {"3": "results", "1": "progress"}
+UNANSWERED_S = 3.0
+
+
+def answered(app, key: str, before: object = None) -> bool:
+    """Does the screen as it is drawn now show the answer to `key` (`before`: the metric shown
+    before k was pressed)?"""
     from textual.widgets import TabbedContent
 
+    screen = app.screen
+    if key in TAB_KEYS:
+        tab = TAB_KEYS[key]
+        return (screen.query_one(TabbedContent).active == tab
+                and bool(screen.query_one(f"TabPane#{tab}").region))  # laid out, on screen
+    if key == "k":
+        return screen.query_one("ResultsPane").metric != before
+    log = screen.query_one("TailLog")
+    return (not log.following) if key == "pageup" else log.following
+
+
+async def key_latency(home: Path, seconds: float) -> dict:
+    """Open the finished run (Progress tab, following its log), start the writer, then press
+    3 (Results), k (next pass@k), 1 (Progress), PageUp (log scrolls up, pauses), End (follows)
+    in turn, one every 0.5 s. Latency: from the key press to the first frame drawn (the app's
+    _display, as a terminal would get it) that shows the key's effect."""
     from imm_tui.app import ImmApp
 
     app = ImmApp(home)
-    frames: list[float] = []
+    pending: dict = {}  # key, t0, and the frame time once answered
     display = app._display
-    app._display = lambda screen, renderable: (frames.append(time.perf_counter()), display(screen, renderable))
+
+    def drawn(screen, renderable):
+        display(screen, renderable)
+        if pending and "t" not in pending and answered(app, pending["key"], pending["before"]):
+            pending["t"] = time.perf_counter()
+
+    app._display = drawn
     writer = LogWriter(home / "runs" / RUN_DONE / "engine.log")
-    latencies, by_tab = [], {}
+    by_key: dict[str, list[float]] = {}
+    unanswered: dict[str, int] = {}
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause(0.5)
         app.open_run(RUN_DONE)
         await pilot.pause(1.0)
         rss_start = rss_mib()[0]
+        rss_series = []
         writer.start()
-        t_end = time.perf_counter() + seconds
-        keys = [("3", "results"), ("1", "progress")]
+        t_start = time.perf_counter()
+        t_end = t_start + seconds
         i = 0
         while time.perf_counter() < t_end:
-            key, tab = keys[i % 2]
+            key = KEYS[i % len(KEYS)]
             i += 1
-            tabs = app.screen.query_one(TabbedContent)
-            t0 = time.perf_counter()
+            pending.clear()
+            before = app.screen.query_one("ResultsPane").metric if key == "k" else None
+            pending.update(key=key, before=before, t0=time.perf_counter())
             app.simulate_key(key)
-            while tabs.active != tab:
+            while "t" not in pending and time.perf_counter() - pending["t0"] < UNANSWERED_S:
                 await asyncio.sleep(0.0005)
-            changed = time.perf_counter()
-            while not frames or frames[-1] <= changed:
-                await asyncio.sleep(0.0005)
-            latencies.append(frames[-1] - t0)
-            by_tab.setdefault(tab, []).append(frames[-1] - t0)
+            if "t" in pending:
+                by_key.setdefault(key, []).append(pending["t"] - pending["t0"])
+            else:  # not shown within UNANSWERED_S: counted apart, not as a latency
+                unanswered[key] = unanswered.get(key, 0) + 1
+            if i % (len(KEYS) * 4) == 0:
+                rss_series.append((round(time.perf_counter() - t_start), round(rss_mib()[0], 1)))
             await asyncio.sleep(0.5)
         writer.stop_flag.set()
         rss_end, hwm = rss_mib()
     writer.join()
-    return {"presses": len(latencies), "median_ms": 1000 * statistics.median(latencies),
-            "p95_ms": 1000 * pct(latencies, 0.95), "max_ms": 1000 * max(latencies), "log_lines_written": writer.lines,
+    latencies = [v for k in TAB_KEYS for v in by_key.get(k, [])]
+    stats = lambda v: {"presses": len(v), "median_ms": 1000 * statistics.median(v),  # noqa: E731
+                       "p95_ms": 1000 * pct(v, 0.95), "max_ms": 1000 * max(v)}
+    return {**stats(latencies), "log_lines_written": writer.lines,
             "lines_per_s": writer.lines / seconds, "rss_start_mib": rss_start, "rss_end_mib": rss_end, "rss_peak_mib": hwm,
-            "seconds": seconds, "by_tab": {tab: {"median_ms": 1000 * statistics.median(v), "p95_ms": 1000 * pct(v, 0.95)}
-                                           for tab, v in by_tab.items()}}
+            "rss_series": rss_series, "seconds": seconds,
+            "by_tab": {TAB_KEYS[k]: stats(by_key[k]) for k in TAB_KEYS if k in by_key},
+            "by_key": {k: stats(v) for k, v in by_key.items()}, "unanswered": unanswered}
 
 
 def section(data: dict) -> str:
@@ -207,9 +246,21 @@ def section(data: dict) -> str:
                  f"median {keys['median_ms']:.0f} ms, p95 {keys['p95_ms']:.0f} ms", "target < 100 ms"))
     for tab, v in keys["by_tab"].items():
         rows.append((f"... switching to the {tab} tab", f"median {v['median_ms']:.0f} ms, p95 {v['p95_ms']:.0f} ms", ""))
+    for key, what in (("k", "`k` on Results (table and plot redrawn)"), ("pageup", "`PageUp` on the log (pauses)"),
+                      ("end", "`End` on the log (follows again)")):
+        missed = keys.get("unanswered", {}).get(key, 0)
+        if key in keys.get("by_key", {}):
+            v = keys["by_key"][key]
+            rows.append((f"key latency, {what} ({v['presses']} presses)",
+                         f"median {v['median_ms']:.0f} ms, p95 {v['p95_ms']:.0f} ms",
+                         "target < 100 ms" + (f"; {missed} more never shown within {UNANSWERED_S:.0f} s" if missed else "")))
+        elif missed:
+            rows.append((f"key latency, {what}", f"never shown within {UNANSWERED_S:.0f} s ({missed} presses)", ""))
     rows.append((f"RSS after {keys['seconds']:.0f} s of that ({keys['log_lines_written']:,} lines)",
                  f"{keys['rss_end_mib']:.0f} MiB (start {keys['rss_start_mib']:.0f}, peak {keys['rss_peak_mib']:.0f})",
                  f"+{keys['rss_end_mib'] - keys['rss_start_mib']:.0f} MiB over the run"))
+    if keys.get("rss_series"):
+        rows.append(("RSS along the run (s: MiB)", ", ".join(f"{t}: {m:.0f}" for t, m in keys["rss_series"]), ""))
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     return f"""## App: start-up, key latency under log load, memory
 

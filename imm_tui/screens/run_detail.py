@@ -75,6 +75,7 @@ class RunDetailScreen(Screen):
         self.detail: api.RunDetail | None = None
         self._last_error: str | None = None
         self._timer: Timer | None = None
+        self._header: Text | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -122,7 +123,10 @@ class RunDetailScreen(Screen):
             self._last_error = None
             self._say_if_it_ended(self.detail, event.detail)
             self.detail = event.detail
-            self.query_one("#run-header", Static).update(header_text(event.detail.summary))
+            header = header_text(event.detail.summary)
+            if header != self._header:  # once a second; unchanged for a finished run
+                self._header = header
+                self.query_one("#run-header", Static).update(header)
             self.query_one(ProgressPane).show(event.detail, event.progress)
             self.query_one(ConfigPane).show(event.detail)
             self.query_one(SamplesPane).show(event.detail)

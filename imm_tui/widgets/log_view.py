@@ -9,6 +9,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.reactive import var
 from textual.strip import Strip
 from textual.widgets import Input, Log, Static
 
@@ -25,8 +26,33 @@ class TailLog(Log):
     """A Log that follows new lines only while the user is at the bottom, keeps a scrolled-up view
     on the same lines when the window drops lines off its top, and highlights the search match."""
 
-    following = True  # set by where the user scrolls to: at the bottom or not
+    BINDINGS = [Binding("end", "scroll_end", "Follow log", show=False)]
+
+    following = var(True)  # set by where the user scrolls to: at the bottom or not
     match_line: int | None = None
+
+    # Keys scroll at once, not animated: under a busy engine an append comes every 0.2 s and
+    # cut an animated scroll short (End never reached the bottom, so never followed again;
+    # PageUp could be pulled back to the bottom before it paused following).
+    def action_scroll_end(self) -> None:
+        """End: to the bottom, and follow."""
+        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.following = True
+
+    def action_scroll_home(self) -> None:
+        self.scroll_home(animate=False, immediate=True, x_axis=False)
+
+    def action_scroll_up(self) -> None:
+        self.scroll_up(animate=False, immediate=True)
+
+    def action_scroll_down(self) -> None:
+        self.scroll_down(animate=False, immediate=True)
+
+    def action_page_up(self) -> None:
+        self.scroll_page_up(animate=False)
+
+    def action_page_down(self) -> None:
+        self.scroll_page_down(animate=False)
 
     def append(self, lines: list[str]) -> None:
         dropped = max(self.line_count + len(lines) - self.max_lines, 0) if self.max_lines else 0
@@ -75,6 +101,7 @@ class LogView(LivePoll, Vertical):
         self._offset: int | None = None  # None: start near the end of the file
         self._query = ""
         self._note = ""
+        self._state = ""  # the state line as shown
 
     def compose(self) -> ComposeResult:
         yield Static("", id="log-state", markup=False)
@@ -87,6 +114,7 @@ class LogView(LivePoll, Vertical):
 
     def on_mount(self) -> None:
         self.watch(self.log, "scroll_y", lambda: self.show_state(), init=False)
+        self.watch(self.log, "following", lambda: self.show_state(), init=False)
         self.show_state()
         if self.path is not None:
             self.start_polling()
@@ -118,13 +146,14 @@ class LogView(LivePoll, Vertical):
     def show_state(self) -> None:
         log = self.log
         mode = "following" if log.following else "paused: End follows"
-        self.query_one("#log-state", Static).update(
-            f"log · {mode} · {log.line_count:,} line{'' if log.line_count == 1 else 's'}"
-            f" (last {self.window:,} kept) · / search"
-            + (f" · {self._note}" if self._note else ""))
+        text = (f"log · {mode} · {log.line_count:,} line{'' if log.line_count == 1 else 's'}"
+                f" (last {self.window:,} kept) · / search" + (f" · {self._note}" if self._note else ""))
+        if text != self._state:  # each poll asked for a layout pass of the screen, mostly for nothing
+            self._state = text
+            self.query_one("#log-state", Static).update(text, layout=False)  # height 1, width 1fr
 
     def action_follow(self) -> None:
-        self.log.scroll_end(animate=False, immediate=True)
+        self.log.action_scroll_end()
         self.show_state()
 
     def action_search(self) -> None:

@@ -42,10 +42,17 @@ def stage_cell(row: api.StageRow, now: float, live: bool) -> Text:
 
 class StageTimeline(Static):
     DEFAULT_CSS = "StageTimeline { height: auto; }"
+    _shown: tuple | None = None
 
     def show(self, stages: tuple[api.StageRow, ...], live: bool = True, now: float | None = None) -> None:
         """live: the run's engine runs (else a stage stored as running was interrupted)."""
         now = time.time() if now is None else now
+        # What the grid shows depends on these only (a running stage's clock: whole seconds);
+        # polled once a second, it is rebuilt (and the screen laid out) only when it changes.
+        key = (stages, live, int(now) if live and any(s.status == "running" for s in stages) else None)
+        if key == self._shown:
+            return
+        self._shown = key
         names = sorted({s.stage for s in stages}, key=lambda n: ORDER.get(n, len(ORDER)))
         table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
         table.add_column("iter")
