@@ -28,7 +28,7 @@ WELCOME = """No runs in {home} yet.
 
 Press n to configure and launch a new run (start from the tiny-arith preset: it runs on a CPU in a few minutes), or run one from a shell:
 
-    imm run presets/tiny-arith.toml --home {home}
+    imm run {preset} --home {home}
 
 It shows up here while it runs. ctrl+p finds any command, ? lists the keys."""
 
@@ -144,7 +144,7 @@ class RunsScreen(Screen):
         welcome.display = not self.runs
         table.display = bool(self.runs)
         if not self.runs:
-            welcome.update(plain(WELCOME.format(home=self.app.home)))
+            welcome.update(plain(WELCOME.format(home=self.app.home, preset=api.BUNDLED_PRESETS / "tiny-arith.toml")))
         ids = [r.id for r in runs]
         rows = {r.id: cells(r, r.id in self.marked) for r in runs}
         if ids != self._shown:
