@@ -7,7 +7,7 @@ memory along a minute of that.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/app_bench.py [--minutes 1] [--launches 5]
 
-Prints a table, writes benchmarks/app_bench.json and the "## App" section of RESULTS.md.
+Prints a table, writes benchmarks/out/app_bench.json and the "## App" section of RESULTS.md.
 Targets: first screen < 1 s, key latency < 100 ms.
 """
 from __future__ import annotations
@@ -285,7 +285,8 @@ def main() -> None:
         data["tmux"] = tmux_first_screen(home, args.launches)
         data["pilot"] = pilot_first_screen(home, args.launches)
         data["keys"] = asyncio.run(key_latency(home, 60 * args.minutes))
-    (HERE / "app_bench.json").write_text(json.dumps(data, indent=2) + "\n")
+    (HERE / "out").mkdir(exist_ok=True)
+    (HERE / "out" / "app_bench.json").write_text(json.dumps(data, indent=2) + "\n")
     text = section(data)
     print(text)
     write_section(text)

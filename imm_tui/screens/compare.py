@@ -10,10 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from engine import api
 
+from ..widgets.footer import ImmFooter
 from ..widgets.plain import plain
 
 
@@ -57,7 +58,7 @@ class CompareScreen(Screen):
         yield DataTable(id="compare-results", zebra_stripes=True, cursor_type="row")
         yield Static("Config keys that differ", classes="compare-title", markup=False)
         yield DataTable(id="compare-config", zebra_stripes=True, cursor_type="row")
-        yield Footer()
+        yield ImmFooter()
 
     def on_mount(self) -> None:
         self.sub_title = "compare"

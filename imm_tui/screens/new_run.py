@@ -17,12 +17,13 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Header, Input, Label, Select, Static
 
 from engine import api
 from engine.errors import UserError
 
 from ..widgets.dialogs import PromptScreen
+from ..widgets.footer import ImmFooter
 from ..widgets.plain import plain
 
 DEFAULT_PRESET = "tiny-arith"
@@ -128,7 +129,7 @@ class NewRunScreen(Screen):
                     yield Button("Save preset ^s", id="save", compact=True)
             with VerticalScroll(id="dry-run-box"):
                 yield Static("The dry-run plan shows here once the settings are valid.", id="dry-run", markup=False)
-        yield Footer()
+        yield ImmFooter()
 
     def on_mount(self) -> None:
         self.load_presets()

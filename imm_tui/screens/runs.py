@@ -9,13 +9,14 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from engine import api
 from engine.errors import RunStateError
 
 from ..messages import RunChanged
 from ..widgets.fmt import duration, percent, when
+from ..widgets.footer import ImmFooter
 from ..widgets.plain import plain
 
 POLL_SECONDS = 1.0
@@ -108,7 +109,7 @@ class RunsScreen(Screen):
             table.add_column(label, key=key)
         yield table
         yield Static(id="run-info", markup=False)
-        yield Footer()
+        yield ImmFooter()
 
     def on_screen_resume(self) -> None:
         self.poll()

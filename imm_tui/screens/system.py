@@ -13,8 +13,9 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
+from ..widgets.footer import ImmFooter
 from ..widgets.plain import plain
 
 HISTORY = 60
@@ -160,7 +161,7 @@ class SystemScreen(Screen):
             yield Meter("memory")
             yield Static(id="cores", markup=False)
             yield Static("GPUs", id="gpu-title", classes="section-title", markup=False)
-        yield Footer()
+        yield ImmFooter()
 
     def on_mount(self) -> None:
         self.query_one("#gpu-title").display = False
