@@ -206,3 +206,15 @@ def test_filter_writes_every_sample_graded(reference):
     assert len(graded) == len(samples) == 64
     assert all({"extracted", "correct", "kept"} <= set(g) for g in graded)
     assert sum(g["kept"] for g in graded) == len(kept) and all(g["correct"] for g in graded if g["kept"])
+
+
+def test_a_reader_that_goes_away_does_not_fail_the_run(home):
+    """`imm run PRESET | head -1` (to grab the run id): the pipe closes after the first line, the
+    run still finishes and the command exits 0."""
+    sets = " ".join(f"--set {o}" for o in FAST)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
+    shell = f"{sys.executable} -m imm_tui run {TINY_PRESET} {sets} --home {home} 2>/dev/null | head -1; exit ${{PIPESTATUS[0]}}"
+    proc = subprocess.run(["bash", "-c", shell], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.startswith("run ")
+    run_id = proc.stdout.split()[1]
+    assert show_json(run_id, home)["status"] == "done"
