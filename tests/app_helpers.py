@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from rich.cells import cell_len
 from textual.css.query import NoMatches
 from textual.widgets import DataTable
 
@@ -30,3 +31,17 @@ def screen_text(app) -> str:
 
 def cells(table: DataTable) -> list[list[str]]:
     return [[str(getattr(c, "plain", c)) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def tables_sized(app) -> bool:
+    """Every DataTable of the screen stack has sized its columns to its cells: Textual measures
+    new rows when the app is next idle, so a snapshot taken before shows columns too narrow."""
+    for screen in app.screen_stack:
+        for table in screen.query(DataTable):
+            if table._new_rows or table._require_update_dimensions or table._updated_cells:
+                return False
+            for i, column in enumerate(table.ordered_columns):
+                widest = max((cell_len(str(getattr(c, "plain", c))) for c in table.get_column_at(i)), default=0)
+                if column.content_width < widest:
+                    return False
+    return True
