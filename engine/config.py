@@ -20,6 +20,7 @@ METHODS = ("imm", "vanilla", "mixture", "accumulate")
 EXEMPLAR_MODES = ("fixed", "random")
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("tiny-arith",)
+GGUF_SUFFIX = ".gguf"  # a GGUF file as model.path: converted once into a model folder (engine.models.gguf)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -34,7 +35,8 @@ class TeacherConfig:
 
 @dataclass
 class ModelConfig:
-    # "builtin:tiny-arith" (built offline, cached in the home folder), a local folder, or a hub id.
+    # "builtin:tiny-arith" (built offline, cached in the home folder), a local folder, a local
+    # .gguf file (converted once into the home's models cache), or a hub id.
     path: str = "builtin:tiny-arith"
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
     chat_template: bool = False
@@ -331,12 +333,26 @@ def _share(path: str, value: float, what: str) -> None:
         raise ConfigError(path, value, f"a number in (0, 1] ({what})")
 
 
-def _check_model_path(path: str, value: str) -> None:
+def is_gguf(model_path: str) -> bool:
+    return model_path.lower().endswith(GGUF_SUFFIX)
+
+
+def built_at_start(model_path: str) -> bool:
+    """Whether iteration 0's build stage makes the base model's folder (builtin or GGUF)."""
+    return model_path.startswith(BUILTIN_PREFIX) or is_gguf(model_path)
+
+
+def _check_model_path(path: str, value: str, gguf: bool = False) -> None:
+    local = Path(value).expanduser()
     if value.startswith(BUILTIN_PREFIX):
         _choice(path, value, [BUILTIN_PREFIX + m for m in BUILTIN_MODELS])
-    elif Path(value).expanduser().exists():
-        if not Path(value).expanduser().is_dir():
-            raise ConfigError(path, value, "a model folder (config.json + weights), not a file")
+    elif gguf and is_gguf(value):
+        if not local.is_file():
+            raise ConfigError(path, value, "an existing GGUF file (this path is not a file)")
+    elif local.exists():
+        if not local.is_dir():
+            allowed = "a GGUF file (*.gguf) or " if gguf else ""
+            raise ConfigError(path, value, f"{allowed}a model folder (config.json + weights), not this file")
     elif value.startswith(("/", ".", "~")) or not HUB_ID.match(value):
         raise ConfigError(
             path, value, f"an existing local model folder, a hub id like 'Qwen/Qwen2.5-0.5B-Instruct', or {BUILTIN_PREFIX}NAME"
@@ -352,7 +368,7 @@ def validate(cfg: RunConfig) -> None:
     if cfg.vanilla_from != "previous" and cfg.method != "vanilla":
         raise ConfigError("vanilla_from", cfg.vanilla_from, f"previous with method {cfg.method!r} (only vanilla restarts from the base)")
     _choice("device", cfg.device, ("auto", "cpu", "cuda"))
-    _check_model_path("model.path", cfg.model.path)
+    _check_model_path("model.path", cfg.model.path, gguf=True)
     _choice("model.dtype", cfg.model.dtype, DTYPES)
 
     from .tasks import get_task

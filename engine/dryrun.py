@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from .config import BUILTIN_PREFIX, RunConfig, derived_grad_accum, samples_per_temperature
+from .config import BUILTIN_PREFIX, RunConfig, derived_grad_accum, is_gguf, samples_per_temperature
 from .errors import ConfigError, UserError
 from .runstate.plan import plan
 from .train.schedule import optimizer_steps
@@ -62,7 +62,12 @@ def describe(cfg: RunConfig) -> str:
 
     g, s, m, e = cfg.generation, cfg.sft, cfg.merge, cfg.eval
     lines = [f"plan of {cfg.name}: method {cfg.method}, {cfg.iterations} iterations, seed {cfg.seed}, device {cfg.device}"]
-    kind = "builtin, built offline" if cfg.model.path.startswith(BUILTIN_PREFIX) else "local folder or hub id; not loaded"
+    if cfg.model.path.startswith(BUILTIN_PREFIX):
+        kind = "builtin, built offline"
+    elif is_gguf(cfg.model.path):
+        kind = "GGUF file, converted once into the home's models cache"
+    else:
+        kind = "local folder or hub id; not loaded"
     lines.append(f"model: {cfg.model.path} ({kind}), dtype {cfg.model.dtype}, chat template {cfg.model.chat_template}")
     if cfg.teacher.path:
         lines.append(f"teacher (distillation; generates the samples): {cfg.teacher.path}")
