@@ -7,6 +7,7 @@ choices are checked in `validate`.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import re
 import tomllib
@@ -21,6 +22,7 @@ EXEMPLAR_MODES = ("fixed", "random")
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("tiny-arith",)
 GGUF_SUFFIX = ".gguf"  # a GGUF file as model.path: converted once into a model folder (engine.models.gguf)
+GGUF_PACKAGES = ("gguf", "accelerate")  # what transformers needs to read one (the gguf extra)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -349,6 +351,9 @@ def _check_model_path(path: str, value: str, gguf: bool = False) -> None:
     elif gguf and is_gguf(value):
         if not local.is_file():
             raise ConfigError(path, value, "an existing GGUF file (this path is not a file)")
+        missing = [m for m in GGUF_PACKAGES if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(path, value, f"a GGUF file with its readers installed (missing: {', '.join(missing)}; pip install -e '.[gguf]')")
     elif local.exists():
         if not local.is_dir():
             allowed = "a GGUF file (*.gguf) or " if gguf else ""

@@ -3,6 +3,7 @@ the way llama.cpp's converter writes it (q/k rows permuted, byte-level BPE vocab
 template), converted once into a model folder of the home's cache, and run through the loop."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sqlite3
@@ -130,6 +131,11 @@ def test_bad_gguf_paths_are_rejected_naming_the_field_and_nothing_is_written(tin
     with pytest.raises(ConfigError, match=r"teacher\.path: .*a model folder"):  # a teacher must be a folder
         resolve(TINY_PRESET, [f"teacher.path={path}"])
     assert resolve(TINY_PRESET, [f"model.path={path}"]).model.path == str(path.resolve())
+    with pytest.MonkeyPatch.context() as mp:  # as on a machine without the gguf extra
+        real_find_spec = importlib.util.find_spec
+        mp.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real_find_spec(name, *a))
+        with pytest.raises(ConfigError, match=r"model\.path: .*\(missing: accelerate; pip install -e '\.\[gguf\]'\)"):
+            resolve(TINY_PRESET, [f"model.path={path}"])
 
     home = tmp_path / "home"
     proc = imm("run", str(TINY_PRESET), "--set", f"model.path={tmp_path / 'missing.gguf'}", home=home)
