@@ -8,7 +8,7 @@ Loops, in the same run: `before` is the hf loop as it was before this benchmark'
 (padded micro-batches with the attention mask, the model's own loss over full logits, bf16
 autocast over fp32 weights, torch AdamW, loss.item() after every micro-batch, micro-batch 4);
 `now` is engine.train.sft.fit (length-bucketed steps, no mask, the chunked head loss, fused
-AdamW, one sync a step) at the micro-batch sizes given, optionally compiled. Each configuration
+AdamW, one sync a step) at the micro-batch sizes given, optionally compiled and/or with gradient checkpointing. Each configuration
 runs --steps optimizer steps after one untimed warm-up step (compilation happens there).
 tokens/s counts real (non-pad) tokens; MFU = 6 x parameters x tokens/s / the card's dense bf16
 peak (989 TFLOP/s for an H100 SXM, 989 for an H200; attention FLOPs not counted).
@@ -20,12 +20,12 @@ steps; the second epoch is timed, so DeepSpeed's start and the first steps stay 
 Prints a table, writes benchmarks/out/sft_bench.json and, with --write-results, the "SFT on GPU"
 section of benchmarks/RESULTS.md.
 
-    python benchmarks/sft_bench.py [--shapes 0.5b,1.5b] [--micro 16,32] [--compile] [--deepspeed]
+    python benchmarks/sft_bench.py [--shapes 0.5b,1.5b] [--now 16,32,16c] [--before-steps 1] [--deepspeed]
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import gc
 import json
 import random
@@ -140,7 +140,7 @@ def before_loop(model, items, micro: int, steps: int, clock: StepClock) -> None:
                 return
 
 
-def measure(shape: str, loop: str, micro: int, steps: int, compile_: bool) -> dict:
+def measure(shape: str, loop: str, micro: int, steps: int, compile_: bool = False, checkpointing: bool = False) -> dict:
     import torch
 
     from engine.train.sft import fit
@@ -157,7 +157,7 @@ def measure(shape: str, loop: str, micro: int, steps: int, compile_: bool) -> di
             before_loop(model, items, micro, steps, clock)
         else:
             cfg = SFTConfig(epochs=1, lr=1e-5, batch_size=micro, grad_accum=GLOBAL_BATCH // micro, warmup=0.0,
-                            compile=compile_)
+                            compile=compile_, grad_checkpointing=checkpointing)
             fit(model, items, 0, cfg, "cuda", 0, lambda _: None, clock, max_steps=steps + 1)
         torch.cuda.synchronize()
         tokens_s, step_s = clock.rate()
@@ -166,7 +166,8 @@ def measure(shape: str, loop: str, micro: int, steps: int, compile_: bool) -> di
         tokens_s = step_s = None
         error = f"out of memory ({str(exc).splitlines()[0][:80]})"
     name, peak = card()
-    row = {"shape": shape, "loop": loop + (" + compile" if compile_ else ""), "micro_batch": micro,
+    row = {"shape": shape, "loop": loop + (" + compile" if compile_ else "") + (" + checkpointing" if checkpointing else ""),
+           "micro_batch": micro,
            "global_batch": GLOBAL_BATCH, "params": params, "tokens_per_s": round(tokens_s) if tokens_s else None,
            "step_s": round(step_s, 3) if step_s else None,
            "mfu_pct": round(100 * 6 * params * tokens_s / (peak * 1e12), 1) if tokens_s else None,
@@ -219,6 +220,18 @@ def deepspeed_rows(shape: str, steps: int, micro: int = 8) -> list[dict]:
     return rows
 
 
+@contextlib.contextmanager
+def profiled(enabled: bool):
+    if not enabled:
+        yield
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        yield
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70), flush=True)
+
+
 def versions() -> dict:
     import importlib.metadata as md
 
@@ -248,25 +261,27 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default="0.5b,1.5b")
-    parser.add_argument("--micro", default="16,32", help="micro-batch sizes of the `now` loop")
+    parser.add_argument("--now", default="16,32,16c", help="configurations of the `now` loop: micro-batch sizes, "
+                        "each with c (torch.compile) and/or g (gradient checkpointing), e.g. 16,32c,64cg")
     parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps per configuration")
     parser.add_argument("--before-steps", type=int, default=1, help="timed steps of the `before` loop (slow)")
-    parser.add_argument("--compile", action="store_true", help="also the `now` loop under torch.compile")
     parser.add_argument("--deepspeed", action="store_true", help="also the deepspeed backend on 1 and 2 GPUs (1.5B)")
     parser.add_argument("--ds-steps", type=int, default=4)
+    parser.add_argument("--profile", action="store_true", help="print the CUDA kernels that took the most time in each configuration")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("sft_bench needs a CUDA GPU")
     torch.backends.cuda.matmul.allow_tf32 = True
     rows = []
-    micros = [int(m) for m in args.micro.split(",")]
+    now = [re.fullmatch(r"(\d+)([cg]*)", v.strip()) for v in args.now.split(",")]
     for shape in args.shapes.split(","):
-        plan = [("before", 4, args.before_steps, False)] + [("now", m, args.steps, False) for m in micros]
-        if args.compile:
-            plan.append(("now", micros[-1], args.steps, True))
-        for loop, micro, steps, compile_ in plan:
-            rows.append(measure(shape, loop, micro, steps, compile_))
+        if args.before_steps:
+            rows.append(measure(shape, "before", 4, args.before_steps))
+            print(json.dumps(rows[-1]), flush=True)
+        for m in now:
+            with profiled(args.profile):
+                rows.append(measure(shape, "now", int(m.group(1)), args.steps, "c" in m.group(2), "g" in m.group(2)))
             print(json.dumps(rows[-1]), flush=True)
     if args.deepspeed:
         rows += deepspeed_rows("1.5b", args.ds_steps)
