@@ -20,7 +20,9 @@ padded with its own first items to a multiple of W so every rank runs the same n
 micro-batches); each rank cuts its share into micro-batches of sft.batch_size. The effective batch
 is therefore batch_size * grad_accum * W: with W = 1 the batches and steps are the hf backend's.
 Differences: the parameters live in bf16 with fp32 master weights in the optimizer (ZeRO's bf16
-mode) where hf keeps fp32 weights under bf16 autocast.
+mode) where hf keeps fp32 weights under bf16 autocast; the worker takes the model's own loss (the
+mean over each micro-batch's response tokens, over the full logits) where hf averages over the
+response tokens of the whole optimizer step with its chunked head loss (engine.train.loss).
 """
 from __future__ import annotations
 

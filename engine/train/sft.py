@@ -41,8 +41,6 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
     model = load_model(init_path, device, torch.float32)
     items = encode_pairs(tokenizer, pairs, cfg.max_length)
     info = fit(model, items, tokenizer.pad_token_id, cfg, device, seed, log, progress)
-    if cfg.grad_checkpointing:
-        model.gradient_checkpointing_disable()
     save_checkpoint(model, tokenizer, out, dtype=save_dtype)
     return info
 
