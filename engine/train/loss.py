@@ -18,8 +18,6 @@ CHUNK_TOKENS = 4096  # rows of logits (in fp32) alive at once: 4096 x 151,936 x 
 def loss_positions(labels):
     """(flat indices into the batch's shifted hidden states, their target token ids) for every
     position whose next token is a response token; from CPU labels, so no device sync is needed."""
-    import torch
-
     targets = labels[:, 1:]
     keep = targets != IGNORE
     width = labels.shape[1]
