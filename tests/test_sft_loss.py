@@ -70,8 +70,8 @@ def test_a_bucketed_step_gives_the_update_of_the_step_as_one_padded_batch():
     # the same examples per step as the unsorted batches, the last step taking the rest
     plain = list(batches(items, bs * accum, tokenizer.pad_token_id, seed))
     assert [sum(len(m[0]) for m in step) for step in steps] == [12, 10] == [len(b[0]) for b in plain]
-    widths = [m[0].shape[1] for m in steps[0]]
-    assert widths == sorted(widths) and widths[0] < widths[-1]  # sorted by length inside the step
+    lengths = torch.cat([mask.sum(1) for _, mask, _ in steps[0]]).tolist()
+    assert lengths == sorted(lengths) and lengths[0] < lengths[-1]  # sorted by length inside the step
 
     for step, (ids, mask, labels) in zip(steps, plain):
         model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
