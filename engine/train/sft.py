@@ -8,6 +8,8 @@ The loss of an optimizer step is the mean over the response tokens of all its mi
 known on the CPU before the step starts). So the examples of a step may be ordered by length
 inside the step (engine.train.textdata.step_batches) without changing the update, and a
 micro-batch with a long response weighs by its tokens, not as one micro-batch among grad_accum.
+With grad_accum 1 (the tiny default) this is the model's own loss: the default's metrics are the
+same as before (45.3 -> SFT1 56.3 -> Merge1 54.3 % in-domain on 2 CPU cores, 2026-11-27).
 Batches are right-padded and run without an attention mask: under causal attention no real token
 sees the padding after it, so the masked and unmasked results agree at every position the loss
 reads, and SDPA takes its causal (flash) kernel.
