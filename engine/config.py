@@ -25,6 +25,7 @@ GGUF_SUFFIX = ".gguf"  # a GGUF file as model.path: converted once into a model 
 GGUF_PACKAGES = ("gguf", "accelerate")  # what transformers needs to read one (the gguf extra)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HOST_ENTRY = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s+slots=(\d+)")  # one line of a DeepSpeed hostfile
 
 
 @dataclass
@@ -91,6 +92,14 @@ class SFTConfig:
     schedule: str = "cosine"  # cosine | linear
     max_length: int = 1024
     weight_decay: float = 0.0
+    # Speed (GPU): torch.compile of the decoder (hf backend; the first steps compile, so it pays
+    # on long runs) and gradient checkpointing (recompute activations in backward: less memory,
+    # about a third more compute). Both off: the CPU default trains as without them.
+    compile: bool = False
+    grad_checkpointing: bool = False
+    # deepspeed backend over several machines: one "HOST slots=N" entry per machine (N GPUs),
+    # written to a DeepSpeed hostfile; empty = this machine only (engine/train/deepspeed_launcher.py).
+    hosts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -330,6 +339,18 @@ def derived_grad_accum(s: SFTConfig, gpus: int) -> int:
     return s.global_batch_size // per_micro
 
 
+def check_hosts(path: str, hosts: list[str]) -> None:
+    """sft.hosts: distinct "HOST slots=N" entries (N >= 1), as a DeepSpeed hostfile has them."""
+    seen = set()
+    for i, entry in enumerate(hosts):
+        m = HOST_ENTRY.fullmatch(entry.strip())
+        if not m or int(m.group(2)) < 1:
+            raise ConfigError(f"{path}[{i}]", entry, "'HOST slots=N' with a host name or address and N >= 1 GPUs")
+        if m.group(1) in seen:
+            raise ConfigError(f"{path}[{i}]", entry, "each host once")
+        seen.add(m.group(1))
+
+
 def _share(path: str, value: float, what: str) -> None:
     if not 0 < value <= 1:
         raise ConfigError(path, value, f"a number in (0, 1] ({what})")
@@ -422,6 +443,11 @@ def validate(cfg: RunConfig) -> None:
     for key, value in (("grad_decay", s.grad_decay), ("mask_top_p", s.mask_top_p)):
         if value != 1 and s.backend != "hf":
             raise ConfigError(f"sft.{key}", value, "1 with sft.backend = 'deepspeed' (the interventions run on the hf backend)")
+    if s.compile and s.backend != "hf":
+        raise ConfigError("sft.compile", s.compile, "false with sft.backend = 'deepspeed' (compilation is the hf backend's)")
+    check_hosts("sft.hosts", s.hosts)
+    if s.hosts and s.backend != "deepspeed":
+        raise ConfigError("sft.hosts", s.hosts, "[] with sft.backend = 'hf' (several machines need 'deepspeed')")
     if not 0 <= s.warmup < 1:
         raise ConfigError("sft.warmup", s.warmup, "a share of the steps in [0, 1)")
     _choice("sft.schedule", s.schedule, ("cosine", "linear"))

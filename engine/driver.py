@@ -22,7 +22,7 @@ from pathlib import Path
 from .config import resolve
 from .errors import RunStateError
 from .runstate.lock import run_lock
-from .runstate.names import RunStatus, Stage, StageStatus
+from .runstate.names import PEAK_GPU_KEY, RunStatus, Stage, StageStatus
 from .runstate.paths import RunPaths, run_paths
 from .runstate.progress import ProgressReporter
 from .runstate.store import Store, now
@@ -117,6 +117,9 @@ def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> None:
     seed = stage_seed(ctx.cfg.seed, t, stage)
     random.seed(seed)
     torch.manual_seed(seed)
+    on_gpu = torch.cuda.is_available()
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
     progress = ProgressReporter(functools.partial(store.set_progress, ctx.run_id, t, stage))
     try:
         hold_for_test(ctx.paths, t, stage, "start")
@@ -132,5 +135,8 @@ def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> None:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    store.finish_stage(ctx.run_id, t, stage, artifact=str(result.artifact or ""), info=result.info, rows=result.rows)
-    ctx.log(f"[iter {t}] {stage}: " + " ".join(["done", *(f"{k}={v}" for k, v in result.info.items())]))
+    info = dict(result.info)
+    if on_gpu:  # this process's peak; the deepspeed backend's info already holds its workers'
+        info.setdefault(PEAK_GPU_KEY, round(torch.cuda.max_memory_allocated() / 2**30, 2))
+    store.finish_stage(ctx.run_id, t, stage, artifact=str(result.artifact or ""), info=info, rows=result.rows)
+    ctx.log(f"[iter {t}] {stage}: " + " ".join(["done", *(f"{k}={v}" for k, v in info.items())]))
