@@ -2,8 +2,8 @@
 against the fast decoder (engine/models/fast_generate.py), next to the workload's memory bound.
 
     python benchmarks/generate_bench.py                    # on a GPU: the 0.5B and 1.5B shapes
-    python benchmarks/generate_bench.py --shapes tiny --device cpu --prompts 4 --baseline-prompts 2 \\
-        --prompt-len 40 --new 16 --batch 4                 # a smoke run of the same code on the CPU
+    python benchmarks/generate_bench.py --shapes tiny --device cpu --batches 4 --baseline-batch 2 \\
+        --prompt-len 40 --new 16                           # a smoke run of the same code on the CPU
 
 Each shape is a Qwen2.5 architecture (0.5B or 1.5B numbers, vocabulary 151,936) with random bf16
 weights made on the device and saved as a checkpoint folder, with a tokenizer this script builds
@@ -11,8 +11,10 @@ weights made on the device and saved as a checkpoint folder, with a tokenizer th
 token, so random weights generate all `--new` tokens of every sample). Prompts are `--prompt-len`
 +-100 random letters and spaces; each is asked for n = 3 samples at
 temperature 0.6 through `HFGenerator` (the backend the generate stage uses): `fast=False` is today's
-`generate` with its dynamic cache, in batches of 64 prompts as the issue measured it; `fast=True` is
-the static-cache decoder with CUDA-graph steps, at 64 prompts per batch and at `--batch`.
+`generate` with its dynamic cache, one batch of 64 prompts as the issue measured it; `fast=True` is
+the static-cache decoder with CUDA-graph steps, one batch of each of `--batches` prompts (64, 256,
+512: more prompts a batch, more sequences share each read of the weights; the decoder cuts a batch
+whose cache would not fit the free GPU memory into sub-batches).
 
 The bound: each decode step must read the weights once (the tied embedding as the head) and every
 sequence's KV cache up to its position; at the device-to-device copy bandwidth measured here (a
@@ -27,6 +29,7 @@ import json
 import platform
 import sys
 import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -119,11 +122,13 @@ def measure(folder: Path, device: str, fast: bool, batch: int, prompts: list[str
         if device == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
+        # sequences decoded together: the decoder's last sub-batch (it cuts a batch evenly to fit the memory)
+        sequences = gen.decoder.shape[0] if fast else len(prompts) * SAMPLES
         peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
     finally:
         gen.close()
     return {"backend": "fast" if fast else "generate", "prompts_per_batch": batch, "prompts": len(prompts),
-            "seconds": seconds, "tokens": sum(tokens), "tokens_per_s": sum(tokens) / seconds, "peak_gib": peak}
+            "sequences": sequences, "seconds": seconds, "tokens": sum(tokens), "tokens_per_s": sum(tokens) / seconds, "peak_gib": peak}
 
 
 def bound(params: int, kv_bytes: int, sequences: int, prompt_len: float, new: int, bandwidth: float) -> float:
@@ -139,9 +144,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--shapes", default="0.5B,1.5B")
-    ap.add_argument("--prompts", type=int, default=256, help="prompts for the fast decoder's runs")
-    ap.add_argument("--baseline-prompts", type=int, default=64, help="prompts for today's generate (one batch)")
-    ap.add_argument("--batch", type=int, default=256, help="prompts per batch of the fast decoder's large run")
+    ap.add_argument("--batches", default="64,256,512", help="prompts of each fast decoder run (one batch)")
+    ap.add_argument("--baseline-batch", type=int, default=64, help="prompts of today's generate run (one batch)")
     ap.add_argument("--prompt-len", type=int, default=1500)
     ap.add_argument("--new", type=int, default=512)
     ap.add_argument("--workdir", default="/tmp/generate_bench")
@@ -159,15 +163,18 @@ def main(argv=None) -> None:
     for shape in args.shapes.split(","):
         folder = Path(args.workdir) / shape
         params, kv_bytes = make_checkpoint(shape, folder, args.device)
-        prompts = prompts_of(args.prompts, args.prompt_len)
-        mean_len = sum(map(len, prompts)) / len(prompts)  # characters = tokens
-        runs = [(False, 64, prompts[: args.baseline_prompts]), (True, 64, prompts[: max(64, args.baseline_prompts)]),
-                (True, args.batch, prompts)]
-        for fast, batch, ps in runs:
-            batch = min(batch, len(ps))
-            r = measure(folder, args.device, fast, batch, ps, args.new)
+        batches = [int(b) for b in args.batches.split(",")]
+        prompts = prompts_of(max(batches + [args.baseline_batch]), args.prompt_len)
+        for fast, batch in [(True, b) for b in batches] + [(False, args.baseline_batch)]:
+            ps = prompts[:batch]
+            mean_len = sum(map(len, ps)) / len(ps)  # characters = tokens
+            try:
+                r = measure(folder, args.device, fast, batch, ps, args.new)
+            except Exception:  # noqa: BLE001  (report it, measure the rest)
+                traceback.print_exc()
+                continue
             r.update(shape=shape, params=params, kv_bytes_per_token=kv_bytes,
-                     bound_tokens_per_s=bound(params, kv_bytes, batch * SAMPLES, mean_len, args.new, bandwidth))
+                     bound_tokens_per_s=bound(params, kv_bytes, r["sequences"], mean_len, args.new, bandwidth))
             r["share_of_bound"] = r["tokens_per_s"] / r["bound_tokens_per_s"]
             r["iteration_hours"] = GSM8K_QUESTIONS * SAMPLES * args.new / r["tokens_per_s"] / 3600
             rows.append(r)
@@ -176,14 +183,14 @@ def main(argv=None) -> None:
                   f"peak {r['peak_gib']:.1f} GiB", flush=True)
         for r in rows:
             if r["shape"] == shape:
-                r["speedup"] = r["tokens_per_s"] / next(b["tokens_per_s"] for b in rows
-                                                         if b["shape"] == shape and b["backend"] == "generate")
+                today = [b["tokens_per_s"] for b in rows if b["shape"] == shape and b["backend"] == "generate"]
+                r["speedup"] = r["tokens_per_s"] / today[0] if today else float("nan")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "generate_bench.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
-    table = ["| shape | backend | prompts / batch (sequences) | tokens/s | memory bound | share of bound | vs today | "
+    table = ["| shape | backend | prompts / batch (sequences decoded together) | tokens/s | memory bound | share of bound | vs today | "
              "GSM8K iteration | peak GPU memory |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        table.append(f"| {r['shape']} | {r['backend']} | {r['prompts_per_batch']} ({r['prompts_per_batch'] * SAMPLES}) | "
+        table.append(f"| {r['shape']} | {r['backend']} | {r['prompts_per_batch']} ({r['sequences']}) | "
                      f"{r['tokens_per_s']:,.0f} | {r['bound_tokens_per_s']:,.0f} | {r['share_of_bound']:.0%} | "
                      f"{r['speedup']:.1f}x | {r['iteration_hours'] * 60:.0f} min | {r['peak_gib']:.1f} GiB |")
     print("\n".join(table))

@@ -53,7 +53,7 @@ class StaticDecoder:
         self.device, self.dtype = first.device, first.dtype
         self.graphed = self.device.type == "cuda"
         self.kv_bytes_per_token = 2 * self.n_layers * self.n_kv * self.head_dim * first.element_size()
-        self._shape: Optional[tuple[int, int]] = None  # (sequences, cache length) of the buffers below
+        self.shape: Optional[tuple[int, int]] = None  # (sequences, cache length) of the buffers below
 
     # ------------------------------------------------------------------ planning
     def _max_sequences(self, cache_len: int) -> int:
@@ -65,8 +65,8 @@ class StaticDecoder:
             return limit
         free, _ = torch.cuda.mem_get_info(self.device)
         free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
-        if self._shape is not None:
-            free += self._shape[0] * self._shape[1] * self.kv_bytes_per_token
+        if self.shape is not None:
+            free += self.shape[0] * self.shape[1] * self.kv_bytes_per_token
         per_sequence = cache_len * self.kv_bytes_per_token + self.vocab * 16  # logits, probabilities, draws
         return max(1, min(int(free * KV_SHARE) // per_sequence, limit))
 
@@ -142,7 +142,7 @@ class StaticDecoder:
     def _buffers(self, B: int, cache_len: int) -> None:
         """The cache, the decode step's inputs and the rotary tables for B sequences of cache_len
         positions; kept (with the captured step) while the shape stays the same."""
-        if self._shape == (B, cache_len):
+        if self.shape == (B, cache_len):
             return
         self.release()
         shape = (B, self.n_kv, cache_len, self.head_dim)
@@ -155,11 +155,11 @@ class StaticDecoder:
         positions = torch.arange(cache_len, device=self.device)[None]
         cos, sin = self.model.model.rotary_emb(self.bias, positions)
         self.cos, self.sin = cos[0], sin[0]
-        self._shape = (B, cache_len)
+        self.shape = (B, cache_len)
 
     def release(self) -> None:
         """Drop the cache, the step's buffers and its graph (their memory goes back to torch's pool)."""
-        self._shape = self.graph = self.logits = None
+        self.shape = self.graph = self.logits = None
         self.k_cache = self.v_cache = []
 
     # ------------------------------------------------------------------ the model, in two passes
