@@ -104,7 +104,8 @@ def test_stop_strings_cut_samples_and_end_decoding_early(tmp_path, device):
     prompts, _ = arith_prompts(12)
     uncut = outputs(folder, device, True, prompts, 1.0, 2, 80, seed=3)
     stop = ("5", "=")
-    assert outputs(folder, device, True, prompts, 1.0, 2, 80, stop, seed=3) == [[cut_at_stop(o, stop) for o in os] for os in uncut]
+    cut = outputs(folder, device, True, prompts, 1.0, 2, 80, stop, seed=3)
+    assert cut == [[cut_at_stop(o, stop) for o in os] for os in uncut]
     assert sum(any(s in o for s in stop) for os in uncut for o in os) > 12
     gen = HFGenerator(folder, device, torch.float32, fast=True)
     try:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 BACKEND = Path(__file__).resolve().parent.parent / "engine" / "models" / "vllm_backend.py"
-WHEELS = [os.environ["IMM_VLLM_WHEEL"]] if os.environ.get("IMM_VLLM_WHEEL") else sorted(glob.glob("/tmp/vllm-wheel/vllm-*.whl"))
+WHEELS = ([os.environ["IMM_VLLM_WHEEL"]] if os.environ.get("IMM_VLLM_WHEEL")
+          else sorted(glob.glob("/tmp/vllm-wheel/vllm-*.whl")))
 needs_wheel = pytest.mark.skipif(not WHEELS, reason="no vLLM wheel (set IMM_VLLM_WHEEL or see this file's docstring)")
 
 
@@ -84,9 +85,10 @@ def test_every_keyword_the_backend_passes_is_accepted_by_the_vllm_wheel():
 
 @needs_wheel
 def test_a_keyword_vllm_does_not_accept_is_caught():
-    source = BACKEND.read_text().replace("top_k=-1,", "top_k=-1, best_of=2,").replace("use_tqdm=False)\n            else",
-                                                                                     "use_tqdm=False, max_tokens=9)\n            else")
-    assert unknown(backend_calls(source), accepted(WHEELS[-1])) == {"SamplingParams": {"best_of"}, "chat": {"max_tokens"}}
+    source = BACKEND.read_text().replace("top_k=-1,", "top_k=-1, best_of=2,")
+    source = source.replace("use_tqdm=False)\n            else", "use_tqdm=False, max_tokens=9)\n            else")
+    assert unknown(backend_calls(source), accepted(WHEELS[-1])) == {"SamplingParams": {"best_of"},
+                                                                    "chat": {"max_tokens"}}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")

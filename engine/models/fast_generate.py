@@ -1,11 +1,11 @@
 """Batched decoding for the hf backend on a GPU: a static KV cache, each prompt prefilled once for
 all its n samples, and every decode step replayed from one captured CUDA graph.
 
-Why not transformers' own fast paths (measured on an H100, see benchmarks/RESULTS.md):
-`generate_batch` (paged cache) reached 521 tokens/s where plain `generate` gives 2,201; `generate`
-with a static cache still prefills each prompt n times, SDPA repeats the key/value heads of
-grouped-query attention whenever a padding mask is given (7x the cache bytes on Qwen2.5-0.5B),
-and `torch.compile` recompiles for every batch shape. Here the decode step runs the model's own
+Why not transformers' own fast paths: `generate_batch` (paged cache) reached 521 tokens/s on an
+H100 where plain `generate` gives 2,201 (issue 12); `generate` expands each prompt to its n samples
+before the prefill, its SDPA attention repeats the key/value heads of grouped-query attention
+whenever a padding mask is given (`use_gqa_in_sdpa`: 7x the cache bytes on Qwen2.5-0.5B), and its
+compiled static-cache decoding compiles again for every new batch shape. Here the decode step runs the model's own
 modules (embedding, norms, projections, rotary embedding, MLPs, head) over a cache it owns: the
 query heads of each key/value group go to SDPA as one short query block, so the cache is read
 once per step and accumulated in fp32. Llama-layout models (Llama, Qwen2) with full attention in

@@ -108,7 +108,8 @@ class HFGenerator:
             prompts = self.tokenizer(texts, add_special_tokens=special)["input_ids"]
 
             def finished(rows):  # every running sequence has written a stop string (the text is cut there)
-                return bool(stop) and all(any(s in t for s in stop) for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True))
+                texts = self.tokenizer.batch_decode(rows, skip_special_tokens=True) if stop else [""]
+                return all(any(s in t for s in stop) for t in texts)
 
             return self.decoder.generate(prompts, n, temperature, max_new_tokens, self.eos_ids, finished)
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=special).to(self.device)
