@@ -14,7 +14,7 @@ temperature 0.6 through `HFGenerator` (the backend the generate stage uses): `fa
 `generate` with its dynamic cache, one batch of 64 prompts as the issue measured it; `fast=True` is
 the static-cache decoder with CUDA-graph steps, one batch of each of `--batches` prompts (64, 256,
 512: more prompts a batch, more sequences share each read of the weights; the decoder cuts a batch
-whose cache would not fit the free GPU memory into sub-batches).
+whose cache would not fit the GPU memory into sub-batches).
 
 The bound: each decode step must read the weights once (the tied embedding as the head) and every
 sequence's KV cache up to its position; at the device-to-device copy bandwidth measured here (a

@@ -15,7 +15,8 @@ Decoding is what `generate` does with the same settings: greedy (argmax) at temp
 a draw from softmax(logits / temperature) with no truncation (the exponential-race form, as vLLM
 draws: argmax(p / E), E ~ Exp(1)), from torch's global generator, so a caller's seed fixes the
 draws on one machine; tokens after an end-of-sequence id are padding. Prompts are sorted by length
-and cut into sub-batches that fit the free GPU memory (a token budget, not a prompt count)."""
+and cut into sub-batches that fit the GPU's memory beside the weights (a token budget, not a prompt
+count)."""
 from __future__ import annotations
 
 import importlib
@@ -28,7 +29,7 @@ SUPPORTED = ("llama", "qwen2")
 PAD_TO = 8  # prompt block length multiple (SDPA's memory-efficient kernel wants aligned masks)
 CACHE_TO = 128  # cache length multiple, so that batches of similar prompts reuse one graph
 CHECK_EVERY = 32  # decode steps between checks whether every sequence has finished
-KV_SHARE = 0.7  # share of free GPU memory a sub-batch's cache and sampling buffers may take
+KV_SHARE = 0.7  # share of the GPU memory beside the weights that a sub-batch's cache and sampling may take
 PREFILL_TOKENS = 32768  # prompt tokens per prefill forward pass
 
 
@@ -54,21 +55,22 @@ class StaticDecoder:
         self.graphed = self.device.type == "cuda"
         self.kv_bytes_per_token = 2 * self.n_layers * self.n_kv * self.head_dim * first.element_size()
         self.shape: Optional[tuple[int, int]] = None  # (sequences, cache length) of the buffers below
+        self.room = None  # bytes for caches and sampling: the card's memory less the weights (CUDA only)
+        if self.graphed:
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            self.room = total - torch.cuda.memory_allocated(self.device)
 
     # ------------------------------------------------------------------ planning
     def _max_sequences(self, cache_len: int) -> int:
         """Sequences whose cache of `cache_len` positions and sampling buffers fit KV_SHARE of the
-        free GPU memory (counting what this decoder's own buffers hold), and at most max_sequences
-        (the only bound on the CPU)."""
+        card's memory less what was allocated when the decoder was made (the weights), and at most
+        max_sequences (the only bound on the CPU). Not the free memory of the moment: the same
+        prompts and seed must give the same sub-batches, hence the same draws, every time."""
         limit = self.max_sequences or 1 << 30
-        if self.device.type != "cuda":
+        if self.room is None:
             return limit
-        free, _ = torch.cuda.mem_get_info(self.device)
-        free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
-        if self.shape is not None:
-            free += self.shape[0] * self.shape[1] * self.kv_bytes_per_token
         per_sequence = cache_len * self.kv_bytes_per_token + self.vocab * 16  # logits, probabilities, draws
-        return max(1, min(int(free * KV_SHARE) // per_sequence, limit))
+        return max(1, min(int(self.room * KV_SHARE) // per_sequence, limit))
 
     def generate(self, prompts: list[list[int]], n: int, temperature: float, max_new_tokens: int,
                  eos_ids: list[int], finished: Optional[Callable[[list[list[int]]], bool]] = None) -> list[list[int]]:
