@@ -5,11 +5,11 @@ Why not transformers' own fast paths: `generate_batch` (paged cache) reached 521
 H100 where plain `generate` gives 2,201 (issue 12); `generate` expands each prompt to its n samples
 before the prefill, its SDPA attention repeats the key/value heads of grouped-query attention
 whenever a padding mask is given (`use_gqa_in_sdpa`: 7x the cache bytes on Qwen2.5-0.5B), and its
-compiled static-cache decoding compiles again for every new batch shape. Here the decode step runs the model's own
-modules (embedding, norms, projections, rotary embedding, MLPs, head) over a cache it owns: the
-query heads of each key/value group go to SDPA as one short query block, so the cache is read
-once per step and accumulated in fp32. Llama-layout models (Llama, Qwen2) with full attention in
-every layer are supported; others decode with `generate`.
+compiled static-cache decoding compiles again for every new batch shape. Here the decode step runs
+the model's own modules (embedding, norms, projections, rotary embedding, MLPs, head) over a cache
+it owns: the query heads of each key/value group go to SDPA as one short query block, so the cache
+is read once per step and accumulated in fp32. Llama-layout models (Llama, Qwen2) with full
+attention in every layer are supported; others decode with `generate`.
 
 Decoding is what `generate` does with the same settings: greedy (argmax) at temperature 0, else
 a draw from softmax(logits / temperature) with no truncation (the exponential-race form, as vLLM
@@ -59,6 +59,7 @@ class StaticDecoder:
         if self.graphed:
             total = torch.cuda.get_device_properties(self.device).total_memory
             self.room = total - torch.cuda.memory_allocated(self.device)
+        self.release()  # no buffers yet
 
     # ------------------------------------------------------------------ planning
     def _max_sequences(self, cache_len: int) -> int:
@@ -122,11 +123,11 @@ class StaticDecoder:
                 if t + 1 == max_new_tokens:
                     break
                 self.tok.copy_(token[:, None])
-                if t:  # the first step is captured at the prompt's end; later ones move on by one
+                if t == 0:  # the step is captured at the prompt's end; later steps move on by one
+                    self._capture()
+                else:
                     self.pos.add_(1)
                     self.slot.add_(1)
-                if t == 0:
-                    self._capture()
                 if (t + 1) % CHECK_EVERY == 0 and self._all_finished(out[:, : t + 1], done, finished):
                     steps = t + 1
                     break
