@@ -128,7 +128,8 @@ def measure(folder: Path, device: str, fast: bool, batch: int, prompts: list[str
     finally:
         gen.close()
     return {"backend": "fast" if fast else "generate", "prompts_per_batch": batch, "prompts": len(prompts),
-            "sequences": sequences, "seconds": seconds, "tokens": sum(tokens), "tokens_per_s": sum(tokens) / seconds, "peak_gib": peak}
+            "sequences": sequences, "seconds": seconds, "tokens": sum(tokens), "tokens_per_s": sum(tokens) / seconds,
+            "peak_gib": peak}
 
 
 def bound(params: int, kv_bytes: int, sequences: int, prompt_len: float, new: int, bandwidth: float) -> float:
