@@ -6,6 +6,7 @@ import secrets
 import time
 
 from ..config import RunConfig, built_at_start
+from ..durable import write_atomic
 from .names import RunStatus, Stage
 from .paths import RunPaths, run_paths
 from .store import Store
@@ -47,5 +48,5 @@ def create_run(store: Store, cfg: RunConfig, preset: str) -> tuple[str, RunPaths
         plan(cfg),
     )
     paths.root.mkdir(parents=True)
-    paths.config.write_text(json.dumps(cfg.to_dict(), indent=2))
+    write_atomic(paths.config, json.dumps(cfg.to_dict(), indent=2))
     return run_id, paths
