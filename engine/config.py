@@ -6,6 +6,7 @@ choices are checked in `validate`.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import json
@@ -281,7 +282,7 @@ def gather_task_specs(data: dict) -> None:
 def resolve(preset: str | Path | dict, overrides: list[str] = ()) -> RunConfig:
     """Preset (file or dict) + overrides -> validated RunConfig. A local model path is made
     absolute, so a detached engine started elsewhere finds the same folder."""
-    data = load_preset(preset) if not isinstance(preset, dict) else dict(preset)
+    data = load_preset(preset) if not isinstance(preset, dict) else copy.deepcopy(preset)  # overrides edit it
     for assignment in overrides:
         apply_override(data, assignment)
     gather_task_specs(data)
@@ -482,6 +483,40 @@ def validate(cfg: RunConfig) -> None:
 
     if not 0 <= cfg.mixture.share <= 10:
         raise ConfigError("mixture.share", cfg.mixture.share, "a number in [0, 10]")
+
+
+# ---------------------------------------------------------------- resuming with changed settings
+
+# What `imm resume RUN --set KEY=VALUE` may change: how much memory a stage takes and where it
+# runs, not what it computes, so finished stages keep their meaning. Anything else (lr, alpha,
+# tasks, seed, k, lengths, ...) would make one run two experiments: a new run does that.
+RESUMABLE_KEYS = ("device", "generation.batch_size", "eval.batch_size", "analyze.batch_size",
+                  "sft.batch_size", "sft.grad_accum", "sft.num_gpus", "merge.device")
+
+
+def sft_step_examples(s: SFTConfig):
+    """What fixes the examples per optimizer step: sft.global_batch_size when set, else the
+    per-device batch x grad_accum and, with DeepSpeed, the GPUs."""
+    if s.global_batch_size:
+        return s.global_batch_size
+    return s.batch_size * s.grad_accum, s.num_gpus if s.backend == "deepspeed" else 1
+
+
+def resume_config(config: dict, overrides: list[str]) -> RunConfig:
+    """A run's stored config with the overrides of a resume, validated like any override. Refuses
+    a key outside RESUMABLE_KEYS, and SFT changes that change the examples per optimizer step."""
+    for assignment in overrides:
+        key, sep, raw = assignment.partition("=")
+        if sep and key.strip() not in RESUMABLE_KEYS:
+            raise ConfigError(key.strip(), raw.strip(), "a setting a resume may change: " + ", ".join(RESUMABLE_KEYS)
+                              + " (the others change what finished stages mean: start a new run)")
+    old, new = resolve(config), resolve(config, overrides)
+    if sft_step_examples(old.sft) != sft_step_examples(new.sft):
+        before = old.sft.batch_size * old.sft.grad_accum
+        raise ConfigError("sft.batch_size", new.sft.batch_size,
+                          f"sft.batch_size x sft.grad_accum = {before} (now {old.sft.batch_size} x {old.sft.grad_accum}) "
+                          "and sft.num_gpus unchanged, so each optimizer step sees as many examples as before")
+    return new
 
 
 # ---------------------------------------------------------------- writing TOML

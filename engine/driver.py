@@ -20,12 +20,14 @@ import time
 from pathlib import Path
 
 from .config import resolve
+from .console import ConsoleEcho
 from .errors import RunStateError
 from .runstate.lock import run_lock
 from .runstate.names import PEAK_GPU_KEY, RunStatus, Stage, StageStatus
 from .runstate.paths import RunPaths, run_paths
 from .runstate.progress import ProgressReporter
 from .runstate.store import Store, now
+from .stage_errors import fail_for_test, stage_error
 from .stages import STAGES, StageContext, stage_seed
 
 
@@ -51,7 +53,7 @@ def quiet_progress_bars() -> None:
 
 
 def make_logger(run_id: str, path: Path, echo: bool) -> logging.Logger:
-    """The run's logger: its engine.log, and stderr too when `echo`."""
+    """The run's logger: its engine.log, and stderr too when `echo` (until stderr goes away)."""
     log = logging.getLogger(f"imm.{run_id}")
     log.setLevel(logging.INFO)
     log.propagate = False
@@ -59,7 +61,7 @@ def make_logger(run_id: str, path: Path, echo: bool) -> logging.Logger:
         old.close()
     log.handlers.clear()
     fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    for h in [logging.FileHandler(path)] + ([logging.StreamHandler()] if echo else []):
+    for h in [logging.FileHandler(path)] + ([ConsoleEcho(log)] if echo else []):
         h.setFormatter(fmt)
         log.addHandler(h)
     return log
@@ -123,10 +125,11 @@ def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> None:
     progress = ProgressReporter(functools.partial(store.set_progress, ctx.run_id, t, stage))
     try:
         hold_for_test(ctx.paths, t, stage, "start")
+        fail_for_test(t, stage)
         result = STAGES[stage](dataclasses.replace(ctx, seed=seed, progress=progress), t)
         hold_for_test(ctx.paths, t, stage, "end")
     except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = stage_error(exc, ctx.cfg, ctx.run_id, stage)
         store.set_stage(ctx.run_id, t, stage, status=StageStatus.FAILED, ended=now(), error=error)
         store.update_run(ctx.run_id, status=RunStatus.FAILED, pid=None, error=f"[iter {t}] {stage}: {error}")
         ctx.log(f"[iter {t}] {stage}: failed: {error}")
