@@ -68,6 +68,15 @@ def _fault_for_test(final: Path) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(final))
 
 
+def is_disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC as an OSError, or as a Rust library (safetensors) reports it: "... (os error 28)"."""
+    while exc is not None:
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or f"(os error {errno.ENOSPC})" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def write_then_publish(final: Path, fill: Callable[[Path], None], nbytes: int) -> Path:
     """Call fill(tmp) to write the artifact (a file or a folder) at a temporary sibling of
     `final`, then publish it. On any failure the sibling is removed; ENOSPC becomes DiskFullError
@@ -81,7 +90,7 @@ def write_then_publish(final: Path, fill: Callable[[Path], None], nbytes: int) -
         publish(tmp, final)
     except BaseException as exc:
         _remove(tmp)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and not isinstance(exc, DiskFullError):
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
             raise DiskFullError(final, nbytes, free_bytes(final.parent)) from exc
         raise
     return final
