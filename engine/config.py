@@ -491,7 +491,8 @@ def validate(cfg: RunConfig) -> None:
 # runs, not what it computes, so finished stages keep their meaning. Anything else (lr, alpha,
 # tasks, seed, k, lengths, ...) would make one run two experiments: a new run does that.
 RESUMABLE_KEYS = ("device", "generation.batch_size", "eval.batch_size", "analyze.batch_size",
-                  "sft.batch_size", "sft.grad_accum", "sft.num_gpus", "merge.device")
+                  "sft.batch_size", "sft.grad_accum", "sft.num_gpus", "sft.grad_checkpointing", "sft.compile",
+                  "merge.device")
 
 
 def sft_step_examples(s: SFTConfig):

@@ -29,6 +29,8 @@ def memory_hint(cfg: RunConfig, run_id: str, stage: Stage) -> str:
         if not s.global_batch_size:  # grad_accum is derived from global_batch_size when that is set
             sets.append(f"sft.grad_accum={s.grad_accum * s.batch_size // _half(s.batch_size)}")
             lower += f" and raise sft.grad_accum (now {s.grad_accum}) to keep the examples per optimizer step"
+        if not s.grad_checkpointing:
+            lower += " (or turn on sft.grad_checkpointing: --set sft.grad_checkpointing=true)"
         results = f"sft.max_length (now {s.max_length})"
     elif stage == Stage.GENERATE:
         sets, lower = [f"generation.batch_size={_half(g.batch_size)}"], f"lower generation.batch_size (now {g.batch_size})"
