@@ -12,10 +12,20 @@ class ConfigError(UserError):
 
     def __init__(self, path: str, value, allowed: str):
         self.path, self.value, self.allowed = path, value, allowed
-        super().__init__(f"{path}: got {value!r}; allowed: {allowed}")
+        shown = repr(value)
+        if len(shown) > 200:  # a pasted file or a huge number: enough to recognise it
+            shown = f"{shown[:160]}... ({len(shown)} characters)"
+        super().__init__(f"{path}: got {shown}; allowed: {allowed}")
 
 
 class RunStateError(Exception):
     """The run cannot do what was asked in its current state (locked, finished, unknown). Exit 3."""
 
     exit_code = 3
+
+
+class BrokenStateError(RunStateError):
+    """The home's database or a run's folder is damaged, or was written by a newer imm; nothing
+    was changed. Exit 2: like bad input, a file the user must look at."""
+
+    exit_code = 2
