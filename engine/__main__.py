@@ -3,6 +3,7 @@
 `python -m engine adopt RUN --iter T --trial ID` makes a trial iteration T's merge. This is what
 `imm run --detach`, `imm resume`, sweeps and the app start; users call `imm` (imm_tui.cli)."""
 import argparse
+import os
 import sys
 
 from .errors import RunStateError, UserError
@@ -16,9 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iter", dest="iteration", type=int, help="adopt: the iteration")
     parser.add_argument("--trial", type=int, help="adopt: the sweep trial id")
     args = parser.parse_args(argv)
-    from .runstate.paths import home_dir
+    from .runstate.paths import PRIVATE_UMASK, home_dir
     from .runstate.store import Store
 
+    os.umask(PRIVATE_UMASK)  # logs, samples and checkpoints of the run: owner only
     try:
         store = Store(home_dir(args.home))
         if args.job == "run":
@@ -35,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
             adopt(store, args.run_id, args.iteration, args.trial)
             status = "adopted"
     except (UserError, RunStateError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from .plain_text import clean  # the message may quote a file, a model or a log: plain text
+
+        print(f"error: {clean(exc)}", file=sys.stderr)
         return exc.exit_code
     print(f"engine: {args.job} {args.run_id}: {status}")
     return 0

@@ -11,7 +11,7 @@ from typing import Callable
 from ..errors import ConfigError, RunStateError, UserError
 from ..runstate.launcher import PROJECT_ROOT, pid_alive, request_stop, spawn_detached
 from ..runstate.names import RunStatus, StageStatus
-from ..runstate.paths import RunPaths, home_dir, run_paths
+from ..runstate.paths import RunPaths, home_dir, private_files, run_paths
 from .models import Comparison, FieldError, PresetInfo, Started
 from .reads import find_run, layer_stats, live_status, reader, results, run_detail
 
@@ -35,7 +35,8 @@ def _foreground(home, run_id: str) -> str:
     """Run the engine in this process (the CLI without --detach); returns the final status."""
     from ..driver import run_engine
 
-    return run_engine(_store(home), run_id)
+    with private_files():  # as the detached engine (python -m engine) writes them
+        return run_engine(_store(home), run_id)
 
 
 # ------------------------------------------------------------ config
@@ -189,7 +190,8 @@ def start_sweep(run: str, iteration: int, alphas: list[float], drops: list[float
     store = _store(home)
     ids = queue_sweep(store, row["id"], iteration, alphas, drops, seed=seed, subset=subset, keep_weights=keep_weights)
     if not detach:
-        work_queue(store, row["id"], log=log)
+        with private_files():
+            work_queue(store, row["id"], log=log)
     elif not (row.get("sweep_pid") and pid_alive(row["sweep_pid"])):
         spawn_detached(home_dir(home), row["id"], run_paths(home_dir(home), row["run_dir"]), job="sweep")
     return ids
@@ -209,7 +211,8 @@ def adopt_trial(run: str, iteration: int, trial_id: int, home=None, detach: bool
         check_adoptable(store, row["id"], iteration, trial_id)  # refuse now, not in a detached process
         pid = spawn_detached(home_dir(home), row["id"], paths, "adopt", ("--iter", str(iteration), "--trial", str(trial_id)))
         return Started(row["id"], pid, paths.log, row["status"])
-    adopt(store, row["id"], iteration, trial_id, log=log)
+    with private_files():
+        adopt(store, row["id"], iteration, trial_id, log=log)
     return Started(row["id"], None, paths.log, find_run(reader(home), row["id"])["status"])
 
 

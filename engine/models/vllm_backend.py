@@ -5,15 +5,16 @@ from __future__ import annotations
 
 
 class VLLMGenerator:
-    def __init__(self, path, dtype, seed: int = 0):
+    def __init__(self, path, dtype, seed: int = 0, trust_remote_code: bool = False):
         from vllm import LLM
 
         from .generation import eos_token_ids
 
         dtype_name = str(dtype).removeprefix("torch.")
         # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's generation_config.json
-        self.llm = LLM(model=str(path), dtype=dtype_name, seed=seed, generation_config="vllm")
-        self.eos_ids = eos_token_ids(path, self.llm.get_tokenizer())
+        self.llm = LLM(model=str(path), dtype=dtype_name, seed=seed, generation_config="vllm",
+                       trust_remote_code=trust_remote_code)
+        self.eos_ids = eos_token_ids(path, self.llm.get_tokenizer(), trust_remote_code)
 
     def generate(self, prompts, temperature, n, max_new_tokens, stop=(), on_batch=None):
         from vllm import SamplingParams

@@ -15,7 +15,8 @@ from .textdata import batches, encode_pairs
 
 
 def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Path, device: str,
-          save_dtype, seed: int, log: Callable[[str], None] = print, progress=None) -> dict:
+          save_dtype, seed: int, log: Callable[[str], None] = print, progress=None,
+          trust_remote_code: bool = False) -> dict:
     """Fine-tune the model at init_path on (prompt, response) pairs; save it to `out` atomically.
     Master weights are fp32; on a GPU the forward runs under bf16 autocast. `progress` (a
     ProgressReporter) hears every optimizer step with its mean micro-batch loss and tokens."""
@@ -24,8 +25,8 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
     from ..models.loading import load_model, load_tokenizer, save_checkpoint
 
     torch.manual_seed(seed)
-    tokenizer = load_tokenizer(init_path, padding_side="right")
-    model = load_model(init_path, device, torch.float32).train()
+    tokenizer = load_tokenizer(init_path, padding_side="right", trust_remote_code=trust_remote_code)
+    model = load_model(init_path, device, torch.float32, trust_remote_code).train()
     items = encode_pairs(tokenizer, pairs, cfg.max_length)
     total = optimizer_steps(len(items), cfg)
     warmup = warmup_steps(cfg.warmup, total)

@@ -24,5 +24,7 @@ def run(args) -> int:
         seeds = [f"iter {st.iteration} {st.info['seed']}" for st in detail.stages if st.stage == "merge" and "seed" in st.info]
         if seeds:
             print("DARE mask seeds used: " + ", ".join(seeds))
+        if s.remote_code:
+            print(f"trust_remote_code is on for: {', '.join(s.remote_code)} (the checkpoint's own Python code runs)")
     print(api.export(s.id, args.format, home=args.home, metric=args.metric))
     return 0
