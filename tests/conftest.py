@@ -18,6 +18,16 @@ FAST = [
 ]
 
 
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def nothing_written(parent: Path, out: Path, before: list[str]) -> bool:
+    """`out` was not made and nothing else appeared beside it (a temporary folder of any name:
+    .out.tmp-PID today); `before` is listing(parent) taken before the command."""
+    return not out.exists() and listing(parent) == before
+
+
 @pytest.fixture(scope="session")
 def base_models(tmp_path_factory) -> Path:
     """A home's models/ folder holding the builtin tiny-arith base, really pre-trained once per
