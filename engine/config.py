@@ -215,7 +215,8 @@ def _build(cls, data: dict, path: str):
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
-        key_path = f"{path}.{key}" if path else key
+        shown = key or '""'  # TOML allows an empty key; the message must still name it
+        key_path = f"{path}.{shown}" if path else shown
         if key not in known:
             raise ConfigError(key_path, value, f"one of the known keys {sorted(known)}")
         tp = hints[key]
@@ -368,7 +369,7 @@ def _local(value: str) -> Path | None:
     """`value` as an existing local path (~ expanded), else None (also for text no path can be)."""
     try:
         local = Path(value).expanduser()
-        return local if "\x00" not in value and local.exists() else None
+        return local if value and "\x00" not in value and local.exists() else None
     except (RuntimeError, OSError):  # ~unknown-user
         return None
 

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 from .config import resolve
-from .errors import BrokenStateError, RunStateError
+from .errors import RunStateError
 from .plain_text import clean
 from .runstate.lock import run_lock
 from .runstate.names import RunStatus, Stage, StageStatus
-from .runstate.paths import RunPaths, run_paths
+from .runstate.paths import RunPaths, require_run_folder, run_paths
 from .runstate.plan import config_copy_ok, write_config_copy
 from .runstate.reader import stored_config
 from .runstate.progress import ProgressReporter
@@ -81,12 +81,7 @@ def open_run(store: Store, run_id: str, echo: bool = True) -> StageContext:
     if row is None:
         raise RunStateError(f"no run {run_id!r} in {store.home}")
     cfg, paths = resolve(stored_config(row)), run_paths(store.home, row["run_dir"])
-    if not paths.root.is_dir():
-        if any(s["status"] == StageStatus.DONE for s in store.stages(row["id"])):
-            raise BrokenStateError(f"run {row['id']}: its folder {paths.root} is gone (moved or deleted by hand?), "
-                                   "and with it the artifacts of its finished stages; start a new run "
-                                   "(the other runs of the home are unaffected)")
-        paths.root.mkdir(parents=True)  # nothing was made in it yet
+    require_run_folder(row["id"], paths, any(s["status"] == StageStatus.DONE for s in store.stages(row["id"])))
     ctx = StageContext(cfg, row["id"], paths, store.home, cfg.seed, make_logger(row["id"], paths.log, echo).info)
     if not config_copy_ok(paths):
         write_config_copy(paths, stored_config(row))

@@ -11,7 +11,7 @@ from typing import Callable
 from ..errors import ConfigError, RunStateError, UserError
 from ..runstate.launcher import PROJECT_ROOT, pid_alive, request_stop, spawn_detached
 from ..runstate.names import RunStatus, StageStatus
-from ..runstate.paths import RunPaths, home_dir, private_files, run_paths
+from ..runstate.paths import RunPaths, home_dir, private_files, require_run_folder, run_paths
 from .models import Comparison, FieldError, PresetInfo, Started
 from .reads import find_run, layer_stats, live_status, reader, results, run_detail
 
@@ -143,9 +143,11 @@ def start_run(preset, overrides=(), home=None, detach: bool = True,
 
 def _launch(home, run_id: str, paths: RunPaths, detach: bool) -> Started:
     if detach:
+        store = _store(home)  # a database this imm cannot write is refused here, not in the detached engine
+        require_run_folder(run_id, paths, any(s["status"] == StageStatus.DONE for s in store.stages(run_id)))
         pid = spawn_detached(home_dir(home), run_id, paths)
         # The engine records its pid itself once it runs; until then readers see the one we started.
-        _store(home).update_run(run_id, pid=pid)
+        store.update_run(run_id, pid=pid)
         return Started(run_id, pid, paths.log, RunStatus.RUNNING)
     return Started(run_id, None, paths.log, _foreground(home, run_id))
 

@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import BrokenStateError, UserError
 
 DB_NAME = "imm.db"
 # What imm creates (home, database, run folders, logs, checkpoints) only its owner may read.
@@ -54,6 +54,19 @@ def run_paths(home: Path, run_dir: str) -> "RunPaths":
     """A run's paths from its row: run_dir is stored relative to the home (runs/RUN_ID), so a
     copied or moved home still finds its runs; older rows hold absolute paths, which stay as they are."""
     return RunPaths(Path(home) / run_dir)
+
+
+def require_run_folder(run_id: str, paths: "RunPaths", any_stage_done: bool) -> None:
+    """A run folder deleted by hand ends the run (its finished stages' artifacts went with it);
+    one whose run has finished nothing yet is simply made again."""
+    if paths.root.is_dir():
+        return
+    if any_stage_done:
+        raise BrokenStateError(f"run {run_id}: its folder {paths.root} is gone (moved or deleted by hand?), and with it "
+                               "the artifacts of its finished stages; start a new run (the other runs of the home are "
+                               "unaffected)")
+    with private_files():
+        paths.root.mkdir(parents=True)
 
 
 class RunPaths:
