@@ -72,19 +72,26 @@ def test_preset_values_never_become_launcher_options(tmp_path):
 
 
 def test_every_model_loading_call_states_trust_remote_code():
-    calls = [(p.name, line.strip()) for p in SOURCES for line in p.read_text().splitlines()
-             if re.search(r"Auto\w+\.from_(pretrained|config)\(|LLM\(model=", line)]
-    assert calls and [c for c in calls if "trust_remote_code" not in c[1]] == []
+    def loads_code(call: ast.Call) -> bool:  # Auto*.from_pretrained / from_config, vLLM's LLM(...)
+        f = call.func
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+            return f.value.id.startswith("Auto") and f.attr in ("from_pretrained", "from_config")
+        return isinstance(f, ast.Name) and f.id == "LLM"
+
+    calls = [(p.name, call) for p in SOURCES for call in ast.walk(ast.parse(p.read_text()))
+             if isinstance(call, ast.Call) and loads_code(call)]
+    assert len(calls) >= 8
+    assert [ast.unparse(c) for _, c in calls if "trust_remote_code" not in {k.arg for k in c.keywords}] == []
     assert resolve(TINY_PRESET).model.trust_remote_code is False and resolve(TINY_PRESET).teacher.trust_remote_code is False
 
 
 def test_checkpoint_code_runs_only_when_the_preset_turns_it_on(tmp_path, base_models):
-    """A checkpoint whose config points at its own Python file: refused by default (the file never
-    runs), run with trust_remote_code on."""
+    """A checkpoint whose config points at its own Python file: loaded with transformers' code by
+    default (the file never runs); with trust_remote_code on, its file runs."""
     from engine.models.loading import load_model
 
     ckpt = tmp_path / "ckpt"
-    shutil.copytree(base_models / "tiny-arith", ckpt)
+    shutil.copytree(next(base_models.glob("tiny-arith*")), ckpt)
     marker = tmp_path / "code-ran"
     (ckpt / "custom_config.py").write_text(
         f"from pathlib import Path\nfrom transformers import LlamaConfig\nPath({str(marker)!r}).touch()\n\n"
@@ -92,8 +99,7 @@ def test_checkpoint_code_runs_only_when_the_preset_turns_it_on(tmp_path, base_mo
     config = json.loads((ckpt / "config.json").read_text())
     config["auto_map"] = {"AutoConfig": "custom_config.CustomConfig"}
     (ckpt / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="trust_remote_code"):
-        load_model(ckpt, "cpu", None)
+    assert load_model(ckpt, "cpu", None).config.model_type == "llama"  # transformers' own Llama code
     assert not marker.exists()
     try:
         load_model(ckpt, "cpu", None, trust_remote_code=True)
@@ -200,7 +206,7 @@ def test_log_lines_are_plain_text_on_the_terminal_and_in_the_file(tmp_path, caps
 
 @pytest.fixture
 def nasty_run(tmp_path, finished_run) -> tuple[Path, str, Path]:
-    """A copy of the finished run whose first generated sample and last log line are NASTY."""
+    """A copy of the finished run whose first generated sample is NASTY."""
     home, run_id = finished_run
     copy = tmp_path / "home"
     shutil.copytree(home, copy, symlinks=True)
@@ -210,8 +216,6 @@ def nasty_run(tmp_path, finished_run) -> tuple[Path, str, Path]:
     records = [json.loads(line) for line in graded.read_text().splitlines()]
     records[0]["completion"] = NASTY
     graded.write_text("".join(json.dumps(r) + "\n" for r in records))
-    with open(copy / "runs" / run_id / "engine.log", "a") as f:
-        f.write(f"12:00:00 a line quoting the model: {NASTY}\n")
     return copy, run_id, graded
 
 
@@ -237,9 +241,10 @@ async def test_the_app_shows_model_output_and_log_lines_as_plain_text(nasty_run)
         app.open_run(run_id)
         await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.detail is not None)
         log = app.screen.query_one(TailLog)
+        with open(app.screen.detail.log_path, "a") as f:  # the engine logs a line quoting the model
+            f.write(f"12:00:00 a line quoting the model: {NASTY}\n")
         await until(pilot, lambda: any("quoting the model" in line for line in log.lines[-3:]), what="the log line")
-        await pilot.pause(0.1)
-        shown = screen_text(app)
+        shown = await until(pilot, lambda: "quoting the model" in screen_text(app) and screen_text(app), what="the line shown")
         assert "[bold red]boom[/bold red]" in shown and "␛[2J␛[31mred" in shown and not RAW_CONTROLS.search(shown)
         await pilot.press("5")  # Samples: the first generated sample is selected
         pane = app.screen.query_one(SamplesPane)
