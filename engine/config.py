@@ -196,7 +196,7 @@ def _coerce(value, tp, path: str):
             raise ConfigError(path, value, "a table")
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value) if abs(value) < 2**1023 else math.inf
+        value = float(value) if abs(value) < 2**1023 else math.inf  # float() of a larger int overflows
     if tp is float and isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(path, value, "a finite number")
     if tp is bool or tp is int:
