@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
-import json
 import logging
 import os
 import random
@@ -22,9 +21,12 @@ from pathlib import Path
 from .config import resolve
 from .console import ConsoleEcho
 from .errors import RunStateError
+from .plain_text import clean
 from .runstate.lock import run_lock
 from .runstate.names import PEAK_GPU_KEY, RunStatus, Stage, StageStatus
-from .runstate.paths import RunPaths, run_paths
+from .runstate.paths import RunPaths, require_run_folder, run_paths
+from .runstate.plan import config_copy_ok, write_config_copy
+from .runstate.reader import stored_config
 from .runstate.progress import ProgressReporter
 from .runstate.store import Store, now
 from .stage_errors import fail_for_test, stage_error
@@ -52,6 +54,14 @@ def quiet_progress_bars() -> None:
     hf_logging.disable_progress_bar()
 
 
+class PlainFormatter(logging.Formatter):
+    """Log lines as plain text: what a model, a data file or a child process said may hold escape
+    sequences, which must not reach the terminal that echoes the log (or `tail`s engine.log)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return clean(super().format(record))
+
+
 def make_logger(run_id: str, path: Path, echo: bool) -> logging.Logger:
     """The run's logger: its engine.log, and stderr too when `echo` (until stderr goes away)."""
     log = logging.getLogger(f"imm.{run_id}")
@@ -60,7 +70,7 @@ def make_logger(run_id: str, path: Path, echo: bool) -> logging.Logger:
     for old in log.handlers:
         old.close()
     log.handlers.clear()
-    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    fmt = PlainFormatter("%(asctime)s %(message)s", "%H:%M:%S")
     for h in [logging.FileHandler(path)] + ([ConsoleEcho(log)] if echo else []):
         h.setFormatter(fmt)
         log.addHandler(h)
@@ -72,8 +82,13 @@ def open_run(store: Store, run_id: str, echo: bool = True) -> StageContext:
     row = store.run(run_id)
     if row is None:
         raise RunStateError(f"no run {run_id!r} in {store.home}")
-    cfg, paths = resolve(json.loads(row["config"])), run_paths(store.home, row["run_dir"])
-    return StageContext(cfg, row["id"], paths, store.home, cfg.seed, make_logger(row["id"], paths.log, echo).info)
+    cfg, paths = resolve(stored_config(row)), run_paths(store.home, row["run_dir"])
+    require_run_folder(row["id"], paths, any(s["status"] == StageStatus.DONE for s in store.stages(row["id"])))
+    ctx = StageContext(cfg, row["id"], paths, store.home, cfg.seed, make_logger(row["id"], paths.log, echo).info)
+    if not config_copy_ok(paths):
+        write_config_copy(paths, stored_config(row))
+        ctx.log(f"{paths.config} was missing or damaged: written again from the database")
+    return ctx
 
 
 def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
@@ -81,7 +96,6 @@ def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
     a STOP file stops it at the next stage boundary."""
     quiet_progress_bars()
     ctx = open_run(store, run_id, echo)
-    ctx.paths.root.mkdir(parents=True, exist_ok=True)
     stop_requested = []
 
     def on_sigterm(*_):

@@ -33,7 +33,7 @@ def generate(ctx: StageContext, t: int) -> StageResult:
     chat = teacher.chat_template if teacher.path else ctx.cfg.model.chat_template
     prompts = build_prompts(task, examples, g.fewshot, g.exemplars, ctx.seed, chat, "generation.fewshot")
     if teacher.path:
-        gen = ctx.generator(teacher.path, g.batch_size, teacher.dtype)
+        gen = ctx.generator(teacher.path, g.batch_size, teacher.dtype, teacher.trust_remote_code)
     else:
         gen = ctx.generator(ctx.prev_path(t), g.batch_size)
     ctx.progress.start(len(prompts) * g.k, "samples")

@@ -64,5 +64,6 @@ def sft(ctx: StageContext, t: int) -> StageResult:
     cfg = dataclasses.replace(ctx.cfg.sft, grad_accum=derived_grad_accum(ctx.cfg.sft, gpus))
     ctx.log(f"[iter {t}] sft: per-device batch {cfg.batch_size} x grad-accum {cfg.grad_accum} x {gpus} GPU(s) = "
             f"{cfg.batch_size * cfg.grad_accum * gpus} per optimizer step")
-    info = train(Path(ctx.sft_init_path(t)), pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress)
+    info = train(Path(ctx.sft_init_path(t)), pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress,
+                 trust_remote_code=ctx.cfg.model.trust_remote_code)
     return StageResult(out, {**info, "grad_accum": cfg.grad_accum, "global_batch": cfg.batch_size * cfg.grad_accum * gpus})

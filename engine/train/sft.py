@@ -32,15 +32,16 @@ from .textdata import IGNORE, encode_pairs, step_batches
 
 
 def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Path, device: str,
-          save_dtype, seed: int, log: Callable[[str], None] = print, progress=None) -> dict:
+          save_dtype, seed: int, log: Callable[[str], None] = print, progress=None,
+          trust_remote_code: bool = False) -> dict:
     """Fine-tune the model at init_path on (prompt, response) pairs; save it to `out` atomically."""
     import torch
 
     from ..models.loading import load_model, load_tokenizer, save_checkpoint
 
     torch.manual_seed(seed)
-    tokenizer = load_tokenizer(init_path, padding_side="right")
-    model = load_model(init_path, device, torch.float32)
+    tokenizer = load_tokenizer(init_path, padding_side="right", trust_remote_code=trust_remote_code)
+    model = load_model(init_path, device, torch.float32, trust_remote_code)
     items = encode_pairs(tokenizer, pairs, cfg.max_length)
     info = fit(model, items, tokenizer.pad_token_id, cfg, device, seed, log, progress)
     save_checkpoint(model, tokenizer, out, dtype=save_dtype)
