@@ -10,6 +10,7 @@ import dataclasses
 import json
 import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ EXEMPLAR_MODES = ("fixed", "random")
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("tiny-arith",)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+MAX_THREADS = 1024
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -132,6 +134,9 @@ class RunConfig:
     vanilla_from: str = "previous"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    # torch CPU threads: "auto" (the cores other processes leave free, looked at before each
+    # stage; OMP_NUM_THREADS when set) or a fixed count (engine.cpu_threads)
+    threads: int | str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
@@ -162,6 +167,11 @@ def _type_name(tp) -> str:
 def _coerce(value, tp, path: str):
     """Check `value` against annotation `tp`; ints pass as floats; "a,b" strings pass as lists."""
     origin = typing.get_origin(tp)
+    if origin is types.UnionType:
+        members = typing.get_args(tp)
+        if isinstance(value, bool) or not isinstance(value, members):
+            raise ConfigError(path, value, " or ".join(_type_name(m) for m in members))
+        return value
     if origin is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -309,6 +319,11 @@ def check_drop_rate(path: str, value: float) -> None:
         raise ConfigError(path, value, "a number in [0, 1)")
 
 
+def check_threads(path: str, value: int | str) -> None:
+    if value != "auto" and not (isinstance(value, int) and 1 <= value <= MAX_THREADS):
+        raise ConfigError(path, value, f'"auto" or a number of threads from 1 to {MAX_THREADS}')
+
+
 def samples_per_temperature(g: GenerationConfig) -> list[int]:
     """generation.k samples of each question dealt round-robin: sample i at temperatures[i % T]."""
     return [len(range(j, g.k, len(g.temperatures))) for j in range(len(g.temperatures))]
@@ -352,6 +367,7 @@ def validate(cfg: RunConfig) -> None:
     if cfg.vanilla_from != "previous" and cfg.method != "vanilla":
         raise ConfigError("vanilla_from", cfg.vanilla_from, f"previous with method {cfg.method!r} (only vanilla restarts from the base)")
     _choice("device", cfg.device, ("auto", "cpu", "cuda"))
+    check_threads("threads", cfg.threads)
     _check_model_path("model.path", cfg.model.path)
     _choice("model.dtype", cfg.model.dtype, DTYPES)
 

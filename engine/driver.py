@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from .config import resolve
+from .cpu_threads import CoreWatch, choose_threads
 from .errors import RunStateError
 from .runstate.lock import run_lock
 from .runstate.names import RunStatus, Stage, StageStatus
@@ -74,6 +75,18 @@ def open_run(store: Store, run_id: str, echo: bool = True) -> StageContext:
     return StageContext(cfg, row["id"], paths, store.home, cfg.seed, make_logger(row["id"], paths.log, echo).info)
 
 
+def use_free_cores(ctx: StageContext, watch: CoreWatch) -> None:
+    """Before each stage: torch's CPU threads for the cores free now (engine.cpu_threads); the
+    log says the count and why whenever it changes."""
+    import torch
+
+    threads, why = choose_threads(ctx.cfg.threads, watch)
+    if threads != watch.threads:
+        torch.set_num_threads(threads)
+        watch.threads = threads
+        ctx.log(f"cpu threads: {threads} ({why})")
+
+
 def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
     """Run every pending stage of the run; returns its final status (done or stopped). SIGTERM or
     a STOP file stops it at the next stage boundary."""
@@ -81,6 +94,7 @@ def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
     ctx = open_run(store, run_id, echo)
     ctx.paths.root.mkdir(parents=True, exist_ok=True)
     stop_requested = []
+    watch = CoreWatch()
 
     def on_sigterm(*_):
         stop_requested.append(True)
@@ -100,6 +114,7 @@ def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
                     store.update_run(ctx.run_id, status=RunStatus.STOPPED, pid=None)
                     ctx.log("stopped at a safe point; `imm resume` continues from here")
                     return RunStatus.STOPPED
+                use_free_cores(ctx, watch)
                 run_stage(store, ctx, row["iteration"], Stage(row["stage"]))
             store.update_run(ctx.run_id, status=RunStatus.DONE, pid=None)
             ctx.log(f"run {ctx.run_id} finished")
