@@ -78,11 +78,10 @@ def one_run(tmp: Path, models: Path, name: str, setting: str, busy: bool, limit_
         if competitor:
             competitor.kill()
             competitor.wait()
-    log = Path(r["engine_log"]).read_text().splitlines()
     return {"setting": setting, "busy": busy, "wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "load_at_start": start,
             "load_1min_mean_during": r["load_1min_mean_during"],
             "stage_seconds": {f"{s['iteration']}:{s['stage']}": s["seconds"] for s in r["stages"]},
-            "thread_choices": [line.split(" ", 1)[1] for line in log if "cpu threads:" in line],
+            "thread_choices": r["thread_choices"],
             "results_table_md": r["results_table_md"]}
 
 

@@ -132,6 +132,7 @@ def run_once(home: Path, sets: list[str], log_path: Path, env: dict | None = Non
     for s in stages:
         s["seconds"] = round(s["ended"] - s["started"], 3)
     table_start = output.find("checkpoint")
+    log = home / "runs" / run_id / "engine.log"
     return {
         "run_id": run_id, "home": str(home), "command": cmd, "wall_s": round(wall, 3),
         "stages": [{k: s[k] for k in ("iteration", "stage", "seconds", "info")} for s in stages],
@@ -142,8 +143,14 @@ def run_once(home: Path, sets: list[str], log_path: Path, env: dict | None = Non
         "load_1min_max_during": max(loads) if loads else None,
         "results_table_printed": output[table_start:].rstrip() if table_start >= 0 else "",
         "results_table_md": results_markdown(metrics),
-        "engine_log": str(home / "runs" / run_id / "engine.log"),
+        "engine_log": str(log),
+        "thread_choices": thread_choices(log.read_text()) if log.exists() else [],
     }
+
+
+def thread_choices(engine_log: str) -> list[str]:
+    """The engine's `cpu threads: N (why)` lines, without their time stamps."""
+    return [line.split(" ", 1)[1] for line in engine_log.splitlines() if "cpu threads:" in line]
 
 
 def results_markdown(metrics: list[dict]) -> str:
@@ -216,7 +223,7 @@ def section(data: dict) -> str:
              f"child: {', '.join(f'{x:.0f}' for x in s['wait4_maxrss_mb_per_run'])} MB). Median s: over all runs (cold and",
              "warm) for the loop stages; the build stage's is the cold run's, the only one that installs the base.",
              f"Machine: {m['nproc']} CPU cores ({m['cpu_model']}), {m['mem_total_mb'] / 1024:.0f} GiB, no GPU, torch {m['torch']}, "
-             f"{m['torch_threads']} torch threads; shared with other engineers' jobs. Measured {data['date']}.",
+             f"`threads = \"auto\"` (what the engine chose: below); shared with other engineers' jobs. Measured {data['date']}.",
              "",
              f"Target (2 iterations, base model included, <= {TARGET_S:.0f} s on 2 idle cores): "
              f"**{'met' if s['target_met'] else 'missed'}** — cold total {s['total_cold_s']:.1f} s "
@@ -242,6 +249,8 @@ def section(data: dict) -> str:
               "Load average (1/5/15 min) at the start of each run: "
               + "; ".join("/".join(f"{x:.2f}" for x in r["load_at_start"]) for r in data["runs"])
               + "; 1-min mean while running: " + ", ".join(f"{r['load_1min_mean_during']}" for r in data["runs"]) + ".",
+              "Torch threads the engine chose before its stages (engine.log), per run: "
+              + "; ".join(", ".join(r.get("thread_choices", [])) or "-" for r in data["runs"]) + ".",
               "", "Results table of the cold run (pass@1 %; warm runs "
               + ("printed the same table" if data["warm_tables_identical"] else "DIFFERED, see JSON") + "):", "",
               cold["results_table_md"], ""]
