@@ -7,7 +7,9 @@ Settings compared (issue 11, "Shared machines"):
 - before: what the engine did until now, 2 torch threads on the 2 cores (`--set threads=2`) and
   libgomp's default wait (GOMP_SPINCOUNT=300000, what it uses when nothing is set);
 - after: the engine's defaults, `threads = "auto"` (the cores other processes leave free, looked at
-  before each stage) and the short wait engine.cpu_threads puts in the environment.
+  before each stage) and the short wait engine.cpu_threads puts in the environment;
+- wait (optional): 2 threads with the short wait, what a run that started on an idle machine gets
+  when the competitor comes later.
 The competitor is `python -c "while True: pass"`, started a second before the run and killed after
 it: one core's worth of load, which keeps both cores busy whenever the run uses two threads.
 
@@ -42,6 +44,8 @@ SETTINGS = {
     "before": {"sets": ["threads=2"], "env": {"GOMP_SPINCOUNT": "300000"},
                "what": "2 threads, libgomp's default wait (the engine until now)"},
     "after": {"sets": [], "env": {}, "what": 'threads = "auto", GOMP_SPINCOUNT=1000 (the engine\'s defaults)'},
+    "wait": {"sets": ["threads=2"], "env": {},
+             "what": "2 threads, GOMP_SPINCOUNT=1000 (the short wait alone, as when a competitor comes mid-run)"},
 }
 COMPETITOR = [sys.executable, "-c", "while True: pass"]
 
@@ -93,6 +97,8 @@ def median_wall(runs: list[dict]) -> float | None:
 def summarize(runs: list[dict], limit_s: float) -> list[dict]:
     rows = []
     for setting, spec in SETTINGS.items():
+        if not any(r["setting"] == setting for r in runs):
+            continue
         alone = median_wall([r for r in runs if r["setting"] == setting and not r["busy"]])
         busy = median_wall([r for r in runs if r["setting"] == setting and r["busy"]])
         slowdown = None if alone is None or busy is None else round(busy / alone, 2)
@@ -125,7 +131,7 @@ def section(data: dict) -> str:
              f"Target: at most {TARGET}x slower with one competitor on 2 cores.", "",
              "| setting | alone s | with a competitor s | slow-down | target |", "|---|---:|---:|---:|---|"]
     for r in data["summary"]:
-        met = "met" if r["target_met"] else ("missed" if r["setting"] == "after" else "")
+        met = "met" if r["target_met"] else ("missed" if r["setting"] != "before" else "")
         lines.append(f"| {r['setting']}: {r['what']} | {fmt_s(r['alone_s'], limit)} | {fmt_s(r['busy_s'], limit)} | "
                      f"{fmt_slowdown(r)} | {met} |")
     lines += ["", "Runs (setting, competitor, wall s, load average 1/5/15 at start; threads the engine chose):", ""]
@@ -133,6 +139,9 @@ def section(data: dict) -> str:
         choices = "; ".join(dict.fromkeys(r.get("thread_choices", []))) or "-"
         lines.append(f"- {r['setting']}, {'with' if r['busy'] else 'without'} competitor: "
                      f"{fmt_s(r['wall_s'], limit)} s, load {'/'.join(f'{x:.2f}' for x in r['load_at_start'])}; {choices}")
+    for r in data.get("replaced", []):
+        lines.append(f"- replaced by a rerun (another job took the cores during it): {r['name']}, {fmt_s(r['wall_s'], limit)} s, "
+                     f"load {'/'.join(f'{x:.2f}' for x in r['load_at_start'])}")
     return "\n".join(lines) + "\n"
 
 
@@ -140,26 +149,37 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=1, help="runs of each (setting, competitor) pair (default 1)")
     ap.add_argument("--limit-s", type=float, default=1200, help="kill a run after this many seconds (default 1200)")
-    ap.add_argument("--settings", default="before,after", help="which settings to run (default before,after)")
+    ap.add_argument("--settings", default="before,after", help="which settings to run (default before,after; also: wait)")
     ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    ap.add_argument("--rerun", metavar="SETTING-alone|busy-I", action="append", default=[],
+                    help="run only this run and merge it into the last busy_bench.json: it replaces a run of that name "
+                         "(one another job disturbed; kept under `replaced`) or is added")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     info = machine()
+    old = json.loads((OUT / "busy_bench.json").read_text()) if args.rerun else None
+    names = args.rerun or [f"{setting}-{kind}-{i}" for i in range(args.repeats) for setting in args.settings.split(",")
+                           for kind in ("alone", "busy")]
     tmp = Path(tempfile.mkdtemp(prefix="imm-busy-"))
     runs = []
     try:
         models = warm_models(tmp)
-        for i in range(args.repeats):
-            for setting in args.settings.split(","):
-                for busy in (False, True):
-                    name = f"{setting}-{'busy' if busy else 'alone'}-{i}"
-                    print(f"{name} (load {loadavg()}) ...", flush=True)
-                    runs.append(one_run(tmp, models, name, setting, busy, args.limit_s))
-                    print(f"  {fmt_s(runs[-1]['wall_s'], args.limit_s)} s; {runs[-1].get('thread_choices', '')}", flush=True)
+        for name in names:
+            setting, kind, _ = name.split("-")
+            print(f"{name} (load {loadavg()}) ...", flush=True)
+            runs.append({"name": name, **one_run(tmp, models, name, setting, kind == "busy", args.limit_s)})
+            print(f"  {fmt_s(runs[-1]['wall_s'], args.limit_s)} s; {runs[-1].get('thread_choices', '')}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    replaced = []
+    if old:
+        fresh = {r["name"]: r for r in runs}
+        replaced = old.get("replaced", []) + [r for r in old["runs"] if r["name"] in fresh]
+        runs = [fresh.get(r["name"], r) for r in old["runs"]] + [r for r in runs if r["name"] not in
+                                                                   {o["name"] for o in old["runs"]}]
+        args.repeats, args.limit_s = old["repeats"], old["limit_s"]
     data = {"date": time.strftime("%Y-%m-%d %H:%M"), "preset": PRESET, "repeats": args.repeats, "limit_s": args.limit_s,
-            "machine": info, "runs": runs, "summary": summarize(runs, args.limit_s)}
+            "machine": info, "runs": runs, "replaced": replaced, "summary": summarize(runs, args.limit_s)}
     (OUT / "busy_bench.json").write_text(json.dumps(data, indent=1))
     print(f"\n{'setting':<8} {'alone s':>8} {'busy s':>8} {'slow-down':>10}")
     for r in data["summary"]:
