@@ -13,6 +13,7 @@ import json
 import math
 import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ BUILTIN_MODELS = ("tiny-arith",)
 GGUF_SUFFIX = ".gguf"  # a GGUF file as model.path: converted once into a model folder (engine.models.gguf)
 GGUF_PACKAGES = ("gguf", "accelerate")  # what transformers needs to read one (the gguf extra)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+MAX_THREADS = 1024
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HOST_ENTRY = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s+slots=(\d+)")  # one line of a DeepSpeed hostfile
 # Run names and custom task names become parts of run ids, folder names and log lines.
@@ -40,7 +42,7 @@ INT_MAX = {
     "generation.batch_size": 2**16, "sft.num_gpus": 1024, "sft.epochs": 1000, "sft.batch_size": 2**16,
     "sft.grad_accum": 2**16, "sft.global_batch_size": 2**24, "sft.max_length": 10**6, "merge.seed": SEED_MAX,
     "eval.k": 1024, "eval.samples": 1024, "eval.fewshot": 64, "eval.max_new_tokens": 10**6,
-    "eval.batch_size": 2**16, "analyze.limit": 10**8, "analyze.batch_size": 2**16,
+    "eval.batch_size": 2**16, "analyze.limit": 10**8, "analyze.batch_size": 2**16, "threads": MAX_THREADS,
 }
 
 
@@ -165,6 +167,9 @@ class RunConfig:
     vanilla_from: str = "previous"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    # torch CPU threads: "auto" (the cores other processes leave free, looked at before each
+    # stage; OMP_NUM_THREADS when set) or a fixed count (engine.cpu_threads)
+    threads: int | str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
@@ -195,6 +200,11 @@ def _type_name(tp) -> str:
 def _coerce(value, tp, path: str):
     """Check `value` against annotation `tp`; ints pass as floats; "a,b" strings pass as lists."""
     origin = typing.get_origin(tp)
+    if origin is types.UnionType:
+        members = typing.get_args(tp)
+        if isinstance(value, bool) or not isinstance(value, members):
+            raise ConfigError(path, value, " or ".join(_type_name(m) for m in members))
+        return value
     if origin is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -357,6 +367,11 @@ def check_drop_rate(path: str, value: float) -> None:
         raise ConfigError(path, value, "a number in [0, 1)")
 
 
+def check_threads(path: str, value: int | str) -> None:
+    if value != "auto" and not (isinstance(value, int) and 1 <= value <= MAX_THREADS):
+        raise ConfigError(path, value, f'"auto" or a number of threads from 1 to {MAX_THREADS}')
+
+
 def samples_per_temperature(g: GenerationConfig) -> list[int]:
     """generation.k samples of each question dealt round-robin: sample i at temperatures[i % T]."""
     return [len(range(j, g.k, len(g.temperatures))) for j in range(len(g.temperatures))]
@@ -463,6 +478,7 @@ def _check_task_data(name: str, spec: dict, train: bool) -> None:
 def validate(cfg: RunConfig) -> None:
     from .tasks import task_names
 
+    check_threads("threads", cfg.threads)  # first: its message says "auto" or a count
     _check_int_bounds(cfg)
     check_name("name", cfg.name)
     _at_least("iterations", cfg.iterations, 1)

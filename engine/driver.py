@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .config import resolve
 from .console import ConsoleEcho
+from .cpu_threads import CoreWatch, choose_threads
 from .errors import RunStateError
 from .plain_text import clean
 from .runstate.lock import run_lock
@@ -91,12 +92,25 @@ def open_run(store: Store, run_id: str, echo: bool = True) -> StageContext:
     return ctx
 
 
+def use_free_cores(ctx: StageContext, watch: CoreWatch) -> None:
+    """Before each stage: torch's CPU threads for the cores free now (engine.cpu_threads); the
+    log says the count and why whenever it changes."""
+    import torch
+
+    threads, why = choose_threads(ctx.cfg.threads, watch)
+    if threads != watch.threads:
+        torch.set_num_threads(threads)
+        watch.threads = threads
+        ctx.log(f"cpu threads: {threads} ({why})")
+
+
 def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
     """Run every pending stage of the run; returns its final status (done or stopped). SIGTERM or
     a STOP file stops it at the next stage boundary."""
     quiet_progress_bars()
     ctx = open_run(store, run_id, echo)
     stop_requested = []
+    watch = CoreWatch()
 
     def on_sigterm(*_):
         stop_requested.append(True)
@@ -116,6 +130,7 @@ def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
                     store.update_run(ctx.run_id, status=RunStatus.STOPPED, pid=None)
                     ctx.log("stopped at a safe point; `imm resume` continues from here")
                     return RunStatus.STOPPED
+                use_free_cores(ctx, watch)
                 run_stage(store, ctx, row["iteration"], Stage(row["stage"]))
             store.update_run(ctx.run_id, status=RunStatus.DONE, pid=None)
             ctx.log(f"run {ctx.run_id} finished")

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from .config import INT_MAX, SEED_MAX, check_alpha, check_drop_rate, resolve
-from .driver import open_run
+from .cpu_threads import CoreWatch
+from .driver import open_run, use_free_cores
 from .errors import RunStateError, UserError
 from .runstate.lock import run_lock
 from .runstate.names import KEPT_ON_ADOPT, Stage, StageStatus
@@ -73,8 +74,10 @@ def work_queue(store: Store, run_id: str, log: Callable[[str], None] | None = No
     with run_lock(ctx.paths.lock, ctx.run_id, wait=True):
         store.requeue_running_trials(ctx.run_id)
         store.update_run(ctx.run_id, sweep_pid=os.getpid())
+        watch = CoreWatch()
         try:
             while (trial := store.claim_trial(ctx.run_id)) is not None:
+                use_free_cores(ctx, watch)
                 try:
                     run_trial(store, ctx, trial, log)
                 except Exception as exc:

@@ -45,12 +45,13 @@ def gguf_stand_ins(folder: Path) -> list[Path]:
 
 @pytest.fixture(scope="session")
 def base_models(tmp_path_factory) -> Path:
-    """A home's models/ folder holding the builtin tiny-arith base, really pre-trained once per
-    session (or once per machine, when $IMM_TEST_HOME names a home folder to keep it in)."""
+    """A home's models/ folder holding the builtin tiny-arith base, really pre-trained (not the
+    shipped copy) once per session (or once per machine, when $IMM_TEST_HOME names a home folder to
+    keep it in)."""
     from engine.models.builtin import ensure_builtin
 
     home = Path(os.environ["IMM_TEST_HOME"]) if os.environ.get("IMM_TEST_HOME") else tmp_path_factory.mktemp("base-home")
-    ensure_builtin(home, "tiny-arith", log=lambda _: None)
+    ensure_builtin(home, "tiny-arith", log=lambda _: None, build=True)
     return home / "models"
 
 

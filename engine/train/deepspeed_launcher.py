@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import SFTConfig
+from ..cpu_threads import with_wait_policy
 from ..errors import UserError
 from .schedule import shuffled
 
@@ -117,9 +118,10 @@ def launch_command(job: Path, num_gpus: int, visible: str | None, port: int, hos
 
 
 def child_env(base: dict | None = None) -> dict:
-    """The launcher's environment: unbuffered output, the engine package importable, and
-    TORCH_CUDA_ARCH_LIST without the 'a' suffix (9.0a breaks DeepSpeed's op builder)."""
-    env = dict(os.environ if base is None else base)
+    """The launcher's environment: unbuffered output, the engine package importable, the short
+    OpenMP wait (engine.cpu_threads), and TORCH_CUDA_ARCH_LIST without the 'a' suffix (9.0a breaks
+    DeepSpeed's op builder)."""
+    env = with_wait_policy(dict(os.environ if base is None else base))
     env["PYTHONUNBUFFERED"] = "1"
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
