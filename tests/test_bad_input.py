@@ -20,6 +20,8 @@ from imm_tui.cli import main
 
 from conftest import PROJECT, TINY_PRESET, imm, listing, nothing_written
 
+pytestmark = pytest.mark.bad_input  # benchmarks/reliability.py counts this group
+
 TABLES = ("runs", "stages", "metrics", "sweeps", "layer_stats", "verdicts", "progress")
 
 

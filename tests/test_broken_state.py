@@ -22,6 +22,8 @@ from imm_tui.cli import main
 from app_helpers import screen_text, until
 from conftest import TINY_PRESET, imm
 
+pytestmark = pytest.mark.fault  # benchmarks/reliability.py counts this group
+
 
 @pytest.fixture
 def two_runs(tmp_path) -> tuple[Path, str, str]:

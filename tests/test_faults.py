@@ -21,6 +21,8 @@ import pytest
 from conftest import FAST, PROJECT, TINY_PRESET, imm
 from test_loop import run_id_of, show_json, start_engine, wait_for
 
+pytestmark = pytest.mark.fault  # benchmarks/reliability.py counts this group
+
 SETS = sum((["--set", o] for o in FAST), [])
 BASE = "tiny-arith-v1"
 

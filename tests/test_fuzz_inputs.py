@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,8 @@ from engine.tasks.answers import ANSWER_KINDS
 from engine.tasks.base import Example
 
 from conftest import TINY_PRESET
+
+pytestmark = pytest.mark.bad_input  # benchmarks/reliability.py counts this group
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
