@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -113,9 +114,15 @@ def test_gguf_converts_once_into_a_model_folder_with_its_tokenizer_and_chat_temp
     said.clear()
     assert ensure_gguf(tmp_path, path, log=said.append) == folder and said == []
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
-    # A changed file (new modification time) is a new cache entry.
-    os.utime(path, ns=(stamp, stamp + 10**9))
-    assert gguf_folder(tmp_path, path) != folder
+    # Keyed by contents: a touched copy elsewhere keeps the entry, a changed file gets its own.
+    copy = tmp_path / "elsewhere" / path.name
+    copy.parent.mkdir()
+    shutil.copyfile(path, copy)
+    os.utime(copy, ns=(stamp, stamp + 10**9))
+    assert gguf_folder(tmp_path, copy) == folder
+    with open(copy, "ab") as f:
+        f.write(b"\0")
+    assert gguf_folder(tmp_path, copy) != folder
 
 
 def test_bad_gguf_paths_are_rejected_naming_the_field_and_nothing_is_written(tiny_gguf, tmp_path):

@@ -6,23 +6,33 @@ transformers reads GGUF (`gguf_file=`, with the `gguf` and `accelerate` packages
 extra) and dequantises it, but flags the model as gguf-quantised, so `save_pretrained` refuses
 it: its state dict is loaded into a plain model of the same config, and that is saved.
 
-The cache entry is keyed by the file's name, size and modification time (hashing a model file on
-every look-up would cost seconds), built under a file lock and published by one rename.
+The cache entry is keyed by the file's contents (sha256, computed once per process for a given
+path, size and modification time), so a copied or touched file keeps its folder through a resume
+and a changed one gets its own; it is built under a file lock and published by one rename.
 """
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 from pathlib import Path
 from typing import Callable
 
 
+@functools.lru_cache(maxsize=16)
+def _content_key(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
 def gguf_folder(home: Path, gguf: str | Path) -> Path:
     """Where the converted folder of this GGUF file lives (whether or not it is there yet)."""
-    gguf = Path(gguf)
+    gguf = Path(gguf).resolve()
     stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    return Path(home) / "models" / f"gguf-{gguf.stem}-{key}"
+    return Path(home) / "models" / f"gguf-{gguf.stem}-{_content_key(gguf, stat.st_size, stat.st_mtime_ns)}"
 
 
 def ensure_gguf(home: Path, gguf: str | Path, log: Callable[[str], None] = print) -> Path:
