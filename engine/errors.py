@@ -19,3 +19,8 @@ class RunStateError(Exception):
     """The run cannot do what was asked in its current state (locked, finished, unknown). Exit 3."""
 
     exit_code = 3
+
+
+class StopRequested(Exception):
+    """The user asked the engine to stop (SIGTERM, `imm stop`); raised at a safe point inside a
+    stage, after what the stage finished is saved. The run shows as stopped, the stage pending."""
