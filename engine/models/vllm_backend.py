@@ -15,7 +15,7 @@ class VLLMGenerator:
         self.llm = LLM(model=str(path), dtype=dtype_name, seed=seed, generation_config="vllm")
         self.eos_ids = eos_token_ids(path, self.llm.get_tokenizer())
 
-    def generate(self, prompts, temperature, n, max_new_tokens, stop=(), on_batch=None):
+    def generate(self, prompts, temperature, n, max_new_tokens, stop=(), on_batch=None, seed=None):
         from vllm import SamplingParams
 
         from .generation import sampling_settings
@@ -23,7 +23,8 @@ class VLLMGenerator:
         s = sampling_settings(temperature)
         params = SamplingParams(n=n, temperature=temperature, top_p=s["top_p"], top_k=-1, min_p=0.0,
                                 repetition_penalty=s["repetition_penalty"], presence_penalty=0.0, frequency_penalty=0.0,
-                                max_tokens=max_new_tokens, stop=list(stop) or None, stop_token_ids=self.eos_ids)
+                                max_tokens=max_new_tokens, stop=list(stop) or None, stop_token_ids=self.eos_ids,
+                                seed=seed)
         if prompts and not isinstance(prompts[0], str):  # chat messages: rendered with the model's template
             outputs = self.llm.chat(prompts, params)
         else:
