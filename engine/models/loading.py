@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 
 def resolve_device(name: str) -> str:
@@ -73,7 +74,9 @@ def save_checkpoint(model, tokenizer, final: Path, dtype=None) -> Path:
     return final
 
 
-def write_atomic(final: Path, text: str) -> None:
+def write_atomic(final: Path, content: str | Callable[[Path], None]) -> None:
+    """Write `content` (text, or a function that writes the file at the path it is given, e.g. a
+    torch.save too large to hold in memory twice) to a temporary sibling, then rename it to `final`."""
     tmp = tmp_sibling(final)
-    tmp.write_text(text)
+    content(tmp) if callable(content) else tmp.write_text(content)
     os.replace(tmp, final)
