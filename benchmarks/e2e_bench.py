@@ -88,9 +88,9 @@ def machine() -> dict:
     }
 
 
-def run_once(home: Path, sets: list[str], log_path: Path) -> dict:
-    """One `imm run` in `home`: wall, peak RSS, CPU time, load, stages, results."""
-    cmd = imm_command() + ["run", PRESET, "--home", str(home)] + [a for s in sets for a in ("--set", s)]
+def run_once(home: Path, sets: list[str], log_path: Path, preset: str = PRESET) -> dict:
+    """One `imm run PRESET` in `home`: wall, peak RSS, CPU time, load, stages, results."""
+    cmd = imm_command() + ["run", preset, "--home", str(home)] + [a for s in sets for a in ("--set", s)]
     load_start = loadavg()
     loads, hwm_kb, ru = [], 0, None
     with open(log_path, "wb") as out:

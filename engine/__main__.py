@@ -1,10 +1,15 @@
 """The engine process: `python -m engine run RUN [--home DIR]` runs a run's pending stages;
 `python -m engine sweep RUN [--home DIR]` works through the run's queued sweep trials;
 `python -m engine adopt RUN --iter T --trial ID` makes a trial iteration T's merge. This is what
-`imm run --detach`, `imm resume`, sweeps and the app start; users call `imm` (imm_tui.cli)."""
+`imm run --detach`, `imm resume`, sweeps and the app start; users call `imm` (imm_tui.cli).
+
+The process ignores SIGHUP (an SSH session that drops must not end a run: SIGTERM and `imm stop`
+do that), and its console is only an echo of the run's log (engine.console)."""
 import argparse
+import signal
 import sys
 
+from .console import say
 from .errors import RunStateError, UserError
 
 
@@ -16,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iter", dest="iteration", type=int, help="adopt: the iteration")
     parser.add_argument("--trial", type=int, help="adopt: the sweep trial id")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from .runstate.paths import home_dir
     from .runstate.store import Store
 
@@ -35,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
             adopt(store, args.run_id, args.iteration, args.trial)
             status = "adopted"
     except (UserError, RunStateError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", sys.stderr)
         return exc.exit_code
-    print(f"engine: {args.job} {args.run_id}: {status}")
+    say(f"engine: {args.job} {args.run_id}: {status}")
     return 0
 
 

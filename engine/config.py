@@ -6,7 +6,9 @@ choices are checked in `validate`.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import importlib.util
 import json
 import re
 import tomllib
@@ -20,8 +22,11 @@ METHODS = ("imm", "vanilla", "mixture", "accumulate")
 EXEMPLAR_MODES = ("fixed", "random")
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("tiny-arith",)
+GGUF_SUFFIX = ".gguf"  # a GGUF file as model.path: converted once into a model folder (engine.models.gguf)
+GGUF_PACKAGES = ("gguf", "accelerate")  # what transformers needs to read one (the gguf extra)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HOST_ENTRY = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s+slots=(\d+)")  # one line of a DeepSpeed hostfile
 
 
 @dataclass
@@ -34,7 +39,8 @@ class TeacherConfig:
 
 @dataclass
 class ModelConfig:
-    # "builtin:tiny-arith" (built offline, cached in the home folder), a local folder, or a hub id.
+    # "builtin:tiny-arith" (built offline, cached in the home folder), a local folder, a local
+    # .gguf file (converted once into the home's models cache), or a hub id.
     path: str = "builtin:tiny-arith"
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
     chat_template: bool = False
@@ -87,6 +93,14 @@ class SFTConfig:
     schedule: str = "cosine"  # cosine | linear
     max_length: int = 1024
     weight_decay: float = 0.0
+    # Speed (GPU): torch.compile of the decoder (hf backend; the first steps compile, so it pays
+    # on long runs) and gradient checkpointing (recompute activations in backward: less memory,
+    # about a third more compute). Both off: the CPU default trains as without them.
+    compile: bool = False
+    grad_checkpointing: bool = False
+    # deepspeed backend over several machines: one "HOST slots=N" entry per machine (N GPUs),
+    # written to a DeepSpeed hostfile; empty = this machine only (engine/train/deepspeed_launcher.py).
+    hosts: list[str] = field(default_factory=list)
     # Training checkpoints (hf backend; engine/train/checkpointing.py): saved every this many
     # optimizer steps or minutes, whichever comes first (0 = never), so a killed or stopped SFT
     # stage resumes from the last one. A save writes about 12 bytes per parameter (fp32 weights and
@@ -274,7 +288,7 @@ def gather_task_specs(data: dict) -> None:
 def resolve(preset: str | Path | dict, overrides: list[str] = ()) -> RunConfig:
     """Preset (file or dict) + overrides -> validated RunConfig. A local model path is made
     absolute, so a detached engine started elsewhere finds the same folder."""
-    data = load_preset(preset) if not isinstance(preset, dict) else dict(preset)
+    data = load_preset(preset) if not isinstance(preset, dict) else copy.deepcopy(preset)  # overrides edit it
     for assignment in overrides:
         apply_override(data, assignment)
     gather_task_specs(data)
@@ -332,17 +346,46 @@ def derived_grad_accum(s: SFTConfig, gpus: int) -> int:
     return s.global_batch_size // per_micro
 
 
+def check_hosts(path: str, hosts: list[str]) -> None:
+    """sft.hosts: distinct "HOST slots=N" entries (N >= 1), as a DeepSpeed hostfile has them."""
+    seen = set()
+    for i, entry in enumerate(hosts):
+        m = HOST_ENTRY.fullmatch(entry.strip())
+        if not m or int(m.group(2)) < 1:
+            raise ConfigError(f"{path}[{i}]", entry, "'HOST slots=N' with a host name or address and N >= 1 GPUs")
+        if m.group(1) in seen:
+            raise ConfigError(f"{path}[{i}]", entry, "each host once")
+        seen.add(m.group(1))
+
+
 def _share(path: str, value: float, what: str) -> None:
     if not 0 < value <= 1:
         raise ConfigError(path, value, f"a number in (0, 1] ({what})")
 
 
-def _check_model_path(path: str, value: str) -> None:
+def is_gguf(model_path: str) -> bool:
+    return model_path.lower().endswith(GGUF_SUFFIX)
+
+
+def built_at_start(model_path: str) -> bool:
+    """Whether iteration 0's build stage makes the base model's folder (builtin or GGUF)."""
+    return model_path.startswith(BUILTIN_PREFIX) or is_gguf(model_path)
+
+
+def _check_model_path(path: str, value: str, gguf: bool = False) -> None:
+    local = Path(value).expanduser()
     if value.startswith(BUILTIN_PREFIX):
         _choice(path, value, [BUILTIN_PREFIX + m for m in BUILTIN_MODELS])
-    elif Path(value).expanduser().exists():
-        if not Path(value).expanduser().is_dir():
-            raise ConfigError(path, value, "a model folder (config.json + weights), not a file")
+    elif gguf and is_gguf(value):
+        if not local.is_file():
+            raise ConfigError(path, value, "an existing GGUF file (this path is not a file)")
+        missing = [m for m in GGUF_PACKAGES if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(path, value, f"a GGUF file with its readers installed (missing: {', '.join(missing)}; pip install -e '.[gguf]')")
+    elif local.exists():
+        if not local.is_dir():
+            allowed = "a GGUF file (*.gguf) or " if gguf else ""
+            raise ConfigError(path, value, f"{allowed}a model folder (config.json + weights), not this file")
     elif value.startswith(("/", ".", "~")) or not HUB_ID.match(value):
         raise ConfigError(
             path, value, f"an existing local model folder, a hub id like 'Qwen/Qwen2.5-0.5B-Instruct', or {BUILTIN_PREFIX}NAME"
@@ -358,7 +401,7 @@ def validate(cfg: RunConfig) -> None:
     if cfg.vanilla_from != "previous" and cfg.method != "vanilla":
         raise ConfigError("vanilla_from", cfg.vanilla_from, f"previous with method {cfg.method!r} (only vanilla restarts from the base)")
     _choice("device", cfg.device, ("auto", "cpu", "cuda"))
-    _check_model_path("model.path", cfg.model.path)
+    _check_model_path("model.path", cfg.model.path, gguf=True)
     _choice("model.dtype", cfg.model.dtype, DTYPES)
 
     from .tasks import get_task
@@ -407,6 +450,11 @@ def validate(cfg: RunConfig) -> None:
     for key, value in (("grad_decay", s.grad_decay), ("mask_top_p", s.mask_top_p)):
         if value != 1 and s.backend != "hf":
             raise ConfigError(f"sft.{key}", value, "1 with sft.backend = 'deepspeed' (the interventions run on the hf backend)")
+    if s.compile and s.backend != "hf":
+        raise ConfigError("sft.compile", s.compile, "false with sft.backend = 'deepspeed' (compilation is the hf backend's)")
+    check_hosts("sft.hosts", s.hosts)
+    if s.hosts and s.backend != "deepspeed":
+        raise ConfigError("sft.hosts", s.hosts, "[] with sft.backend = 'hf' (several machines need 'deepspeed')")
     if not 0 <= s.warmup < 1:
         raise ConfigError("sft.warmup", s.warmup, "a share of the steps in [0, 1)")
     _choice("sft.schedule", s.schedule, ("cosine", "linear"))
@@ -443,6 +491,41 @@ def validate(cfg: RunConfig) -> None:
 
     if not 0 <= cfg.mixture.share <= 10:
         raise ConfigError("mixture.share", cfg.mixture.share, "a number in [0, 10]")
+
+
+# ---------------------------------------------------------------- resuming with changed settings
+
+# What `imm resume RUN --set KEY=VALUE` may change: how much memory a stage takes and where it
+# runs, not what it computes, so finished stages keep their meaning. Anything else (lr, alpha,
+# tasks, seed, k, lengths, ...) would make one run two experiments: a new run does that.
+RESUMABLE_KEYS = ("device", "generation.batch_size", "eval.batch_size", "analyze.batch_size",
+                  "sft.batch_size", "sft.grad_accum", "sft.num_gpus", "sft.grad_checkpointing", "sft.compile",
+                  "merge.device")
+
+
+def sft_step_examples(s: SFTConfig):
+    """What fixes the examples per optimizer step: sft.global_batch_size when set, else the
+    per-device batch x grad_accum and, with DeepSpeed, the GPUs."""
+    if s.global_batch_size:
+        return s.global_batch_size
+    return s.batch_size * s.grad_accum, s.num_gpus if s.backend == "deepspeed" else 1
+
+
+def resume_config(config: dict, overrides: list[str]) -> RunConfig:
+    """A run's stored config with the overrides of a resume, validated like any override. Refuses
+    a key outside RESUMABLE_KEYS, and SFT changes that change the examples per optimizer step."""
+    for assignment in overrides:
+        key, sep, raw = assignment.partition("=")
+        if sep and key.strip() not in RESUMABLE_KEYS:
+            raise ConfigError(key.strip(), raw.strip(), "a setting a resume may change: " + ", ".join(RESUMABLE_KEYS)
+                              + " (the others change what finished stages mean: start a new run)")
+    old, new = resolve(config), resolve(config, overrides)
+    if sft_step_examples(old.sft) != sft_step_examples(new.sft):
+        before = old.sft.batch_size * old.sft.grad_accum
+        raise ConfigError("sft.batch_size", new.sft.batch_size,
+                          f"sft.batch_size x sft.grad_accum = {before} (now {old.sft.batch_size} x {old.sft.grad_accum}) "
+                          "and sft.num_gpus unchanged, so each optimizer step sees as many examples as before")
+    return new
 
 
 # ---------------------------------------------------------------- writing TOML

@@ -20,12 +20,14 @@ import signal
 from pathlib import Path
 
 from .config import resolve
+from .console import ConsoleEcho
 from .errors import RunStateError, StopRequested
 from .runstate.lock import run_lock
-from .runstate.names import RunStatus, Stage, StageStatus
+from .runstate.names import PEAK_GPU_KEY, RunStatus, Stage, StageStatus
 from .runstate.paths import run_paths
 from .runstate.progress import ProgressReporter
 from .runstate.store import Store, now
+from .stage_errors import fail_for_test, stage_error
 from .stages import STAGES, StageContext, stage_seed
 from .stages.context import hold_for_test
 
@@ -41,7 +43,7 @@ def quiet_progress_bars() -> None:
 
 
 def make_logger(run_id: str, path: Path, echo: bool) -> logging.Logger:
-    """The run's logger: its engine.log, and stderr too when `echo`."""
+    """The run's logger: its engine.log, and stderr too when `echo` (until stderr goes away)."""
     log = logging.getLogger(f"imm.{run_id}")
     log.setLevel(logging.INFO)
     log.propagate = False
@@ -49,7 +51,7 @@ def make_logger(run_id: str, path: Path, echo: bool) -> logging.Logger:
         old.close()
     log.handlers.clear()
     fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    for h in [logging.FileHandler(path)] + ([logging.StreamHandler()] if echo else []):
+    for h in [logging.FileHandler(path)] + ([ConsoleEcho(log)] if echo else []):
         h.setFormatter(fmt)
         log.addHandler(h)
     return log
@@ -110,10 +112,14 @@ def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> bool:
     seed = stage_seed(ctx.cfg.seed, t, stage)
     random.seed(seed)
     torch.manual_seed(seed)
+    on_gpu = torch.cuda.is_available()
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
     progress = ProgressReporter(functools.partial(store.set_progress, ctx.run_id, t, stage))
     hold = functools.partial(hold_for_test, ctx.paths, t, stage)
     try:
         hold("start")
+        fail_for_test(t, stage)
         result = STAGES[stage](dataclasses.replace(ctx, seed=seed, progress=progress, hold=hold), t)
         hold("end")
     except StopRequested as exc:
@@ -121,7 +127,7 @@ def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> bool:
         ctx.log(f"[iter {t}] {stage}: {exc}")
         return False
     except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = stage_error(exc, ctx.cfg, ctx.run_id, stage)
         store.set_stage(ctx.run_id, t, stage, status=StageStatus.FAILED, ended=now(), error=error)
         store.update_run(ctx.run_id, status=RunStatus.FAILED, pid=None, error=f"[iter {t}] {stage}: {error}")
         ctx.log(f"[iter {t}] {stage}: failed: {error}")
@@ -130,6 +136,9 @@ def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> bool:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    store.finish_stage(ctx.run_id, t, stage, artifact=str(result.artifact or ""), info=result.info, rows=result.rows)
-    ctx.log(f"[iter {t}] {stage}: " + " ".join(["done", *(f"{k}={v}" for k, v in result.info.items())]))
+    info = dict(result.info)
+    if on_gpu:  # this process's peak; the deepspeed backend's info already holds its workers'
+        info.setdefault(PEAK_GPU_KEY, round(torch.cuda.max_memory_allocated() / 2**30, 2))
+    store.finish_stage(ctx.run_id, t, stage, artifact=str(result.artifact or ""), info=info, rows=result.rows)
+    ctx.log(f"[iter {t}] {stage}: " + " ".join(["done", *(f"{k}={v}" for k, v in info.items())]))
     return True

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shlex
+from pathlib import Path
 
-from .config import BUILTIN_PREFIX, RunConfig, derived_grad_accum, samples_per_temperature
+from .config import BUILTIN_PREFIX, RunConfig, derived_grad_accum, is_gguf, samples_per_temperature
 from .errors import ConfigError, UserError
 from .runstate.plan import plan
+from .train.deepspeed_launcher import host_gpus, hostfile_text, launch_command
 from .train.schedule import optimizer_steps
 
 
@@ -24,6 +28,8 @@ def dry_run_gpus(cfg: RunConfig) -> tuple[int, str]:
     s = cfg.sft
     if s.backend != "deepspeed":
         return 1, "backend hf: one device"
+    if s.hosts:
+        return host_gpus(s.hosts, s.num_gpus), f"sft.hosts: {len(s.hosts)} machine(s)"
     if s.num_gpus:
         return s.num_gpus, "sft.num_gpus"
     import torch
@@ -32,6 +38,17 @@ def dry_run_gpus(cfg: RunConfig) -> tuple[int, str]:
     if visible:
         return visible, "sft.num_gpus 0: all visible here"
     return 8, "sft.num_gpus 0 = all visible at run time; none visible here, so 8 (the method's) assumed"
+
+
+def deepspeed_launch_line(s) -> str:
+    """The DeepSpeed launch the SFT stage would run (JOB = its job folder, made at run time), and
+    the hostfile it would write there with sft.hosts."""
+    cmd = launch_command(Path("JOB/job.json"), s.num_gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), 0, s.hosts)
+    cmd[0], cmd[cmd.index("--master_port") + 1] = "python", "PORT"  # this interpreter; a free port at run time
+    line = "launch: " + shlex.join(cmd)
+    if s.hosts:
+        line += f"; JOB/hostfile: {hostfile_text(s.hosts).strip().replace(chr(10), '; ')}"
+    return line
 
 
 def exemplar_line(cfg: RunConfig, task) -> str:
@@ -52,8 +69,6 @@ def exemplar_line(cfg: RunConfig, task) -> str:
 
 
 def describe(cfg: RunConfig) -> str:
-    import os
-
     from .tasks import get_task
 
     # Counting questions must not download data sets: hub data that is not cached shows as unavailable.
@@ -62,7 +77,12 @@ def describe(cfg: RunConfig) -> str:
 
     g, s, m, e = cfg.generation, cfg.sft, cfg.merge, cfg.eval
     lines = [f"plan of {cfg.name}: method {cfg.method}, {cfg.iterations} iterations, seed {cfg.seed}, device {cfg.device}"]
-    kind = "builtin, built offline" if cfg.model.path.startswith(BUILTIN_PREFIX) else "local folder or hub id; not loaded"
+    if cfg.model.path.startswith(BUILTIN_PREFIX):
+        kind = "builtin, built offline"
+    elif is_gguf(cfg.model.path):
+        kind = "GGUF file, converted once into the home's models cache"
+    else:
+        kind = "local folder or hub id; not loaded"
     lines.append(f"model: {cfg.model.path} ({kind}), dtype {cfg.model.dtype}, chat template {cfg.model.chat_template}")
     if cfg.teacher.path:
         lines.append(f"teacher (distillation; generates the samples): {cfg.teacher.path}")
@@ -113,6 +133,8 @@ def describe(cfg: RunConfig) -> str:
     if s.mask_top_p != 1:
         interventions.append(f"weight masking: top {s.mask_top_p:g} of each tensor by |grad * W| trained")
     lines.append("  " + "; ".join(interventions))
+    if s.backend == "deepspeed":
+        lines.append("  " + deepspeed_launch_line(s))
     if cfg.method == "imm":
         lines.append(f"merge: theta = {m.alpha:g} * base + {1 - m.alpha:g} * (prev + DARE_p(sft - prev)), p {m.drop_rate:g}, "
                      f"mode {m.mode}" + (" (layer scales N * I_n / sum I)" if m.mode == "importance" else ""))

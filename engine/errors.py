@@ -1,4 +1,5 @@
 """Errors a user can act on. The CLI turns them into one line on stderr and an exit code."""
+import errno
 
 
 class UserError(Exception):
@@ -24,3 +25,20 @@ class RunStateError(Exception):
 class StopRequested(Exception):
     """The user asked the engine to stop (SIGTERM, `imm stop`); raised at a safe point inside a
     stage, after what the stage finished is saved. The run shows as stopped, the stage pending."""
+
+
+class DiskFullError(OSError):
+    """A write ran out of space (ENOSPC): names the path, about how much it needed and what is free.
+    Nothing partial is left behind; `imm resume` redoes the stage once there is room."""
+
+    def __init__(self, path, needed: int, free: int):
+        super().__init__(errno.ENOSPC, f"disk full writing {path}: it needs about {_size(needed)}, "
+                                       f"{_size(free)} free there; free some space, then `imm resume` the run")
+        self.path, self.needed, self.free = path, needed, free
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.1f} KiB"

@@ -1,9 +1,10 @@
-"""JSON Lines files: reading with errors that name the file and line, and atomic writing."""
+"""JSON Lines files: reading with errors that name the file and line, and atomic, durable writing."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from .durable import write_atomic
 from .errors import UserError
 
 
@@ -26,7 +27,5 @@ def read_records(path: Path, where: str) -> list[dict]:
 
 
 def write_records(path: Path, records: list[dict]) -> None:
-    """Write records to a temporary sibling, then rename it into place."""
-    from .models.loading import write_atomic
-
+    """Write records to a temporary sibling, then publish it durably (engine.durable)."""
     write_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

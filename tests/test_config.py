@@ -4,7 +4,8 @@ exits 2 and writes nothing."""
 import pytest
 
 from imm_tui.cli import main
-from engine.config import RunConfig, resolve
+from engine.config import RunConfig, load_preset, resolve
+from engine.errors import ConfigError
 
 from conftest import PROJECT, TINY_PRESET
 
@@ -67,8 +68,15 @@ def test_missing_and_malformed_presets(tmp_path, capsys):
     assert not (tmp_path / "h").exists()
 
 
-def test_every_shipped_preset_validates():
+def test_every_shipped_preset_validates(tmp_path, monkeypatch):
     presets = sorted((PROJECT / "presets").glob("*.toml"))
     assert TINY_PRESET in presets
+    monkeypatch.chdir(tmp_path)  # a GGUF preset's model path is relative to where imm runs
     for preset in presets:
+        model_path = load_preset(preset).get("model", {}).get("path", "")
+        if model_path.endswith(".gguf"):  # validates once the user has the file there
+            with pytest.raises(ConfigError, match="model.path"):
+                resolve(preset)
+            (tmp_path / model_path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / model_path).touch()
         resolve(preset)

@@ -103,6 +103,31 @@ def test_show_formats(reference):
     assert run_id in listing and "done" in listing
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_cuda(), reason="the CPU case; the GPU one is below")
+def test_without_a_gpu_stages_hold_no_peak_gpu_memory_and_show_prints_none(reference):
+    home, run_id, _ = reference
+    assert not any("peak_gpu_gib" in s["info"] for s in show_json(run_id, home)["stages"])
+    assert "peak GPU memory" not in imm("show", run_id, home=home, check=True).stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
+def test_on_a_gpu_every_stage_holds_its_peak_gpu_memory_and_show_prints_it(reference):
+    home, run_id, _ = reference
+    stages = show_json(run_id, home)["stages"]
+    peaks = {(s["iteration"], s["stage"]): s["info"]["peak_gpu_gib"] for s in stages}
+    assert len(peaks) == len(stages) and all(v >= 0 for v in peaks.values()), peaks
+    assert peaks[(1, "sft")] > peaks[(1, "filter")]  # training holds weights, gradients and Adam's moments
+    line = next(l for l in imm("show", run_id, home=home, check=True).stdout.splitlines() if l.startswith("peak GPU memory"))
+    assert f"1:sft {peaks[(1, 'sft')]:g}" in line
+
+
 # (stage, when): killed right after the stage started, or after its artifacts were written but
 # before it was marked done; one chain of kills covers every stage of an iteration.
 KILL_CHAIN = ["0:build:end", "0:eval:end", "1:generate:end", "1:filter:start", "1:filter:end", "1:sft:end", "1:merge:start", "1:merge:end",
@@ -299,7 +324,7 @@ def test_sigkill_inside_sft_mid_epoch_then_resume_gives_the_same_run(home, insid
     assert not (home / "runs" / run_id / "iter_1" / "sft").exists()
     imm("resume", run_id, home=home, check=True)
     log = (home / "runs" / run_id / "engine.log").read_text()
-    assert "sft: resuming from the checkpoint at optimizer step 3 (epoch 1, micro-batch 3)" in log
+    assert "sft: resuming from the checkpoint at optimizer step 3 (epoch 1, 3 of its steps done)" in log
     assert_same_run(home, run_id, inside_reference)
 
 

@@ -132,8 +132,9 @@ def test_sft_stopped_at_a_checkpoint_resumes_to_bit_identical_weights(tmp_path, 
     logs = []
     resumed = train_tiny(base_models, tmp_path / "out", TrainingCheckpoints(path, 3, 0, "fp", log=logs.append),
                          mask_top_p=mask_top_p)
-    assert "resuming from the checkpoint at optimizer step 6 (epoch 2, micro-batch 2)" in logs[0]
-    assert resumed == whole and whole["optimizer_steps"] == 10
+    assert "resuming from the checkpoint at optimizer step 6 (epoch 2, 1 of its steps done)" in logs[0]
+    timeless = lambda info: {k: v for k, v in info.items() if k != "train_s"}  # noqa: E731 -- seconds differ
+    assert timeless(resumed) == timeless(whole) and whole["optimizer_steps"] == 10
     a, b = weights(tmp_path / "whole"), weights(tmp_path / "out")
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
     # a checkpoint of other inputs is not resumed from

@@ -175,8 +175,8 @@ def _fake_launch(monkeypatch, script: str):
     """Stand in for DeepSpeed's launcher: a Python child that runs `script` with the job path."""
     import engine.train.deepspeed_launcher as sd
 
-    monkeypatch.setattr(sd, "_check_can_run", lambda n: None)
-    monkeypatch.setattr(sd, "launch_command", lambda job, n, visible, port: [sys.executable, "-c", script, str(job)])
+    monkeypatch.setattr(sd, "_check_can_run", lambda n, multi_node: None)
+    monkeypatch.setattr(sd, "launch_command", lambda job, n, visible, port, hosts: [sys.executable, "-c", script, str(job)])
 
 
 def test_train_streams_the_child_output_and_converts_its_weights(tmp_path, monkeypatch):
@@ -217,3 +217,52 @@ def test_a_failing_launcher_is_a_user_error_with_the_tail_of_its_output(tmp_path
     msg = str(exc.value)
     assert "exit code 3" in msg and "line 99" in msg and "line 10\n" not in msg
     assert not (tmp_path / "sft_1").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_sft_hosts_are_checked_and_need_deepspeed():
+    cfg = resolve(TINY_PRESET, ["sft.backend=deepspeed", 'sft.hosts=["node-1 slots=8", "10.0.0.2  slots=4"]'])
+    assert cfg.sft.hosts == ["node-1 slots=8", "10.0.0.2  slots=4"]
+    for bad, why in [('["node-1"]', "HOST slots=N"), ('["node-1 slots=0"]', "N >= 1"), ('["a slots=2", "a slots=2"]', "each host once"),
+                     ('["a b slots=2"]', "HOST slots=N")]:
+        with pytest.raises(ConfigError) as exc:
+            resolve(TINY_PRESET, ["sft.backend=deepspeed", f"sft.hosts={bad}"])
+        assert "sft.hosts[" in str(exc.value) and why in str(exc.value), (bad, str(exc.value))
+    with pytest.raises(ConfigError) as exc:
+        resolve(TINY_PRESET, ['sft.hosts=["a slots=2"]'])
+    assert "sft.hosts" in str(exc.value) and "deepspeed" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        resolve(TINY_PRESET, ["sft.backend=deepspeed", "sft.compile=true"])
+    assert "sft.compile" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        resolve(TINY_PRESET, ["sft.grad_checkpointing=1"])
+    assert "sft.grad_checkpointing" in str(exc.value) and "true or false" in str(exc.value)
+
+
+def test_multi_node_dry_run_shows_the_launch_and_the_hostfile_and_writes_nothing(tmp_path):
+    """The command and hostfile a two-machine run would use, from `imm run --dry-run` (no launch)."""
+    from conftest import imm
+
+    sets = ["sft.backend=deepspeed", 'sft.hosts=["gpu-a slots=8", "gpu-b slots=8"]', "sft.global_batch_size=128",
+            "sft.batch_size=4"]
+    out = imm("run", str(TINY_PRESET), "--dry-run", *sum((["--set", s] for s in sets), []), home=tmp_path / "home",
+              check=True).stdout
+    assert "per-device 4 x grad-accum 2 x 16 GPU(s) (sft.hosts: 2 machine(s)) = global batch 128" in out
+    launch = next(line.strip() for line in out.splitlines() if line.strip().startswith("launch: "))
+    assert launch == ("launch: python -u -m deepspeed.launcher.runner --master_port PORT --hostfile JOB/hostfile "
+                      "--master_addr gpu-a --module engine.train.deepspeed_worker --job JOB/job.json; "
+                      "JOB/hostfile: gpu-a slots=8; gpu-b slots=8")
+    assert not (tmp_path / "home").exists()
+
+
+def test_the_job_folder_holds_the_hostfile_the_launch_names(tmp_path):
+    from engine.train.deepspeed_launcher import host_gpus, launch_command, write_job
+
+    cfg = SFTConfig(backend="deepspeed", num_gpus=4, hosts=["gpu-a slots=8", "gpu-b   slots=2"])
+    job = write_job(tmp_path, tmp_path / "init", [("1+1=", "2")], cfg, seed=0)
+    assert (tmp_path / "hostfile").read_text() == "gpu-a slots=8\ngpu-b slots=2\n"
+    cmd = launch_command(job, cfg.num_gpus, "0,1", 29500, cfg.hosts)
+    assert cmd[cmd.index("--hostfile") + 1] == str(tmp_path / "hostfile")
+    assert cmd[cmd.index("--master_addr") + 1] == "gpu-a"
+    assert cmd[cmd.index("--num_gpus") + 1] == "4" and "--include" not in cmd  # 4 a host: CUDA_VISIBLE_DEVICES is local
+    assert host_gpus(cfg.hosts, 4) == 6 and host_gpus(cfg.hosts, 0) == 10
+    assert "--hostfile" not in launch_command(job, 0, None, 1)  # one machine: no hostfile

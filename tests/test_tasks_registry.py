@@ -48,12 +48,17 @@ def test_importing_the_registry_loads_no_heavy_package():
     assert out.stdout.strip() == "[]"
 
 
-def test_arith_tasks_are_unchanged():
+def test_arith_tasks_keep_prompt_and_grader_and_chat_like_the_benchmarks():
     task = get_task("arith_add3")
     ex = task.load("test")[0]
     assert task.grade(ex.rationale, ex) == (ex.answer, True)
     assert task.stop_sequences == ("\n",)
-    assert task.messages(ex, [])[0] == {"role": "user", "content": task.prompt(ex, [])}
+    # Chat models get the benchmarks' chat form: the answer format, exemplars as turns, the question.
+    shots = task.fixed_exemplars()[:2]
+    messages = task.messages(ex, shots)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert "The answer is N" in messages[0]["content"] and messages[-1]["content"] == ex.question
+    assert messages[2]["content"] == f"Let's think step by step. {shots[0].rationale}"
 
 
 @needs_data

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from ..durable import write_atomic
 from ..errors import ConfigError, RunStateError, UserError
 from ..runstate.launcher import PROJECT_ROOT, pid_alive, request_stop, spawn_detached
 from ..runstate.names import RunStatus, StageStatus
@@ -115,10 +116,8 @@ def save_preset(name: str, preset, overrides=(), folder: Path | None = None, sou
     if path.exists():
         raise UserError(f"preset name: {path} exists; allowed: a name not taken")
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
     origin = source or (str(preset) if not isinstance(preset, dict) else "a run's config")
-    tmp.write_text(f"# saved by imm from {origin}\n" + to_toml(cfg))
-    tmp.rename(path)
+    write_atomic(path, f"# saved by imm from {origin}\n" + to_toml(cfg))
     return path
 
 
@@ -156,13 +155,21 @@ def _require_idle(row: dict) -> None:
         raise RunStateError(f"run {row['id']} has a sweep running (pid {row['sweep_pid']}); wait for it to finish")
 
 
-def resume(run: str, home=None, detach: bool = True) -> Started:
-    """Continue from the first unfinished stage. Refused while an engine runs on it."""
+def resume(run: str, home=None, detach: bool = True, overrides=()) -> Started:
+    """Continue from the first unfinished stage. Refused while an engine runs on it. `overrides`
+    (KEY=VALUE) change settings in config.RESUMABLE_KEYS first, e.g. a batch size after running
+    out of memory; they are validated, then recorded in the run's row and its config.json."""
     row = find_run(reader(home), run)
     paths = run_paths(home_dir(home), row["run_dir"])
     if all(s.status == StageStatus.DONE for s in run_detail(row["id"], home).stages):
         return Started(row["id"], None, paths.log, row["status"])
     _require_idle(row)
+    if overrides:
+        from ..config import resume_config
+
+        cfg = resume_config(json.loads(row["config"]), list(overrides)).to_dict()
+        _store(home).update_run(row["id"], config=json.dumps(cfg))
+        write_atomic(paths.config, json.dumps(cfg, indent=2))
     return _launch(home, row["id"], paths, detach)
 
 
@@ -246,12 +253,9 @@ def export(run: str, fmt: str = "md", what: str = "results", home=None, path: st
     if path is None:
         return text
     path = Path(path).expanduser()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text + "\n")
-        tmp.rename(path)
+        write_atomic(path, text + "\n")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"export path: cannot write {path} ({exc.strerror or exc}); allowed: a file in an existing, "
                         "writable folder") from None
     return str(path)

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..results_table import checkpoint_label, checkpoint_order  # noqa: F401 - re-exported by the API
+from ..runstate.names import PEAK_GPU_KEY
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class StageRow:
     @property
     def seconds(self) -> float | None:
         return None if self.started is None or self.ended is None else self.ended - self.started
+
+    @property
+    def peak_gpu_gib(self) -> float | None:
+        """The stage's peak GPU memory in GiB; None where it ran without a GPU."""
+        return self.info.get(PEAK_GPU_KEY)
 
 
 @dataclass(frozen=True)

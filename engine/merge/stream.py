@@ -19,8 +19,9 @@ theta = alpha * base + (1 - alpha) * (prev + scale * DARE_p(sft - prev)) for eve
   the same seed gives the same bytes whatever the input shard layout or the number of threads. The
   CPU and the CUDA kernel draw different masks: a result is reproducible for a given seed and device.
 - Everything is checked before anything is written; bad input raises UserError and writes nothing.
-  The output is written into a hidden sibling folder and renamed into place only when complete,
-  so an interrupted merge never leaves a folder at `out`.
+  The output is written into a hidden sibling folder, fsynced and renamed into place only when
+  complete (engine.durable), so an interrupted merge never leaves a folder at `out`, and a full
+  disk is a DiskFullError naming the bytes the merge needs.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import INDEX_NAME, SINGLE_NAME, CheckpointReader, ShardWriter, TensorLocation, tensor_nbytes
-from ..models.loading import tmp_sibling
+from ..durable import write_then_publish
 from ..errors import UserError
 from .maths import imm_step_into, tensor_seed
 
@@ -106,20 +107,15 @@ def merge_checkpoints(
     plan = plan_tensors(readers, layer_scale)
     shards = split_shards(plan, max_shard_bytes)
 
-    tmp = tmp_sibling(out)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    nbytes = sum(tensor_nbytes(t.dtype, t.shape) for t in plan)
+
+    def fill(tmp: Path) -> None:
+        tmp.mkdir(parents=True)
         write_shards(tmp, shards, alpha, drop_rate, seed, device, progress)
         copy_side_files(Path(sft), tmp)
-        if out.exists():
-            out.rmdir()  # checked empty above
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return MergeResult(out, len(plan), sum(math.prod(t.shape) for t in plan),
-                       sum(tensor_nbytes(t.dtype, t.shape) for t in plan), time.perf_counter() - started)
+
+    write_then_publish(out, fill, nbytes)  # replaces an empty `out` (checked above)
+    return MergeResult(out, len(plan), sum(math.prod(t.shape) for t in plan), nbytes, time.perf_counter() - started)
 
 
 def check_arguments(alpha, drop_rate, seed, device, max_shard_bytes) -> None:

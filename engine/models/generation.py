@@ -60,7 +60,11 @@ def render_prompt(tokenizer, prompt: Prompt) -> str:
 
 
 class HFGenerator:
-    def __init__(self, path, device: str, dtype, batch_size: int = 64):
+    """transformers models. On a GPU (or with fast=True) Llama-layout models decode through
+    fast_generate.StaticDecoder (static cache, prompt prefilled once per n samples, CUDA-graph
+    steps); elsewhere, and with fast=False, through `generate` with its dynamic cache."""
+
+    def __init__(self, path, device: str, dtype, batch_size: int = 64, fast: Optional[bool] = None):
         from .loading import load_model, load_tokenizer
 
         from transformers import GenerationConfig
@@ -71,12 +75,17 @@ class HFGenerator:
         # Nothing of the checkpoint's generation_config.json fills a setting generate() is not given.
         self.model.generation_config = GenerationConfig()
         self.device, self.batch_size = device, batch_size
+        self.decoder = None
+        if (device.startswith("cuda") if fast is None else fast):
+            from .fast_generate import StaticDecoder, supports
 
-    def _encode(self, prompts: list[Prompt]):
+            if supports(self.model):
+                self.decoder = StaticDecoder(self.model, self.tokenizer.pad_token_id)
+
+    def _texts(self, prompts: list[Prompt]) -> tuple[list[str], bool]:
         # A chat template already holds the special tokens (BOS) it wants.
         chat = not isinstance(prompts[0], str)
-        texts = [render_prompt(self.tokenizer, p) for p in prompts]
-        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
+        return [render_prompt(self.tokenizer, p) for p in prompts], not chat
 
     def generate(self, prompts, temperature, n, max_new_tokens, stop=(), on_batch: OnBatch = None, seed=None):
         import torch
@@ -85,22 +94,39 @@ class HFGenerator:
             torch.manual_seed(seed)
         out: list[list[str]] = []
         for start in range(0, len(prompts), self.batch_size):
-            enc = self._encode(prompts[start : start + self.batch_size]).to(self.device)
-            s = sampling_settings(temperature)
-            with torch.inference_mode():
-                ids = self.model.generate(
-                    **enc, max_new_tokens=max_new_tokens, num_return_sequences=n, do_sample=s["do_sample"],
-                    temperature=temperature if s["do_sample"] else 1.0, top_p=s["top_p"], top_k=0,
-                    repetition_penalty=s["repetition_penalty"], pad_token_id=self.tokenizer.pad_token_id,
-                    eos_token_id=self.eos_ids,
-                )
-            new = ids[:, enc["input_ids"].shape[1] :]
+            batch = prompts[start : start + self.batch_size]
+            new = self._new_tokens(batch, temperature, n, max_new_tokens, stop)
             texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             texts = [cut_at_stop(t, stop) for t in texts]
             out.extend(texts[i : i + n] for i in range(0, len(texts), n))
             if on_batch is not None:
-                on_batch(len(enc["input_ids"]), int((new != self.tokenizer.pad_token_id).sum()))
+                on_batch(len(batch), sum(t != self.tokenizer.pad_token_id for row in new for t in row))
         return out
+
+    def _new_tokens(self, batch: list[Prompt], temperature: float, n: int, max_new_tokens: int,
+                    stop: tuple[str, ...]) -> list[list[int]]:
+        """The new token ids of n samples per prompt (prompt i's at i*n .. i*n+n-1)."""
+        import torch
+
+        texts, special = self._texts(batch)
+        if self.decoder is not None:
+            prompts = self.tokenizer(texts, add_special_tokens=special)["input_ids"]
+
+            def finished(rows):  # every running sequence has written a stop string (the text is cut there)
+                texts = self.tokenizer.batch_decode(rows, skip_special_tokens=True) if stop else [""]
+                return all(any(s in t for s in stop) for t in texts)
+
+            return self.decoder.generate(prompts, n, temperature, max_new_tokens, self.eos_ids, finished)
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=special).to(self.device)
+        s = sampling_settings(temperature)
+        with torch.inference_mode():
+            ids = self.model.generate(
+                **enc, max_new_tokens=max_new_tokens, num_return_sequences=n, do_sample=s["do_sample"],
+                temperature=temperature if s["do_sample"] else 1.0, top_p=s["top_p"], top_k=0,
+                repetition_penalty=s["repetition_penalty"], pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.eos_ids,
+            )
+        return ids[:, enc["input_ids"].shape[1] :].tolist()
 
     def close(self) -> None:
         import gc
@@ -108,6 +134,9 @@ class HFGenerator:
         import torch
 
         self.model = None
+        if self.decoder is not None:
+            self.decoder.release()
+            self.decoder = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

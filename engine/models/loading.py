@@ -1,14 +1,14 @@
 """Loading and saving Hugging Face model folders; device and dtype choice.
 
-Checkpoints are written to a temporary sibling and renamed into place, so a folder that exists
-under its final name is always complete.
+Checkpoints are written to a temporary sibling, fsynced and renamed into place (engine.durable),
+so a folder that exists under its final name is always complete, also after a power loss.
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
-from typing import Callable
+
+from ..durable import write_then_publish
 
 
 def resolve_device(name: str) -> str:
@@ -49,10 +49,6 @@ def load_model(path: str | Path, device: str, dtype):
     return model.to(device)
 
 
-def tmp_sibling(final: Path) -> Path:
-    return final.with_name(f".{final.name}.tmp-{os.getpid()}")
-
-
 def clear_stale(final: Path) -> None:
     """Remove a final folder and any temporary siblings left by an interrupted stage."""
     for leftover in final.parent.glob(f".{final.name}.tmp-*"):
@@ -64,19 +60,14 @@ def clear_stale(final: Path) -> None:
 
 
 def save_checkpoint(model, tokenizer, final: Path, dtype=None) -> Path:
-    """Write model + tokenizer to a temporary folder, then rename it to `final`."""
-    final = Path(final)
-    tmp = tmp_sibling(final)
-    shutil.rmtree(tmp, ignore_errors=True)
-    (model.to(dtype) if dtype is not None else model).save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    os.replace(tmp, final)
-    return final
+    """Write model + tokenizer to a temporary folder, then publish it as `final`."""
+    model = model.to(dtype) if dtype is not None else model
 
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
 
-def write_atomic(final: Path, content: str | Callable[[Path], None]) -> None:
-    """Write `content` (text, or a function that writes the file at the path it is given, e.g. a
-    torch.save too large to hold in memory twice) to a temporary sibling, then rename it to `final`."""
-    tmp = tmp_sibling(final)
-    content(tmp) if callable(content) else tmp.write_text(content)
-    os.replace(tmp, final)
+    # The estimate a full disk reports: the weights as saved, a tied tensor once (the tokenizer
+    # files are small).
+    weights = {t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}
+    return write_then_publish(Path(final), fill, sum(weights.values()))

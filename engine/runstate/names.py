@@ -16,6 +16,11 @@ class Stage(StrEnum):
     ANALYZE = "analyze"
 
 
+# The stage info key of the stage's peak GPU memory (GiB; torch.cuda.max_memory_allocated since the
+# stage started; for the deepspeed backend, the largest over its workers). Absent without a GPU.
+PEAK_GPU_KEY = "peak_gpu_gib"
+
+
 class StageStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"

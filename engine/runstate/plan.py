@@ -5,7 +5,8 @@ import json
 import secrets
 import time
 
-from ..config import BUILTIN_PREFIX, RunConfig
+from ..config import RunConfig, built_at_start
+from ..durable import write_atomic
 from .names import RunStatus, Stage
 from .paths import RunPaths, run_paths
 from .store import Store
@@ -29,7 +30,7 @@ def analyzed(cfg: RunConfig, t: int) -> bool:
 
 def plan(cfg: RunConfig) -> list[tuple[int, Stage]]:
     """Every stage of the run in order, as (iteration, stage); iteration 0 prepares the base."""
-    steps = [(0, Stage.BUILD)] if cfg.model.path.startswith(BUILTIN_PREFIX) else []
+    steps = [(0, Stage.BUILD)] if built_at_start(cfg.model.path) else []
     steps.append((0, Stage.EVAL))
     for t in range(1, cfg.iterations + 1):
         steps += [(t, stage) for stage in iteration_stages(cfg)] + ([(t, Stage.ANALYZE)] if analyzed(cfg, t) else [])
@@ -47,5 +48,5 @@ def create_run(store: Store, cfg: RunConfig, preset: str) -> tuple[str, RunPaths
         plan(cfg),
     )
     paths.root.mkdir(parents=True)
-    paths.config.write_text(json.dumps(cfg.to_dict(), indent=2))
+    write_atomic(paths.config, json.dumps(cfg.to_dict(), indent=2))
     return run_id, paths

@@ -19,6 +19,7 @@ from .names import RunStatus, Stage, StageStatus
 from .paths import db_path
 
 BUSY_TIMEOUT_MS = 10_000
+SYNCHRONOUS = "FULL"
 
 
 def now() -> float:
@@ -121,6 +122,10 @@ class Store:
         self.db = sqlite_utils.Database(db_path(self.home))
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.db.enable_wal()
+        # Set, not left to the build's default (SQLITE_DEFAULT_WAL_SYNCHRONOUS may make it NORMAL):
+        # in WAL mode NORMAL may lose the last commits on a power loss; FULL fsyncs the WAL at
+        # every commit, so a stage marked done stays done.
+        self.db.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
         self._migrate()
 
     def _migrate(self) -> None:

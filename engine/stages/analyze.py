@@ -11,7 +11,7 @@ def layer_importance(ctx: StageContext, t: int):
     """Layer importance of the model SFT_t starts from, computed once and kept as JSON
     (IIMM's merge and the analyze stage both use it). Progress: examples."""
     from ..diagnostics import Importance, importance, load_pairs, task_pairs
-    from ..models.loading import write_atomic
+    from ..durable import write_atomic
 
     path = ctx.paths.importance(t)
     if path.exists():
@@ -34,7 +34,7 @@ def analyze(ctx: StageContext, t: int) -> StageResult:
     """diagnostics.json and layer_stats / verdicts rows, per checkpoint. Progress: examples
     (importance), then tensors (weight change) per checkpoint."""
     from ..diagnostics import build_report, weight_change
-    from ..models.loading import write_atomic
+    from ..durable import write_atomic
 
     imp = layer_importance(ctx, t)
     targets = {f"sft{t}": ctx.paths.sft(t)}

@@ -1,13 +1,19 @@
-"""Iteration 0, before anything else: the embedded default's base model, built offline once."""
+"""Iteration 0, before anything else: the base model's folder, made once and cached in the home:
+the embedded default's model built offline, or a GGUF file converted."""
 from __future__ import annotations
 
-from ..config import BUILTIN_PREFIX
+from ..config import BUILTIN_PREFIX, is_gguf
 from .context import StageContext, StageResult
 
 
 def build(ctx: StageContext, t: int) -> StageResult:
-    """Pre-train the builtin base model (progress: pre-training steps), or find it cached."""
+    """Pre-train the builtin base model (progress: pre-training steps) or convert the GGUF file,
+    or find the result cached."""
+    path = ctx.cfg.model.path
+    if is_gguf(path):
+        from ..models.gguf import ensure_gguf
+
+        return StageResult(ensure_gguf(ctx.home, path, ctx.log))
     from ..models.builtin import ensure_builtin
 
-    name = ctx.cfg.model.path.removeprefix(BUILTIN_PREFIX)
-    return StageResult(ensure_builtin(ctx.home, name, ctx.log, ctx.progress))
+    return StageResult(ensure_builtin(ctx.home, path.removeprefix(BUILTIN_PREFIX), ctx.log, ctx.progress))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..config import BUILTIN_PREFIX, RunConfig
+from ..config import BUILTIN_PREFIX, RunConfig, is_gguf
 from ..errors import StopRequested
 from ..runstate.paths import RunPaths
 from ..runstate.progress import ProgressReporter, null_progress
@@ -71,6 +71,10 @@ class StageContext:
             from ..models.builtin import builtin_folder
 
             return str(builtin_folder(self.home, self.cfg.model.path.removeprefix(BUILTIN_PREFIX)))
+        if is_gguf(self.cfg.model.path):
+            from ..models.gguf import gguf_folder
+
+            return str(gguf_folder(self.home, self.cfg.model.path))
         return self.cfg.model.path
 
     def prev_path(self, t: int) -> str:

@@ -75,7 +75,7 @@ def evaluate_tasks(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size
             score = sum(pass_at_k(eval_cfg.samples, c, k) for c in correct_counts) / len(examples)
             rows.append({"task": name, "domain": domain, "metric": f"pass@{k}", "value": 100.0 * score, "n": len(examples)})
     if samples_path is not None:
-        from ..models.loading import write_atomic
+        from ..durable import write_atomic
 
         write_atomic(samples_path, "".join(json.dumps(r) + "\n" for r in records))
     return rows

@@ -41,7 +41,7 @@ class PartialFile:
     dropped; a torn last line (killed while writing it) is cut off."""
 
     def __init__(self, final: Path, model: str, log: Callable[[str], None]):
-        from ..models.loading import write_atomic
+        from ..durable import write_atomic
 
         self.path = Path(final).with_name(Path(final).name + ".partial")
         self.chunks: dict[str, list[list[str]]] = {}

@@ -30,9 +30,14 @@ def training_pairs(cfg: RunConfig, paths: RunPaths, t: int, seed: int) -> list[t
 
 
 def training_gpus(cfg: SFTConfig) -> int:
-    """GPUs SFT runs on: 1 (hf), sft.num_gpus, or every visible one (deepspeed, num_gpus 0)."""
+    """GPUs SFT runs on: 1 (hf), the slots of sft.hosts, sft.num_gpus, or every visible one
+    (deepspeed, num_gpus 0)."""
     if cfg.backend != "deepspeed":
         return 1
+    if cfg.hosts:
+        from ..train.deepspeed_launcher import host_gpus
+
+        return host_gpus(cfg.hosts, cfg.num_gpus)
     if cfg.num_gpus:
         return cfg.num_gpus
     import torch

@@ -11,6 +11,7 @@ import random
 import re
 
 from .base import Example, Task
+from .prompts import cot_messages
 
 ANSWER_RE = re.compile(r"The answer is (-?\d+)")
 NUMBER_RE = re.compile(r"-?\d+")
@@ -65,6 +66,12 @@ class ArithTask(Task):
     def prompt(self, example: Example, shots: list[Example]) -> str:
         demos = "".join(f"Q: {s.question}\nA: {s.rationale}\n\n" for s in shots)
         return f"{demos}Q: {example.question}\nA: "
+
+    def messages(self, example: Example, shots: list[Example]) -> list[dict[str, str]]:
+        # A chat model gets the benchmarks' chat form (answer-format system line, exemplars as
+        # turns): given the Q:/A: text as one user turn, SmolLM2-135M-Instruct answered "A: 5" or
+        # wrote a system prompt of its own instead in half of its samples.
+        return cot_messages(example, shots, "numeric")
 
     def extract(self, completion: str) -> str | None:
         m = ANSWER_RE.search(completion)

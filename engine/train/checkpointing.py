@@ -5,7 +5,7 @@ A checkpoint is taken after an optimizer step (the gradients are clear then) eve
 sft.checkpoint_every steps or sft.checkpoint_minutes minutes, whichever comes first, and when a
 stop is asked for. It holds everything the rest of the run depends on: the fp32 weights, AdamW's
 state, the schedule's position, the weight mask, the RNG states and the data position (epoch and
-next micro-batch; each epoch's order is rebuilt from its seed) with the loss history. One file,
+its optimizer steps done; each epoch's batches are rebuilt from its seed) with the loss history. One file,
 replaced atomically by the next; resuming from it gives bit-for-bit the weights of an
 uninterrupted run on the same device. It carries a fingerprint of the inputs (training data,
 settings, starting model): a checkpoint of other inputs is ignored.
@@ -21,11 +21,11 @@ from typing import Callable
 
 @dataclass
 class Position:
-    """Where training stands: the next micro-batch (`micro` of `epoch`), the optimizer steps
-    taken and every micro-batch's loss so far."""
+    """Where training stands: `batch` optimizer steps of `epoch` done, `step` in all, and every
+    step's loss so far."""
 
     epoch: int = 0
-    micro: int = 0
+    batch: int = 0
     step: int = 0
     losses: list[float] = field(default_factory=list)
 
@@ -69,24 +69,25 @@ class TrainingCheckpoints:
         random.setstate(state["rng"]["python"])
         position = Position(**state["position"])
         self.log(f"sft: resuming from the checkpoint at optimizer step {position.step} "
-                 f"(epoch {position.epoch + 1}, micro-batch {position.micro})")
+                 f"(epoch {position.epoch + 1}, {position.batch} of its steps done)")
         return position
 
-    def after_step(self, position: Position, total: int, model, opt, sched, grad_mask) -> None:
-        """Save a checkpoint when one is due or a stop was asked for (not after the last step: the
-        final model follows), then pass the stage's safe point."""
-        if not self.enabled or position.step >= total:
+    def after_step(self, step: int, total: int, position: Callable[[], Position], model, opt, sched, grad_mask) -> None:
+        """After optimizer step `step`: save a checkpoint when one is due or a stop was asked for
+        (not after the last step: the final model follows), then pass the stage's safe point.
+        `position` makes the Position (it reads the losses: a GPU sync, so only on a save)."""
+        if not self.enabled or step >= total:
             return
-        due = (self.every and position.step % self.every == 0) or \
+        due = (self.every and step % self.every == 0) or \
               (self.minutes and time.monotonic() - self._saved_at >= 60 * self.minutes)
         if due or self.stop_requested():
-            self.save(position, model, opt, sched, grad_mask)
-            self.safe_point(f"checkpoint{position.step}")
+            self.save(position(), model, opt, sched, grad_mask)
+            self.safe_point(f"checkpoint{step}")
 
     def save(self, position: Position, model, opt, sched, grad_mask) -> None:
         import torch
 
-        from ..models.loading import write_atomic
+        from ..durable import write_then_publish
 
         state = {
             "fingerprint": self.fingerprint,
@@ -98,7 +99,9 @@ class TrainingCheckpoints:
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "position": asdict(position),
         }
-        write_atomic(self.path, lambda tmp: torch.save(state, tmp))
+        tensors = {t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}
+        nbytes = 3 * sum(tensors.values())  # the weights and AdamW's two moments (a full disk says so)
+        write_then_publish(self.path, lambda tmp: torch.save(state, tmp), nbytes)
         self._saved_at = time.monotonic()
         self.log(f"sft: checkpoint at optimizer step {position.step} ({self.path.stat().st_size / 2**20:.1f} MiB)")
 

@@ -20,7 +20,9 @@ padded with its own first items to a multiple of W so every rank runs the same n
 micro-batches); each rank cuts its share into micro-batches of sft.batch_size. The effective batch
 is therefore batch_size * grad_accum * W: with W = 1 the batches and steps are the hf backend's.
 Differences: the parameters live in bf16 with fp32 master weights in the optimizer (ZeRO's bf16
-mode) where hf keeps fp32 weights under bf16 autocast.
+mode) where hf keeps fp32 weights under bf16 autocast; the worker takes the model's own loss (the
+mean over each micro-batch's response tokens, over the full logits) where hf averages over the
+response tokens of the whole optimizer step with its chunked head loss (engine.train.loss).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ from ..errors import UserError
 from .schedule import shuffled
 
 WEIGHTS_FILE = "pytorch_model.bin"
+HOSTFILE = "hostfile"
 TAIL_LINES = 40
 
 
@@ -82,11 +85,29 @@ def rank_order(n_items: int, rank: int, world_size: int, shuffle_seed: int) -> l
     return padded[rank::world_size]
 
 
-def launch_command(job: Path, num_gpus: int, visible: str | None, port: int) -> list[str]:
+def hostfile_text(hosts: list[str]) -> str:
+    """A DeepSpeed hostfile of sft.hosts: one "HOST slots=N" line per machine."""
+    return "".join(" ".join(h.split()) + "\n" for h in hosts)
+
+
+def host_gpus(hosts: list[str], num_gpus: int) -> int:
+    """GPUs over all of sft.hosts: each host's slots, capped at num_gpus per host when set."""
+    slots = [int(h.split("slots=")[1]) for h in hosts]
+    return sum(min(n, num_gpus) if num_gpus else n for n in slots)
+
+
+def launch_command(job: Path, num_gpus: int, visible: str | None, port: int, hosts: list[str] = ()) -> list[str]:
     """The launcher's argv. num_gpus 0 = all visible GPUs; with CUDA_VISIBLE_DEVICES set, the
-    runner ignores it whenever --num_gpus is given, so the first N visible ids are named instead."""
+    runner ignores it whenever --num_gpus is given, so the first N visible ids are named instead.
+    With sft.hosts the runner reads the hostfile beside the job (write_job writes it) and starts
+    the ranks of the other machines over ssh (pdsh, its default); the first host is the master,
+    and num_gpus caps the GPUs used on each host."""
     cmd = [sys.executable, "-u", "-m", "deepspeed.launcher.runner", "--master_port", str(port)]
-    if num_gpus > 0:
+    if hosts:
+        cmd += ["--hostfile", str(Path(job).parent / HOSTFILE), "--master_addr", hosts[0].split()[0]]
+        if num_gpus > 0:
+            cmd += ["--num_gpus", str(num_gpus)]
+    elif num_gpus > 0:
         if visible:
             ids = [v.strip() for v in visible.split(",") if v.strip()]
             cmd += ["--include", "localhost:" + ",".join(ids[:num_gpus])]
@@ -114,12 +135,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _check_can_run(num_gpus: int) -> None:
+def _check_can_run(num_gpus: int, multi_node: bool) -> None:
     import importlib.util
 
     if importlib.util.find_spec("deepspeed") is None:
         raise UserError("sft.backend = 'deepspeed' needs the deepspeed package (pip install 'imm[gpu]'), "
                         "or use sft.backend = 'hf'")
+    if multi_node:  # the hosts' GPUs are not visible from here
+        return
     import torch
 
     visible = torch.cuda.device_count()
@@ -188,6 +211,8 @@ def write_job(folder: Path, init_path: Path, pairs, cfg: SFTConfig, seed: int) -
             "pairs": str(folder / "pairs.jsonl"), "weights_dir": str(folder / "weights"),
             "result": str(folder / "result.json")}
     (folder / "job.json").write_text(json.dumps(spec, indent=1))
+    if cfg.hosts:
+        (folder / HOSTFILE).write_text(hostfile_text(cfg.hosts))
     return folder / "job.json"
 
 
@@ -215,7 +240,7 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
     """Same contract as engine.train.sft.train: fine-tune init_path on the pairs, save to `out`
     atomically, return an info dict. `device` is ignored: DeepSpeed runs on the visible GPUs.
     Progress comes from the worker's step lines (per epoch: DeepSpeed runs in the child)."""
-    _check_can_run(cfg.num_gpus)
+    _check_can_run(cfg.num_gpus, bool(cfg.hosts))
     import gc
 
     import torch
@@ -227,7 +252,7 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.ds-", dir=out.parent) as tmp:
         folder = Path(tmp)
         job = write_job(folder, Path(init_path), pairs, cfg, seed)
-        cmd = launch_command(job, cfg.num_gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), _free_port())
+        cmd = launch_command(job, cfg.num_gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), _free_port(), cfg.hosts)
         log("sft (deepspeed): " + " ".join(cmd[1:]))
         run_launcher(cmd, child_env(), progress_from_lines(log, progress))
         weights = folder / "weights" / WEIGHTS_FILE

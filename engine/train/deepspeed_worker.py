@@ -26,6 +26,7 @@ def main(argv=None) -> int:
 
     from engine.config import SFTConfig
     from engine.models.loading import load_tokenizer
+    from engine.runstate.names import PEAK_GPU_KEY
     from engine.train.deepspeed_launcher import ds_config, rank_order
     from engine.train.schedule import epoch_seed, lr_scheduler, optimizer_steps, warmup_steps
     from engine.train.textdata import batches, encode_pairs
@@ -58,6 +59,8 @@ def main(argv=None) -> int:
     hf_ds = HfDeepSpeedConfig(config)  # noqa: F841 -- kept alive: from_pretrained partitions under zero.Init
     model = AutoModelForCausalLM.from_pretrained(init_path, dtype=torch.bfloat16)
     model.config.use_cache = False
+    if cfg.grad_checkpointing:
+        model.gradient_checkpointing_enable()
     engine, _, _, _ = deepspeed.initialize(
         model=model, model_parameters=model.parameters(), config=config,
         lr_scheduler=lambda opt: lr_scheduler(opt, total, warmup, cfg.schedule),
@@ -69,7 +72,7 @@ def main(argv=None) -> int:
               f"(micro batch {cfg.batch_size}, grad accum {cfg.grad_accum}, warm-up {warmup})", flush=True)
 
     started = time.time()
-    epoch_losses, last = [], None
+    epoch_losses, last, tokens = [], None, 0
     for epoch in range(cfg.epochs):
         order = rank_order(len(items), rank, world, epoch_seed(seed, epoch))
         mine = [items[i] for i in order]
@@ -82,6 +85,7 @@ def main(argv=None) -> int:
             engine.backward(loss)
             engine.step()
             loss_sum += loss.detach().float()
+            tokens += int(mask.sum())
             last = loss.detach().float()
         dist.all_reduce(loss_sum)
         mean = loss_sum.item() / (micro_per_epoch * world)
@@ -92,13 +96,17 @@ def main(argv=None) -> int:
     final = last.clone() if last is not None else torch.zeros((), device=device)
     dist.all_reduce(final)
     train_s = time.time() - started
+    counts = torch.tensor([tokens, torch.cuda.max_memory_allocated()], dtype=torch.float64, device=device)
+    dist.all_reduce(counts[:1])
+    dist.all_reduce(counts[1:], op=dist.ReduceOp.MAX)
 
     Path(spec["weights_dir"]).mkdir(parents=True, exist_ok=True)
     engine.save_16bit_model(spec["weights_dir"], "pytorch_model.bin")
     if rank == 0:
         info = {"examples": len(items), "optimizer_steps": int(engine.global_steps),
                 "final_loss": final.item() / world, "epoch_losses": epoch_losses, "world_size": world,
-                "loop_s": round(train_s, 1), "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+                "loop_s": round(train_s, 1), "tokens": int(counts[0]), "tokens_per_s": round(float(counts[0]) / train_s),
+                PEAK_GPU_KEY: round(float(counts[1]) / 2**30, 2)}
         tmp = Path(spec["result"] + ".tmp")
         tmp.write_text(json.dumps(info))
         os.replace(tmp, spec["result"])

@@ -24,5 +24,8 @@ def run(args) -> int:
         seeds = [f"iter {st.iteration} {st.info['seed']}" for st in detail.stages if st.stage == "merge" and "seed" in st.info]
         if seeds:
             print("DARE mask seeds used: " + ", ".join(seeds))
+        peaks = [f"{st.iteration}:{st.stage} {st.peak_gpu_gib:g}" for st in detail.stages if st.peak_gpu_gib is not None]
+        if peaks:  # none on a CPU run
+            print("peak GPU memory (GiB): " + ", ".join(peaks))
     print(api.export(s.id, args.format, home=args.home, metric=args.metric))
     return 0

@@ -1,0 +1,56 @@
+"""A GGUF file as the base model: converted once into a Hugging Face folder (safetensors,
+tokenizer with its chat template, generation config) in the home's models cache, which every
+stage then loads like any other model folder.
+
+transformers reads GGUF (`gguf_file=`, with the `gguf` and `accelerate` packages: the `gguf`
+extra) and dequantises it, but flags the model as gguf-quantised, so `save_pretrained` refuses
+it: its state dict is loaded into a plain model of the same config, and that is saved.
+
+The cache entry is keyed by the file's name, size and modification time (hashing a model file on
+every look-up would cost seconds), built under a file lock and published by one rename.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from pathlib import Path
+from typing import Callable
+
+
+def gguf_folder(home: Path, gguf: str | Path) -> Path:
+    """Where the converted folder of this GGUF file lives (whether or not it is there yet)."""
+    gguf = Path(gguf)
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return Path(home) / "models" / f"gguf-{gguf.stem}-{key}"
+
+
+def ensure_gguf(home: Path, gguf: str | Path, log: Callable[[str], None] = print) -> Path:
+    """The converted folder of a GGUF file, converting it first if it is not cached yet."""
+    folder = gguf_folder(home, gguf)
+    if (folder / "config.json").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "config.json").exists():
+            log(f"converting {gguf} into a Hugging Face folder (once; cached in {folder})")
+            convert_gguf(Path(gguf), folder)
+    return folder
+
+
+def convert_gguf(gguf: Path, out: Path) -> None:
+    """Dequantise `gguf` and write it to `out` as a model folder (through a temporary sibling)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .loading import save_checkpoint
+
+    where, name = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name)
+    quantised = AutoModelForCausalLM.from_pretrained(where, gguf_file=name)
+    config = quantised.config
+    del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=quantised.dtype)
+    model.load_state_dict(quantised.state_dict(), strict=True)
+    model.generation_config = quantised.generation_config
+    save_checkpoint(model, tokenizer, out)
