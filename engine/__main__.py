@@ -6,6 +6,7 @@
 The process ignores SIGHUP (an SSH session that drops must not end a run: SIGTERM and `imm stop`
 do that), and its console is only an echo of the run's log (engine.console)."""
 import argparse
+import os
 import signal
 import sys
 
@@ -22,9 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trial", type=int, help="adopt: the sweep trial id")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    from .runstate.paths import home_dir
+    from .runstate.paths import PRIVATE_UMASK, home_dir
     from .runstate.store import Store
 
+    os.umask(PRIVATE_UMASK)  # logs, samples and checkpoints of the run: owner only
     try:
         store = Store(home_dir(args.home))
         if args.job == "run":
@@ -41,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
             adopt(store, args.run_id, args.iteration, args.trial)
             status = "adopted"
     except (UserError, RunStateError) as exc:
-        say(f"error: {exc}", sys.stderr)
+        from .plain_text import clean  # the message may quote a file, a model or a log: plain text
+
+        say(f"error: {clean(exc)}", sys.stderr)
         return exc.exit_code
     say(f"engine: {args.job} {args.run_id}: {status}")
     return 0

@@ -10,13 +10,15 @@ import copy
 import dataclasses
 import importlib.util
 import json
+import math
 import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 
 METHODS = ("imm", "vanilla", "mixture", "accumulate")
 EXEMPLAR_MODES = ("fixed", "random")
@@ -25,8 +27,24 @@ BUILTIN_MODELS = ("tiny-arith",)
 GGUF_SUFFIX = ".gguf"  # a GGUF file as model.path: converted once into a model folder (engine.models.gguf)
 GGUF_PACKAGES = ("gguf", "accelerate")  # what transformers needs to read one (the gguf extra)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+MAX_THREADS = 1024
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HOST_ENTRY = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s+slots=(\d+)")  # one line of a DeepSpeed hostfile
+# Run names and custom task names become parts of run ids, folder names and log lines.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_ALLOWED = "1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+SEED_MAX = 2**32 - 1  # numpy's and DARE's seeds are 32-bit
+# The upper bound of every integer field (a typo like iterations=99999999999999999999 must not
+# reach the planner); each is far above any real run. A test checks that every int field is here.
+INT_MAX = {
+    "iterations": 1000, "seed": SEED_MAX, "tasks.train_size": 10**8, "tasks.eval_size": 10**8,
+    "generation.k": 1024, "generation.max_new_tokens": 10**6, "generation.fewshot": 64,
+    "generation.batch_size": 2**16, "sft.num_gpus": 1024, "sft.epochs": 1000, "sft.batch_size": 2**16,
+    "sft.grad_accum": 2**16, "sft.global_batch_size": 2**24, "sft.max_length": 10**6, "merge.seed": SEED_MAX,
+    "sft.checkpoint_every": 10**9,
+    "eval.k": 1024, "eval.samples": 1024, "eval.fewshot": 64, "eval.max_new_tokens": 10**6,
+    "eval.batch_size": 2**16, "analyze.limit": 10**8, "analyze.batch_size": 2**16, "threads": MAX_THREADS,
+}
 
 
 @dataclass
@@ -35,6 +53,7 @@ class TeacherConfig:
     path: str = ""  # "" = no teacher; else a local folder or a hub id
     dtype: str = "auto"
     chat_template: bool = False
+    trust_remote_code: bool = False  # as model.trust_remote_code
 
 
 @dataclass
@@ -44,6 +63,9 @@ class ModelConfig:
     path: str = "builtin:tiny-arith"
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
     chat_template: bool = False
+    # Run Python code shipped with the checkpoint (its own modelling/tokenizer files). Off: such
+    # code runs with your rights; turn it on only for a model whose code you trust.
+    trust_remote_code: bool = False
 
 
 @dataclass
@@ -152,6 +174,9 @@ class RunConfig:
     vanilla_from: str = "previous"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    # torch CPU threads: "auto" (the cores other processes leave free, looked at before each
+    # stage; OMP_NUM_THREADS when set) or a fixed count (engine.cpu_threads)
+    threads: int | str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
@@ -182,6 +207,11 @@ def _type_name(tp) -> str:
 def _coerce(value, tp, path: str):
     """Check `value` against annotation `tp`; ints pass as floats; "a,b" strings pass as lists."""
     origin = typing.get_origin(tp)
+    if origin is types.UnionType:
+        members = typing.get_args(tp)
+        if isinstance(value, bool) or not isinstance(value, members):
+            raise ConfigError(path, value, " or ".join(_type_name(m) for m in members))
+        return value
     if origin is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -197,7 +227,9 @@ def _coerce(value, tp, path: str):
             raise ConfigError(path, value, "a table")
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value) if abs(value) < 2**1023 else math.inf  # float() of a larger int overflows
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(path, value, "a finite number")
     if tp is bool or tp is int:
         if type(value) is not tp:
             raise ConfigError(path, value, _type_name(tp))
@@ -214,7 +246,8 @@ def _build(cls, data: dict, path: str):
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
-        key_path = f"{path}.{key}" if path else key
+        shown = key or '""'  # TOML allows an empty key; the message must still name it
+        key_path = f"{path}.{shown}" if path else shown
         if key not in known:
             raise ConfigError(key_path, value, f"one of the known keys {sorted(known)}")
         tp = hints[key]
@@ -259,17 +292,28 @@ def load_preset(path: str | Path, _seen: tuple = ()) -> dict:
     preset and overrides what this one sets. The name defaults to the file's stem."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError("preset", str(path), "an existing TOML file (see presets/)")
+        raise ConfigError("extends" if _seen else "preset", str(path), "an existing TOML file (see presets/)")
     try:
-        data = tomllib.loads(path.read_text())
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("preset", str(path), f"a readable file ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError("preset", str(path), f"UTF-8 text (byte {raw[exc.start]:#04x} on line {line} is not)") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("preset", str(path), f"valid TOML ({exc})") from None
     name = data.get("name", path.stem)
     parent = data.pop("extends", None)
     if parent is not None:
-        parent_path = path.parent / str(parent)
-        if parent_path.resolve() in _seen:
-            raise ConfigError("extends", str(parent), "a preset that does not extend this one again (a cycle)")
+        if not isinstance(parent, str) or not parent or "\x00" in parent:
+            raise ConfigError("extends", parent, "the path of another preset, relative to this one")
+        parent_path = path.parent / parent
+        if parent_path.resolve() in _seen + (path.resolve(),):
+            raise ConfigError("extends", parent, "a preset that does not extend this one again (a cycle)")
         data = deep_merge(load_preset(parent_path, _seen + (path.resolve(),)), data)
     data["name"] = name
     return data
@@ -280,9 +324,10 @@ def gather_task_specs(data: dict) -> None:
     tasks = data.get("tasks")
     if isinstance(tasks, dict):
         specs = {k: v for k, v in tasks.items() if isinstance(v, dict) and k != "specs"}
-        if specs:
+        earlier = tasks.get("specs", {})
+        if specs and isinstance(earlier, dict):  # else _build refuses tasks.specs
             data["tasks"] = {k: v for k, v in tasks.items() if k not in specs}
-            data["tasks"]["specs"] = {**tasks.get("specs", {}), **specs}
+            data["tasks"]["specs"] = {**earlier, **specs}
 
 
 def resolve(preset: str | Path | dict, overrides: list[str] = ()) -> RunConfig:
@@ -295,8 +340,8 @@ def resolve(preset: str | Path | dict, overrides: list[str] = ()) -> RunConfig:
     cfg = _build(RunConfig, data, "")
     validate(cfg)
     for holder in (cfg.model, cfg.teacher):
-        local = Path(holder.path).expanduser()
-        if holder.path and not holder.path.startswith(BUILTIN_PREFIX) and local.exists():
+        local = _local(holder.path) if holder.path and not holder.path.startswith(BUILTIN_PREFIX) else None
+        if local:
             holder.path = str(local.resolve())
     for spec in cfg.tasks.specs.values():
         if spec.get("path"):
@@ -327,6 +372,11 @@ def check_drop_rate(path: str, value: float) -> None:
     """DARE's drop probability p: 1 would drop the whole update and divide by zero."""
     if not 0 <= value < 1:
         raise ConfigError(path, value, "a number in [0, 1)")
+
+
+def check_threads(path: str, value: int | str) -> None:
+    if value != "auto" and not (isinstance(value, int) and 1 <= value <= MAX_THREADS):
+        raise ConfigError(path, value, f'"auto" or a number of threads from 1 to {MAX_THREADS}')
 
 
 def samples_per_temperature(g: GenerationConfig) -> list[int]:
@@ -372,17 +422,26 @@ def built_at_start(model_path: str) -> bool:
     return model_path.startswith(BUILTIN_PREFIX) or is_gguf(model_path)
 
 
+def _local(value: str) -> Path | None:
+    """`value` as an existing local path (~ expanded), else None (also for text no path can be)."""
+    try:
+        local = Path(value).expanduser()
+        return local if value and "\x00" not in value and local.exists() else None
+    except (RuntimeError, OSError):  # ~unknown-user
+        return None
+
+
 def _check_model_path(path: str, value: str, gguf: bool = False) -> None:
-    local = Path(value).expanduser()
+    local = _local(value)
     if value.startswith(BUILTIN_PREFIX):
         _choice(path, value, [BUILTIN_PREFIX + m for m in BUILTIN_MODELS])
     elif gguf and is_gguf(value):
-        if not local.is_file():
+        if local is None or not local.is_file():
             raise ConfigError(path, value, "an existing GGUF file (this path is not a file)")
         missing = [m for m in GGUF_PACKAGES if importlib.util.find_spec(m) is None]
         if missing:
             raise ConfigError(path, value, f"a GGUF file with its readers installed (missing: {', '.join(missing)}; pip install -e '.[gguf]')")
-    elif local.exists():
+    elif local is not None:
         if not local.is_dir():
             allowed = "a GGUF file (*.gguf) or " if gguf else ""
             raise ConfigError(path, value, f"{allowed}a model folder (config.json + weights), not this file")
@@ -392,10 +451,45 @@ def _check_model_path(path: str, value: str, gguf: bool = False) -> None:
         )
 
 
+def _check_int_bounds(node, prefix: str = "") -> None:
+    """Every integer field (and integer list item) against its upper bound in INT_MAX."""
+    for f in dataclasses.fields(node):
+        path, value = prefix + f.name, getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_int_bounds(value, path + ".")
+            continue
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for i, item in items:
+            if type(item) is int and item > INT_MAX[path]:
+                raise ConfigError(path if i is None else f"{path}[{i}]", item, f"<= {INT_MAX[path]} (the most imm allows)")
+
+
+def check_name(path: str, value: str) -> None:
+    if not NAME_RE.match(value):
+        raise ConfigError(path, value, NAME_ALLOWED)
+
+
+def _check_task_data(name: str, spec: dict, train: bool) -> None:
+    """A task read from a local path: its splits exist, parse and hold records with the named
+    fields, checked now rather than when a stage first reads them, after the run was created."""
+    from .tasks import get_task
+
+    task = get_task(name, spec)
+    try:
+        for split in ["test"] + ([task.train_split] if train else []):
+            task.load(split)
+    except UserError as exc:
+        raise ConfigError(f"tasks.{name}.path", spec["path"], f"readable task data ({exc})") from None
+
+
 def validate(cfg: RunConfig) -> None:
     from .tasks import task_names
 
+    check_threads("threads", cfg.threads)  # first: its message says "auto" or a count
+    _check_int_bounds(cfg)
+    check_name("name", cfg.name)
     _at_least("iterations", cfg.iterations, 1)
+    _at_least("seed", cfg.seed, 0)
     _choice("method", cfg.method, METHODS)
     _choice("vanilla_from", cfg.vanilla_from, ("previous", "base"))
     if cfg.vanilla_from != "previous" and cfg.method != "vanilla":
@@ -411,7 +505,14 @@ def validate(cfg: RunConfig) -> None:
     for i, name in enumerate(cfg.tasks.ood):
         _choice(f"tasks.ood[{i}]", name, known)
     for name, spec in cfg.tasks.specs.items():
+        check_name("tasks." + name, name)
+        if not isinstance(spec, dict):
+            raise ConfigError(f"tasks.{name}", spec, "a table of the task's fields (path, kind, question, answer)")
         get_task(name, spec)  # checks the table's fields (ConfigError tasks.NAME.FIELD)
+    for name in cfg.all_tasks():
+        spec = cfg.tasks.specs.get(name)
+        if spec and spec.get("path"):
+            _check_task_data(name, spec, train=name == cfg.tasks.id or spec.get("shots") == "train")
     if cfg.teacher.path:
         _check_model_path("teacher.path", cfg.teacher.path)
         _choice("teacher.dtype", cfg.teacher.dtype, DTYPES)
@@ -464,6 +565,7 @@ def validate(cfg: RunConfig) -> None:
     _at_least("sft.checkpoint_minutes", s.checkpoint_minutes, 0)
 
     m = cfg.merge
+    _at_least("merge.seed", m.seed, 0)
     check_alpha("merge.alpha", m.alpha)
     check_drop_rate("merge.drop_rate", m.drop_rate)
     _choice("merge.mode", m.mode, ("uniform", "importance"))

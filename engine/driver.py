@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
-import json
 import logging
 import os
 import random
@@ -21,10 +20,14 @@ from pathlib import Path
 
 from .config import resolve
 from .console import ConsoleEcho
+from .cpu_threads import CoreWatch, choose_threads
 from .errors import RunStateError, StopRequested
+from .plain_text import clean
 from .runstate.lock import run_lock
 from .runstate.names import PEAK_GPU_KEY, RunStatus, Stage, StageStatus
-from .runstate.paths import run_paths
+from .runstate.paths import require_run_folder, run_paths
+from .runstate.plan import config_copy_ok, write_config_copy
+from .runstate.reader import stored_config
 from .runstate.progress import ProgressReporter
 from .runstate.store import Store, now
 from .stage_errors import fail_for_test, stage_error
@@ -42,6 +45,14 @@ def quiet_progress_bars() -> None:
     hf_logging.disable_progress_bar()
 
 
+class PlainFormatter(logging.Formatter):
+    """Log lines as plain text: what a model, a data file or a child process said may hold escape
+    sequences, which must not reach the terminal that echoes the log (or `tail`s engine.log)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return clean(super().format(record))
+
+
 def make_logger(run_id: str, path: Path, echo: bool) -> logging.Logger:
     """The run's logger: its engine.log, and stderr too when `echo` (until stderr goes away)."""
     log = logging.getLogger(f"imm.{run_id}")
@@ -50,7 +61,7 @@ def make_logger(run_id: str, path: Path, echo: bool) -> logging.Logger:
     for old in log.handlers:
         old.close()
     log.handlers.clear()
-    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    fmt = PlainFormatter("%(asctime)s %(message)s", "%H:%M:%S")
     for h in [logging.FileHandler(path)] + ([ConsoleEcho(log)] if echo else []):
         h.setFormatter(fmt)
         log.addHandler(h)
@@ -62,8 +73,25 @@ def open_run(store: Store, run_id: str, echo: bool = True) -> StageContext:
     row = store.run(run_id)
     if row is None:
         raise RunStateError(f"no run {run_id!r} in {store.home}")
-    cfg, paths = resolve(json.loads(row["config"])), run_paths(store.home, row["run_dir"])
-    return StageContext(cfg, row["id"], paths, store.home, cfg.seed, make_logger(row["id"], paths.log, echo).info)
+    cfg, paths = resolve(stored_config(row)), run_paths(store.home, row["run_dir"])
+    require_run_folder(row["id"], paths, any(s["status"] == StageStatus.DONE for s in store.stages(row["id"])))
+    ctx = StageContext(cfg, row["id"], paths, store.home, cfg.seed, make_logger(row["id"], paths.log, echo).info)
+    if not config_copy_ok(paths):
+        write_config_copy(paths, stored_config(row))
+        ctx.log(f"{paths.config} was missing or damaged: written again from the database")
+    return ctx
+
+
+def use_free_cores(ctx: StageContext, watch: CoreWatch) -> None:
+    """Before each stage: torch's CPU threads for the cores free now (engine.cpu_threads); the
+    log says the count and why whenever it changes."""
+    import torch
+
+    threads, why = choose_threads(ctx.cfg.threads, watch)
+    if threads != watch.threads:
+        torch.set_num_threads(threads)
+        watch.threads = threads
+        ctx.log(f"cpu threads: {threads} ({why})")
 
 
 def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
@@ -72,8 +100,8 @@ def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
     (ctx.safe_point)."""
     quiet_progress_bars()
     ctx = open_run(store, run_id, echo)
-    ctx.paths.root.mkdir(parents=True, exist_ok=True)
     sigterm = []
+    watch = CoreWatch()
 
     def on_sigterm(*_):
         sigterm.append(True)
@@ -90,6 +118,7 @@ def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
             for row in store.stages(ctx.run_id):
                 if row["status"] == StageStatus.DONE:
                     continue
+                use_free_cores(ctx, watch)
                 if ctx.stop_requested() or not run_stage(store, ctx, row["iteration"], Stage(row["stage"])):
                     ctx.paths.stop_request.unlink(missing_ok=True)
                     store.update_run(ctx.run_id, status=RunStatus.STOPPED, pid=None)

@@ -13,7 +13,10 @@ class ConfigError(UserError):
 
     def __init__(self, path: str, value, allowed: str):
         self.path, self.value, self.allowed = path, value, allowed
-        super().__init__(f"{path}: got {value!r}; allowed: {allowed}")
+        shown = repr(value)
+        if len(shown) > 200:  # a pasted file or a huge number: enough to recognise it
+            shown = f"{shown[:160]}... ({len(shown)} characters)"
+        super().__init__(f"{path}: got {shown}; allowed: {allowed}")
 
 
 class RunStateError(Exception):
@@ -42,3 +45,10 @@ class DiskFullError(OSError):
 
 def _size(nbytes: int) -> str:
     return f"{nbytes / 2**20:.1f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.1f} KiB"
+
+
+class BrokenStateError(RunStateError):
+    """The home's database or a run's folder is damaged, or was written by a newer imm; nothing
+    was changed. Exit 2: like bad input, a file the user must look at."""
+
+    exit_code = 2

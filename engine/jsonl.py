@@ -12,8 +12,12 @@ def read_records(path: Path, where: str) -> list[dict]:
     """The JSON objects of a JSONL file (blank lines skipped). A line that is not a JSON object is a
     UserError starting with `where` (e.g. "task 'gsm8k'") and naming the file and line."""
     records = []
-    with Path(path).open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with Path(path).open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{where}: {path}:{lineno}: not UTF-8 text (byte {raw[exc.start]:#04x})") from None
             if not line.strip():
                 continue
             try:

@@ -6,18 +6,19 @@ never re-run. A sweep holds the run's lock: it cannot race a running engine.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
-from .config import check_alpha, check_drop_rate, resolve
-from .driver import open_run
+from .config import INT_MAX, SEED_MAX, check_alpha, check_drop_rate, resolve
+from .cpu_threads import CoreWatch
+from .driver import open_run, use_free_cores
 from .errors import RunStateError, UserError
 from .runstate.lock import run_lock
 from .runstate.names import KEPT_ON_ADOPT, Stage, StageStatus
+from .runstate.reader import stored_config
 from .runstate.store import Store
 from .stages import StageContext, stage_seed
 from .stages.evaluate import evaluate_checkpoint
@@ -53,8 +54,10 @@ def queue_sweep(store: Store, run_id: str, t: int, alphas: list[float], drops: l
         check_alpha("--alpha", a)
     for p in drops:
         check_drop_rate("--drop", p)
-    if subset < 0:
-        raise UserError(f"--subset: got {subset}; allowed: 0 (all) or a positive number of questions")
+    if not 0 <= subset <= INT_MAX["tasks.eval_size"]:
+        raise UserError(f"--subset: got {subset}; allowed: 0 (all) or a number of questions up to {INT_MAX['tasks.eval_size']}")
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        raise UserError(f"--seed: got {seed}; allowed: an integer in [0, {SEED_MAX}]")
     row, cfg = run_config(store, run_id)
     _check_iteration(row["id"], cfg.iterations, store.stages(row["id"]), t)
     seed = stage_seed(cfg.merge.seed, t, Stage.MERGE) if seed is None else seed
@@ -71,8 +74,10 @@ def work_queue(store: Store, run_id: str, log: Callable[[str], None] | None = No
     with run_lock(ctx.paths.lock, ctx.run_id, wait=True):
         store.requeue_running_trials(ctx.run_id)
         store.update_run(ctx.run_id, sweep_pid=os.getpid())
+        watch = CoreWatch()
         try:
             while (trial := store.claim_trial(ctx.run_id)) is not None:
+                use_free_cores(ctx, watch)
                 try:
                     run_trial(store, ctx, trial, log)
                 except Exception as exc:
@@ -104,7 +109,7 @@ def run_config(store: Store, run_id: str):
     row = store.run(run_id)
     if row is None:
         raise RunStateError(f"no run {run_id!r} in {store.home}")
-    return row, resolve(json.loads(row["config"]))
+    return row, resolve(stored_config(row))
 
 
 def check_adoptable(store: Store, run_id: str, t: int, trial_id: int) -> None:

@@ -39,15 +39,17 @@ def app_arguments(argv: list[str]) -> argparse.Namespace | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     app_args = app_arguments(argv)
-    if app_args is not None:
-        from .app import run_app
-
-        return run_app(app_args.home)
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv) if app_args is None else None
     try:
+        if app_args is not None:
+            from .app import run_app
+
+            return run_app(app_args.home)
         return int(args.func(args) or 0)
     except (UserError, RunStateError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from engine.api import clean  # the message may quote a file, a model or a log: plain text
+
+        print(f"error: {clean(exc)}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:
         # The reader went away (`imm ... | head`): not an error of the command.

@@ -18,14 +18,40 @@ FAST = [
 ]
 
 
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def nothing_written(parent: Path, out: Path, before: list[str]) -> bool:
+    """`out` was not made and nothing else appeared beside it (a temporary folder of any name:
+    .out.tmp-PID today); `before` is listing(parent) taken before the command."""
+    return not out.exists() and listing(parent) == before
+
+
+def gguf_stand_ins(folder: Path) -> list[Path]:
+    """Empty files where the shipped presets' GGUF model paths point (relative to `folder`, the
+    working directory of the test): such a preset validates only once its file is there."""
+    from engine.config import load_preset
+
+    made = []
+    for preset in sorted((PROJECT / "presets").glob("*.toml")):
+        model_path = load_preset(preset).get("model", {}).get("path", "")
+        if model_path.endswith(".gguf"):
+            (folder / model_path).parent.mkdir(parents=True, exist_ok=True)
+            (folder / model_path).touch()
+            made.append(folder / model_path)
+    return made
+
+
 @pytest.fixture(scope="session")
 def base_models(tmp_path_factory) -> Path:
-    """A home's models/ folder holding the builtin tiny-arith base, really pre-trained once per
-    session (or once per machine, when $IMM_TEST_HOME names a home folder to keep it in)."""
+    """A home's models/ folder holding the builtin tiny-arith base, really pre-trained (not the
+    shipped copy) once per session (or once per machine, when $IMM_TEST_HOME names a home folder to
+    keep it in)."""
     from engine.models.builtin import ensure_builtin
 
     home = Path(os.environ["IMM_TEST_HOME"]) if os.environ.get("IMM_TEST_HOME") else tmp_path_factory.mktemp("base-home")
-    ensure_builtin(home, "tiny-arith", log=lambda _: None)
+    ensure_builtin(home, "tiny-arith", log=lambda _: None, build=True)
     return home / "models"
 
 

@@ -17,7 +17,7 @@ import pytest
 from engine import api
 from engine.errors import ConfigError, RunStateError, UserError
 
-from conftest import FAST, PROJECT, TINY_PRESET
+from conftest import FAST, PROJECT, TINY_PRESET, gguf_stand_ins
 
 HEAVY = ("torch", "transformers", "safetensors", "numpy", "sqlite_utils", "pandas")
 
@@ -181,9 +181,11 @@ def test_validate_reports_every_bad_field_and_start_writes_nothing(tmp_path):
     assert not home.exists()
 
 
-def test_config_toml_round_trips_every_preset(tmp_path):
+def test_config_toml_round_trips_every_preset(tmp_path, monkeypatch):
     from engine.config import resolve
 
+    monkeypatch.chdir(tmp_path)
+    gguf_stand_ins(tmp_path)
     for preset in sorted((PROJECT / "presets").glob("*.toml")):
         cfg = resolve(preset)
         text = api.config_toml(cfg.to_dict())

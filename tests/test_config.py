@@ -7,7 +7,7 @@ from imm_tui.cli import main
 from engine.config import RunConfig, load_preset, resolve
 from engine.errors import ConfigError
 
-from conftest import PROJECT, TINY_PRESET
+from conftest import PROJECT, TINY_PRESET, gguf_stand_ins
 
 
 def test_tiny_preset_resolves_with_overrides():
@@ -72,11 +72,11 @@ def test_every_shipped_preset_validates(tmp_path, monkeypatch):
     presets = sorted((PROJECT / "presets").glob("*.toml"))
     assert TINY_PRESET in presets
     monkeypatch.chdir(tmp_path)  # a GGUF preset's model path is relative to where imm runs
+    gguf_presets = [p for p in presets if load_preset(p).get("model", {}).get("path", "").endswith(".gguf")]
+    assert gguf_presets
+    for preset in gguf_presets:  # validates once the user has the file there
+        with pytest.raises(ConfigError, match="model.path"):
+            resolve(preset)
+    assert gguf_stand_ins(tmp_path)
     for preset in presets:
-        model_path = load_preset(preset).get("model", {}).get("path", "")
-        if model_path.endswith(".gguf"):  # validates once the user has the file there
-            with pytest.raises(ConfigError, match="model.path"):
-                resolve(preset)
-            (tmp_path / model_path).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / model_path).touch()
         resolve(preset)

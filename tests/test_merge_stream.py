@@ -17,6 +17,8 @@ from engine.merge.maths import imm_step, tensor_seed
 from engine.merge.stream import HEAD, merge_checkpoints
 from engine.models.tiny import new_tiny_model
 
+from conftest import listing, nothing_written
+
 PROJECT = Path(__file__).resolve().parent.parent
 EMBED = "model.embed_tokens.weight"
 
@@ -60,16 +62,6 @@ def expected(ckpts, name, alpha, p, seed, suffix="", scale=1.0, piece_size=None)
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:
     return {f.name: f.read_bytes() for f in sorted(folder.iterdir())}
-
-
-def listing(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
-
-
-def nothing_written(parent: Path, out: Path, before: list[str]) -> bool:
-    """`out` was not made and nothing else appeared beside it (a temporary folder of any name:
-    .out.tmp-PID today); `before` is listing(parent) taken before the merge."""
-    return not out.exists() and listing(parent) == before
 
 
 def test_nothing_written_sees_leftover_temporary_folders_of_any_name(tmp_path):

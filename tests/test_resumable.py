@@ -100,7 +100,8 @@ def train_tiny(base_models, out, checkpoints=None, **overrides):
     task = get_task("arith_add3")
     pairs = [(task.prompt(e, []), e.rationale) for e in task.load("train")[:40]]
     cfg = SFTConfig(epochs=2, lr=1e-3, batch_size=4, grad_accum=2, warmup=0.1, max_length=96, **overrides)
-    return train(base_models / "tiny-arith-v1", pairs, cfg, out, "cpu", torch.float32, 11, lambda _: None, None, checkpoints)
+    return train(base_models / "tiny-arith-v1", pairs, cfg, out, "cpu", torch.float32, 11, lambda _: None, None,
+                 checkpoints=checkpoints)
 
 
 def weights(folder):

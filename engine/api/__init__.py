@@ -18,6 +18,7 @@ from .reads import (
     tail_log, trials, verdicts,
 )
 from .tools import analyze_checkpoints, grade_file, merge_checkpoints, parse_task_spec
+from ..plain_text import clean, json_line
 from ..results_table import render_text, trial_table
 from ..runstate.names import RunStatus, Stage, StageStatus
 from ..runstate.paths import home_dir

@@ -12,7 +12,7 @@ from ..durable import write_atomic
 from ..errors import ConfigError, RunStateError, UserError
 from ..runstate.launcher import PROJECT_ROOT, pid_alive, request_stop, spawn_detached
 from ..runstate.names import RunStatus, StageStatus
-from ..runstate.paths import RunPaths, home_dir, run_paths
+from ..runstate.paths import RunPaths, home_dir, private_files, require_run_folder, run_paths
 from .models import Comparison, FieldError, PresetInfo, Started
 from .reads import find_run, layer_stats, live_status, reader, results, run_detail
 
@@ -36,7 +36,8 @@ def _foreground(home, run_id: str) -> str:
     """Run the engine in this process (the CLI without --detach); returns the final status."""
     from ..driver import run_engine
 
-    return run_engine(_store(home), run_id)
+    with private_files():  # as the detached engine (python -m engine) writes them
+        return run_engine(_store(home), run_id)
 
 
 # ------------------------------------------------------------ config
@@ -141,9 +142,11 @@ def start_run(preset, overrides=(), home=None, detach: bool = True,
 
 def _launch(home, run_id: str, paths: RunPaths, detach: bool) -> Started:
     if detach:
+        store = _store(home)  # a database this imm cannot write is refused here, not in the detached engine
+        require_run_folder(run_id, paths, any(s["status"] == StageStatus.DONE for s in store.stages(run_id)))
         pid = spawn_detached(home_dir(home), run_id, paths)
         # The engine records its pid itself once it runs; until then readers see the one we started.
-        _store(home).update_run(run_id, pid=pid)
+        store.update_run(run_id, pid=pid)
         return Started(run_id, pid, paths.log, RunStatus.RUNNING)
     return Started(run_id, None, paths.log, _foreground(home, run_id))
 
@@ -196,7 +199,8 @@ def start_sweep(run: str, iteration: int, alphas: list[float], drops: list[float
     store = _store(home)
     ids = queue_sweep(store, row["id"], iteration, alphas, drops, seed=seed, subset=subset, keep_weights=keep_weights)
     if not detach:
-        work_queue(store, row["id"], log=log)
+        with private_files():
+            work_queue(store, row["id"], log=log)
     elif not (row.get("sweep_pid") and pid_alive(row["sweep_pid"])):
         spawn_detached(home_dir(home), row["id"], run_paths(home_dir(home), row["run_dir"]), job="sweep")
     return ids
@@ -216,7 +220,8 @@ def adopt_trial(run: str, iteration: int, trial_id: int, home=None, detach: bool
         check_adoptable(store, row["id"], iteration, trial_id)  # refuse now, not in a detached process
         pid = spawn_detached(home_dir(home), row["id"], paths, "adopt", ("--iter", str(iteration), "--trial", str(trial_id)))
         return Started(row["id"], pid, paths.log, row["status"])
-    adopt(store, row["id"], iteration, trial_id, log=log)
+    with private_files():
+        adopt(store, row["id"], iteration, trial_id, log=log)
     return Started(row["id"], None, paths.log, find_run(reader(home), row["id"])["status"])
 
 

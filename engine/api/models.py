@@ -32,6 +32,9 @@ class RunSummary:
     pid: int | None
     sweep_running: bool
     run_dir: Path
+    # The roles (model, teacher) whose checkpoints' own Python code the run executes
+    # (trust_remote_code on in the preset); () for a run that runs none.
+    remote_code: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

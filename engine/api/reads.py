@@ -7,11 +7,11 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import RunStateError
+from ..errors import BrokenStateError, RunStateError
 from ..runstate.launcher import pid_alive
 from ..runstate.names import RunStatus, StageStatus
 from ..runstate.paths import home_dir, run_paths
-from ..runstate.reader import Reader
+from ..runstate.reader import Reader, stored_config
 from .models import (
     LayerStat, ModuleStat, Progress, ResultRow, RunDetail, RunSummary, Sample, StageRow, Trial, Verdict,
     checkpoint_order,
@@ -41,7 +41,10 @@ def live_status(row: dict) -> str:
 
 
 def _summary(home: Path, row: dict, stages: list[dict], metrics: list[dict], verdicts: list[dict], now: float) -> RunSummary:
-    config = json.loads(row["config"]) if row["config"] else {}
+    try:
+        config = stored_config(row)
+    except BrokenStateError:  # listed all the same; its detail says what is wrong
+        config = {}
     current = next((s for s in stages if s["status"] == StageStatus.RUNNING), None) \
         or next((s for s in stages if s["status"] != StageStatus.DONE), None)
     status = live_status(row)
@@ -68,6 +71,7 @@ def _summary(home: Path, row: dict, stages: list[dict], metrics: list[dict], ver
         best_id=best_id, best_ood=best_ood, verdict=latest["verdict"] if latest else None,
         started=row["created"], elapsed=elapsed, error=row["error"], pid=row["pid"],
         sweep_running=bool(sweep_pid) and pid_alive(sweep_pid), run_dir=run_paths(home, row["run_dir"]).root,
+        remote_code=tuple(role for role in ("model", "teacher") if (config.get(role) or {}).get("trust_remote_code")),
     )
 
 
@@ -98,7 +102,7 @@ def run_detail(run: str, home=None) -> RunDetail:
     row = find_run(r, run)
     stages = r.stages(row["id"])
     summary = _summary(r.home, row, stages, r.metrics(row["id"]), r.verdicts(row["id"]), time.time())
-    return RunDetail(summary=summary, config=json.loads(row["config"]), stages=tuple(_stage_row(s) for s in stages),
+    return RunDetail(summary=summary, config=stored_config(row), stages=tuple(_stage_row(s) for s in stages),
                      log_path=run_paths(r.home, row["run_dir"]).log)
 
 
@@ -245,7 +249,7 @@ def samples(run: str, iteration: int, which: str = "generated", home=None, limit
     r = reader(home)
     row = find_run(r, run)
     paths = run_paths(r.home, row["run_dir"])
-    task_id = json.loads(row["config"])["tasks"]["id"]
+    task_id = stored_config(row)["tasks"]["id"]
     if which == "generated":
         path = paths.graded(iteration)
     elif which == "kept":

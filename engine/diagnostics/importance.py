@@ -93,13 +93,14 @@ def importance_of_model(model, items: list[Encoded], batch_size: int, pad_id: in
 
 
 def importance(model_dir, pairs: list[tuple[str, str]], *, batch_size: int = 8, max_length: int = 512,
-               device: str | None = None, dtype: str = "float32", progress=None) -> Importance:
+               device: str | None = None, dtype: str = "float32", progress=None, trust_remote_code: bool = False) -> Importance:
     """Load the checkpoint folder `model_dir` and its tokenizer, and score `pairs` (prompt, response)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype),
+                                                 trust_remote_code=trust_remote_code).to(device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return importance_of_model(model, encode_pairs(tokenizer, pairs, max_length), batch_size, pad_id, progress)

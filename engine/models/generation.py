@@ -34,7 +34,7 @@ def sampling_settings(temperature: float) -> dict:
             "repetition_penalty": 1.0}
 
 
-def eos_token_ids(path, tokenizer) -> list[int]:
+def eos_token_ids(path, tokenizer, trust_remote_code: bool = False) -> list[int]:
     """Every end-of-sequence id the checkpoint names: its generation config's (only this is
     taken from it), its model config's and the tokenizer's, in that order, without repeats."""
     from transformers import AutoConfig, GenerationConfig
@@ -44,7 +44,8 @@ def eos_token_ids(path, tokenizer) -> list[int]:
         found.append(GenerationConfig.from_pretrained(str(path)).eos_token_id)
     except OSError:  # no generation_config.json
         pass
-    found += [getattr(AutoConfig.from_pretrained(str(path)), "eos_token_id", None), tokenizer.eos_token_id]
+    config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    found += [getattr(config, "eos_token_id", None), tokenizer.eos_token_id]
     ids: list[int] = []
     for value in found:
         for i in value if isinstance(value, list) else [value]:
@@ -64,14 +65,15 @@ class HFGenerator:
     fast_generate.StaticDecoder (static cache, prompt prefilled once per n samples, CUDA-graph
     steps); elsewhere, and with fast=False, through `generate` with its dynamic cache."""
 
-    def __init__(self, path, device: str, dtype, batch_size: int = 64, fast: Optional[bool] = None):
+    def __init__(self, path, device: str, dtype, batch_size: int = 64, fast: Optional[bool] = None,
+                 trust_remote_code: bool = False):
         from .loading import load_model, load_tokenizer
 
         from transformers import GenerationConfig
 
-        self.tokenizer = load_tokenizer(path, padding_side="left")
-        self.eos_ids = eos_token_ids(path, self.tokenizer)
-        self.model = load_model(path, device, dtype).eval()
+        self.tokenizer = load_tokenizer(path, padding_side="left", trust_remote_code=trust_remote_code)
+        self.eos_ids = eos_token_ids(path, self.tokenizer, trust_remote_code)
+        self.model = load_model(path, device, dtype, trust_remote_code).eval()
         # Nothing of the checkpoint's generation_config.json fills a setting generate() is not given.
         self.model.generation_config = GenerationConfig()
         self.device, self.batch_size = device, batch_size
@@ -142,9 +144,9 @@ class HFGenerator:
             torch.cuda.empty_cache()
 
 
-def make_generator(backend: str, path, device: str, dtype, batch_size: int):
+def make_generator(backend: str, path, device: str, dtype, batch_size: int, trust_remote_code: bool = False):
     if backend == "vllm":
         from .vllm_backend import VLLMGenerator
 
-        return VLLMGenerator(path, dtype)
-    return HFGenerator(path, device, dtype, batch_size=batch_size)
+        return VLLMGenerator(path, dtype, trust_remote_code=trust_remote_code)
+    return HFGenerator(path, device, dtype, batch_size=batch_size, trust_remote_code=trust_remote_code)

@@ -46,11 +46,12 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     from .loading import save_checkpoint
 
     where, name = str(gguf.parent), gguf.name
-    tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name)
-    quantised = AutoModelForCausalLM.from_pretrained(where, gguf_file=name)
+    # A GGUF file holds tensors and metadata, no Python code: nothing remote to trust.
+    tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name, trust_remote_code=False)
+    quantised = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, trust_remote_code=False)
     config = quantised.config
     del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=quantised.dtype)
+    model = AutoModelForCausalLM.from_config(config, dtype=quantised.dtype, trust_remote_code=False)
     model.load_state_dict(quantised.state_dict(), strict=True)
     model.generation_config = quantised.generation_config
     save_checkpoint(model, tokenizer, out)

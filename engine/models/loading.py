@@ -32,20 +32,22 @@ def torch_dtype(name: str, device: str):
     return getattr(torch, name)  # a validated choice: float32, bfloat16 or float16
 
 
-def load_tokenizer(path: str | Path, padding_side: str = "left"):
+def load_tokenizer(path: str | Path, padding_side: str = "left", trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path))
+    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     tok.padding_side = padding_side
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
-def load_model(path: str | Path, device: str, dtype):
+def load_model(path: str | Path, device: str, dtype, trust_remote_code: bool = False):
+    """The checkpoint's model; its own Python code runs only with trust_remote_code (a preset's
+    model.trust_remote_code), never by default."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code)
     return model.to(device)
 
 

@@ -15,13 +15,13 @@ from .generation import eos_token_ids, sampling_settings
 
 
 class VLLMGenerator:
-    def __init__(self, path, dtype, seed: int = 0):
+    def __init__(self, path, dtype, seed: int = 0, trust_remote_code: bool = False):
         from .loading import load_tokenizer
 
-        self.eos_ids = eos_token_ids(path, load_tokenizer(path))
+        self.eos_ids = eos_token_ids(path, load_tokenizer(path, trust_remote_code=trust_remote_code), trust_remote_code)
         self._conn, child = multiprocessing.get_context("spawn").Pipe()
         self._process = multiprocessing.get_context("spawn").Process(
-            target=serve, args=(child, str(path), str(dtype).removeprefix("torch."), seed), daemon=True)
+            target=serve, args=(child, str(path), str(dtype).removeprefix("torch."), seed, trust_remote_code), daemon=True)
         self._process.start()
         child.close()
         self._answer()  # vLLM is up (or its error is raised here)
@@ -64,14 +64,14 @@ class VLLMGenerator:
         self._process = None
 
 
-def serve(conn, path: str, dtype: str, seed: int) -> None:
+def serve(conn, path: str, dtype: str, seed: int, trust_remote_code: bool = False) -> None:
     """The child process: build the engine, then answer (prompts, request) messages with
     (completions per prompt, tokens generated) until a None arrives."""
     try:
         from vllm import LLM, SamplingParams
 
         # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's generation_config.json
-        llm = LLM(model=path, dtype=dtype, seed=seed, generation_config="vllm")
+        llm = LLM(model=path, dtype=dtype, seed=seed, generation_config="vllm", trust_remote_code=trust_remote_code)
         conn.send(("ok", None))
         while (message := conn.recv()) is not None:
             prompts, r = message

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .paths import RunPaths
+from ..cpu_threads import with_wait_policy
+from .paths import RunPaths, private_files
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,8 +21,8 @@ def engine_command(home: Path, run_id: str, job: str = "run", args: tuple[str, .
 
 def spawn_detached(home: Path, run_id: str, paths: RunPaths, job: str = "run", args: tuple[str, ...] = ()) -> int:
     """Start an engine process in a new session; its stdout and stderr go to engine.out."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-    with open(paths.out, "ab") as out:
+    env = with_wait_policy({**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))})
+    with private_files(), open(paths.out, "ab") as out:
         proc = subprocess.Popen(
             engine_command(home, run_id, job, args), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, cwd=str(paths.root),

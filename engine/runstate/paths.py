@@ -1,15 +1,49 @@
 """Where things live: the home folder (database + run folders) and one run's folder layout."""
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from pathlib import Path
 
+from ..errors import BrokenStateError, UserError
+
 DB_NAME = "imm.db"
+# What imm creates (home, database, run folders, logs, checkpoints) only its owner may read.
+PRIVATE_UMASK = 0o077
 
 
 def home_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """--home DIR, else $IMM_HOME, else ./imm-runs."""
-    return Path(explicit or os.environ.get("IMM_HOME") or "imm-runs").expanduser().resolve()
+    """--home DIR, else $IMM_HOME, else ./imm-runs; refused where others could change it."""
+    home = Path(explicit or os.environ.get("IMM_HOME") or "imm-runs").expanduser().resolve()
+    check_home(home)
+    return home
+
+
+def check_home(home: Path) -> None:
+    """A home others can write to (not sticky, like /tmp) lets them replace the database, a
+    checkpoint or a preset under a run: refused. A home that is not a folder is refused too."""
+    try:
+        mode = home.stat().st_mode
+    except FileNotFoundError:
+        return  # made (private) when the first run is created
+    except OSError as exc:
+        raise UserError(f"home: got {str(home)!r}; allowed: a folder imm can read ({exc.strerror})") from None
+    if not stat.S_ISDIR(mode):
+        raise UserError(f"home: got {str(home)!r}, which is not a folder; allowed: a folder (or a path to create one at)")
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        raise UserError(f"home: got {str(home)!r}, which others can write to (mode {stat.S_IMODE(mode):o}); "
+                        f"allowed: a folder only you can write to (chmod o-w {home})")
+
+
+@contextlib.contextmanager
+def private_files():
+    """Files and folders made inside are readable by their owner only (umask 077)."""
+    old = os.umask(PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def db_path(home: Path) -> Path:
@@ -20,6 +54,19 @@ def run_paths(home: Path, run_dir: str) -> "RunPaths":
     """A run's paths from its row: run_dir is stored relative to the home (runs/RUN_ID), so a
     copied or moved home still finds its runs; older rows hold absolute paths, which stay as they are."""
     return RunPaths(Path(home) / run_dir)
+
+
+def require_run_folder(run_id: str, paths: "RunPaths", any_stage_done: bool) -> None:
+    """A run folder deleted by hand ends the run (its finished stages' artifacts went with it);
+    one whose run has finished nothing yet is simply made again."""
+    if paths.root.is_dir():
+        return
+    if any_stage_done:
+        raise BrokenStateError(f"run {run_id}: its folder {paths.root} is gone (moved or deleted by hand?), and with it "
+                               "the artifacts of its finished stages; start a new run (the other runs of the home are "
+                               "unaffected)")
+    with private_files():
+        paths.root.mkdir(parents=True)
 
 
 class RunPaths:

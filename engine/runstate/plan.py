@@ -8,7 +8,7 @@ import time
 from ..config import RunConfig, built_at_start
 from ..durable import write_atomic
 from .names import RunStatus, Stage
-from .paths import RunPaths, run_paths
+from .paths import RunPaths, private_files, run_paths
 from .store import Store
 
 
@@ -47,6 +47,20 @@ def create_run(store: Store, cfg: RunConfig, preset: str) -> tuple[str, RunPaths
          "config": json.dumps(cfg.to_dict()), "run_dir": run_dir},
         plan(cfg),
     )
-    paths.root.mkdir(parents=True)
-    write_atomic(paths.config, json.dumps(cfg.to_dict(), indent=2))
+    with private_files():
+        paths.root.mkdir(parents=True)
+        write_config_copy(paths, cfg.to_dict())
     return run_id, paths
+
+
+def write_config_copy(paths: RunPaths, config: dict) -> None:
+    """The run folder's config.json: a copy of the database's config for people and scripts
+    (nothing reads it back), written whole or not at all."""
+    write_atomic(paths.config, json.dumps(config, indent=2))
+
+
+def config_copy_ok(paths: RunPaths) -> bool:
+    try:
+        return isinstance(json.loads(paths.config.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):  # missing, unreadable, half-written, not UTF-8
+        return False

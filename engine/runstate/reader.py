@@ -7,13 +7,13 @@ is opened as immutable: a snapshot, which is all such a reader can have.
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from pathlib import Path
 
-from ..errors import RunStateError
+from ..errors import BrokenStateError, RunStateError
 from .paths import db_path
-
 _local = threading.local()
 
 
@@ -27,6 +27,18 @@ def _open(path: Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 5000")
     return conn
+
+
+def stored_config(row: dict) -> dict:
+    """The run's config as its row stores it (JSON); a damaged one is a BrokenStateError."""
+    try:
+        config = json.loads(row["config"])
+    except (TypeError, ValueError):
+        config = None
+    if not isinstance(config, dict):
+        raise BrokenStateError(f"run {row['id']}: its config in imm.db is damaged ({str(row['config'])[:60]!r}); "
+                               "the other runs of the home are unaffected")
+    return config
 
 
 class Reader:
@@ -47,7 +59,7 @@ class Reader:
             try:
                 conn = conns[self.path] = _open(self.path)
             except sqlite3.DatabaseError as exc:
-                raise RunStateError(f"{self.path}: cannot open the database ({exc})") from None
+                raise BrokenStateError(f"{self.path}: not a readable imm database ({exc})") from None
         return conn
 
     def query(self, sql: str, args: tuple | list = ()) -> list[dict]:
@@ -60,7 +72,7 @@ class Reader:
                 return []  # an older schema: what it lacks reads as empty
             raise RunStateError(f"{self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
-            raise RunStateError(f"{self.path}: not a readable imm database ({exc})") from None
+            raise BrokenStateError(f"{self.path}: not a readable imm database ({exc})") from None
 
     def schema_version(self) -> int:
         rows = self.query("PRAGMA user_version")

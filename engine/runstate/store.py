@@ -10,13 +10,16 @@ trials for the sweep worker.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 
 import sqlite_utils
 
+from ..errors import BrokenStateError
+
 from .names import RunStatus, Stage, StageStatus
-from .paths import db_path
+from .paths import db_path, private_files
 
 BUSY_TIMEOUT_MS = 10_000
 SYNCHRONOUS = "FULL"
@@ -118,23 +121,29 @@ ROW_KEYS = {"metrics": ("run_id", "checkpoint", "task", "metric"),
 class Store:
     def __init__(self, home: Path):
         self.home = Path(home)
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite_utils.Database(db_path(self.home))
-        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self.db.enable_wal()
-        # Set, not left to the build's default (SQLITE_DEFAULT_WAL_SYNCHRONOUS may make it NORMAL):
-        # in WAL mode NORMAL may lose the last commits on a power loss; FULL fsyncs the WAL at
-        # every commit, so a stage marked done stays done.
-        self.db.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
-        self._migrate()
+        with private_files():  # the home, imm.db and its -wal / -shm files: owner only
+            self.home.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite_utils.Database(db_path(self.home))
+            try:
+                self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                version = self.db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:  # before WAL: a newer imm's database is left as it is
+                    # Readers still list its runs (what they do not know reads as empty).
+                    raise BrokenStateError(f"{db_path(self.home)} has schema version {version}, newer than this imm's "
+                                           f"{SCHEMA_VERSION}: a newer imm wrote it; upgrade imm to write to it "
+                                           "(nothing was changed)")
+                self.db.enable_wal()
+                # Set, not left to the build's default (SQLITE_DEFAULT_WAL_SYNCHRONOUS may make it
+                # NORMAL): in WAL mode NORMAL may lose the last commits on a power loss; FULL fsyncs
+                # the WAL at every commit, so a stage marked done stays done.
+                self.db.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
+                self._migrate(version)
+            except sqlite3.DatabaseError as exc:
+                self.db.close()
+                raise BrokenStateError(f"{db_path(self.home)}: not a readable imm database ({exc}); "
+                                       "nothing was written") from None
 
-    def _migrate(self) -> None:
-        from ..errors import RunStateError
-
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise RunStateError(f"{db_path(self.home)} has schema version {version}, newer than this imm's "
-                                f"{SCHEMA_VERSION}; upgrade imm to write to it")
+    def _migrate(self, version: int) -> None:
         for target in range(version, len(MIGRATIONS)):
             with self.db.conn:
                 MIGRATIONS[target](self.db)

@@ -24,7 +24,7 @@ def layer_importance(ctx: StageContext, t: int):
         pairs = task_pairs(task, task.train_split)[: a.limit]
     device = ctx.device_and_dtype()[0]
     imp = importance(ctx.sft_init_path(t), pairs, batch_size=a.batch_size, max_length=ctx.cfg.sft.max_length, device=device,
-                     progress=ctx.progress)
+                     progress=ctx.progress, trust_remote_code=ctx.cfg.model.trust_remote_code)
     ctx.paths.iteration(t).mkdir(exist_ok=True)
     write_atomic(path, json.dumps(imp.to_dict()))
     return imp

@@ -95,15 +95,17 @@ class StageContext:
         device = resolve_device(self.cfg.device)
         return device, torch_dtype(self.cfg.model.dtype, device)
 
-    def generator(self, path: str, batch_size: int, dtype_name: str | None = None):
-        """A generation backend (cfg.generation.backend) over the checkpoint at `path`; close() it."""
+    def generator(self, path: str, batch_size: int, dtype_name: str | None = None, trust_remote_code: bool | None = None):
+        """A generation backend (cfg.generation.backend) over the checkpoint at `path`; close() it.
+        Its code runs as model.trust_remote_code says, unless the caller (the teacher) says."""
         from ..models.generation import make_generator
         from ..models.loading import torch_dtype
 
         device, dtype = self.device_and_dtype()
         if dtype_name:
             dtype = torch_dtype(dtype_name, device)
-        return make_generator(self.cfg.generation.backend, path, device, dtype, batch_size)
+        trust = self.cfg.model.trust_remote_code if trust_remote_code is None else trust_remote_code
+        return make_generator(self.cfg.generation.backend, path, device, dtype, batch_size, trust)
 
     # ------------------------------------------------------------ data
     def tasks(self) -> dict:

@@ -37,7 +37,10 @@ def generate(ctx: StageContext, t: int) -> StageResult:
     model = teacher.path or ctx.prev_path(t)
     ctx.paths.iteration(t).mkdir(exist_ok=True)
     partial = PartialFile(ctx.paths.samples(t), model_stamp(model), ctx.log)
-    gen = ctx.generator(model, g.batch_size, teacher.dtype if teacher.path else None)
+    if teacher.path:
+        gen = ctx.generator(teacher.path, g.batch_size, teacher.dtype, teacher.trust_remote_code)
+    else:
+        gen = ctx.generator(model, g.batch_size)
     ctx.progress.start(len(prompts) * g.k, "samples")
     records, settings = [], []
     try:

@@ -78,10 +78,12 @@ def sft(ctx: StageContext, t: int) -> StageResult:
     ctx.log(f"[iter {t}] sft: per-device batch {cfg.batch_size} x grad-accum {cfg.grad_accum} x {gpus} GPU(s) = "
             f"{cfg.batch_size * cfg.grad_accum * gpus} per optimizer step")
     init = Path(ctx.sft_init_path(t))
+    trust = ctx.cfg.model.trust_remote_code
     if ctx.cfg.sft.backend == "deepspeed":  # no training checkpoints: a killed DeepSpeed SFT starts over
-        info = train(init, pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress)
+        info = train(init, pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress, trust_remote_code=trust)
     else:
         checkpoints = training_checkpoints(ctx, t, pairs, cfg, device, dtype)
-        info = train(init, pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress, checkpoints)
+        info = train(init, pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress, trust_remote_code=trust,
+                     checkpoints=checkpoints)
         checkpoints.remove()
     return StageResult(out, {**info, "grad_accum": cfg.grad_accum, "global_batch": cfg.batch_size * cfg.grad_accum * gpus})

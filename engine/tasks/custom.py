@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
 from . import exemplars
 from .answers import ANSWER_KINDS, format_number
 from .base import Example
@@ -101,6 +101,9 @@ def custom_task(name: str, spec: Mapping[str, Any] | TaskSpec) -> BenchmarkTask:
     def convert(rec: Record, id: str) -> Example:
         question, raw = rec.text(s.question), rec.get(s.answer)
         if s.kind == "choice":
+            if isinstance(raw, int) and not 0 <= raw < len(LETTERS):
+                raise UserError(f"task {name!r}: {rec.where}: record {rec.index + 1}: field {s.answer!r} is {raw}; "
+                                f"allowed: a letter or a 0-based index below {len(LETTERS)}")
             answer = LETTERS[raw] if isinstance(raw, int) else str(raw).strip()
             if s.choices:
                 question = choice_question(question, split_options(rec, s.choices))

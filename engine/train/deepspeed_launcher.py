@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import SFTConfig
+from ..cpu_threads import with_wait_policy
 from ..errors import UserError
 from .schedule import shuffled
 
@@ -117,9 +118,10 @@ def launch_command(job: Path, num_gpus: int, visible: str | None, port: int, hos
 
 
 def child_env(base: dict | None = None) -> dict:
-    """The launcher's environment: unbuffered output, the engine package importable, and
-    TORCH_CUDA_ARCH_LIST without the 'a' suffix (9.0a breaks DeepSpeed's op builder)."""
-    env = dict(os.environ if base is None else base)
+    """The launcher's environment: unbuffered output, the engine package importable, the short
+    OpenMP wait (engine.cpu_threads), and TORCH_CUDA_ARCH_LIST without the 'a' suffix (9.0a breaks
+    DeepSpeed's op builder)."""
+    env = with_wait_policy(dict(os.environ if base is None else base))
     env["PYTHONUNBUFFERED"] = "1"
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
@@ -170,7 +172,7 @@ def run_launcher(cmd: list[str], env: dict, log: Callable[[str], None], cwd: str
         raise UserError(f"DeepSpeed SFT failed (exit code {code}); last lines of its output:\n" + "\n".join(tail))
 
 
-def convert_checkpoint(init_path: Path, weights: Path, out: Path, save_dtype=None) -> Path:
+def convert_checkpoint(init_path: Path, weights: Path, out: Path, save_dtype=None, trust_remote_code: bool = False) -> Path:
     """A Hugging Face folder at `out` (safetensors, config and generation config of init_path, its
     tokenizer) holding the state dict saved at `weights` (save_16bit_model's pytorch_model.bin).
     The model is built on the meta device and takes the loaded tensors as they are, so one copy of
@@ -181,9 +183,9 @@ def convert_checkpoint(init_path: Path, weights: Path, out: Path, save_dtype=Non
     from ..models.loading import load_tokenizer, save_checkpoint
 
     state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
-    config = AutoConfig.from_pretrained(str(init_path))
+    config = AutoConfig.from_pretrained(str(init_path), trust_remote_code=trust_remote_code)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     result = model.load_state_dict(state, strict=False, assign=True)
     model.tie_weights()
     if result.unexpected_keys:
@@ -199,15 +201,15 @@ def convert_checkpoint(init_path: Path, weights: Path, out: Path, save_dtype=Non
                 mod._buffers[name] = torch.zeros(buf.shape, dtype=buf.dtype)
     if (Path(init_path) / "generation_config.json").exists():
         model.generation_config = GenerationConfig.from_pretrained(str(init_path))
-    tokenizer = load_tokenizer(init_path, padding_side="right")
+    tokenizer = load_tokenizer(init_path, padding_side="right", trust_remote_code=trust_remote_code)
     return save_checkpoint(model, tokenizer, Path(out), dtype=save_dtype)
 
 
-def write_job(folder: Path, init_path: Path, pairs, cfg: SFTConfig, seed: int) -> Path:
+def write_job(folder: Path, init_path: Path, pairs, cfg: SFTConfig, seed: int, trust_remote_code: bool = False) -> Path:
     with (folder / "pairs.jsonl").open("w", encoding="utf-8") as f:
         for prompt, response in pairs:
             f.write(json.dumps({"prompt": prompt, "response": response}) + "\n")
-    spec = {"init_path": str(init_path), "sft": dataclasses.asdict(cfg), "seed": seed,
+    spec = {"init_path": str(init_path), "sft": dataclasses.asdict(cfg), "seed": seed, "trust_remote_code": trust_remote_code,
             "pairs": str(folder / "pairs.jsonl"), "weights_dir": str(folder / "weights"),
             "result": str(folder / "result.json")}
     (folder / "job.json").write_text(json.dumps(spec, indent=1))
@@ -236,7 +238,8 @@ def progress_from_lines(log: Callable[[str], None], progress) -> Callable[[str],
 
 
 def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Path, device: str,
-          save_dtype, seed: int, log: Callable[[str], None] = print, progress=None) -> dict:
+          save_dtype, seed: int, log: Callable[[str], None] = print, progress=None,
+          trust_remote_code: bool = False) -> dict:
     """Same contract as engine.train.sft.train: fine-tune init_path on the pairs, save to `out`
     atomically, return an info dict. `device` is ignored: DeepSpeed runs on the visible GPUs.
     Progress comes from the worker's step lines (per epoch: DeepSpeed runs in the child)."""
@@ -251,7 +254,7 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
     started = time.time()
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.ds-", dir=out.parent) as tmp:
         folder = Path(tmp)
-        job = write_job(folder, Path(init_path), pairs, cfg, seed)
+        job = write_job(folder, Path(init_path), pairs, cfg, seed, trust_remote_code)
         cmd = launch_command(job, cfg.num_gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), _free_port(), cfg.hosts)
         log("sft (deepspeed): " + " ".join(cmd[1:]))
         run_launcher(cmd, child_env(), progress_from_lines(log, progress))
@@ -260,7 +263,7 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
             raise UserError(f"DeepSpeed SFT exited 0 but wrote no {WEIGHTS_FILE}")
         info = json.loads((folder / "result.json").read_text())
         train_s = time.time() - started
-        convert_checkpoint(Path(init_path), weights, out, save_dtype)
+        convert_checkpoint(Path(init_path), weights, out, save_dtype, trust_remote_code)
     info.update(backend="deepspeed", train_s=round(train_s, 1), total_s=round(time.time() - started, 1))
     log(f"sft (deepspeed): {info['world_size']} GPU(s), {info['optimizer_steps']} steps, "
         f"final loss {info['final_loss']:.4f}, {info['total_s']} s")

@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     cfg = SFTConfig(**spec["sft"])
     seed = spec["seed"]
     init_path = spec["init_path"]
+    trust_remote_code = spec.get("trust_remote_code", False)
 
     torch.cuda.set_device(args.local_rank)
     deepspeed.init_distributed()
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
             if line.strip():
                 r = json.loads(line)
                 pairs.append((r["prompt"], r["response"]))
-    tokenizer = load_tokenizer(init_path, padding_side="right")
+    tokenizer = load_tokenizer(init_path, padding_side="right", trust_remote_code=trust_remote_code)
     items = encode_pairs(tokenizer, pairs, cfg.max_length)
     total = optimizer_steps(len(items), cfg, world)
     warmup = warmup_steps(cfg.warmup, total)
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
     from transformers.integrations import HfDeepSpeedConfig
 
     hf_ds = HfDeepSpeedConfig(config)  # noqa: F841 -- kept alive: from_pretrained partitions under zero.Init
-    model = AutoModelForCausalLM.from_pretrained(init_path, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(init_path, dtype=torch.bfloat16, trust_remote_code=trust_remote_code)
     model.config.use_cache = False
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_enable()

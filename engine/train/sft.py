@@ -34,7 +34,7 @@ from .textdata import IGNORE, encode_pairs, step_batches
 
 def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Path, device: str,
           save_dtype, seed: int, log: Callable[[str], None] = print, progress=None,
-          checkpoints: TrainingCheckpoints | None = None) -> dict:
+          trust_remote_code: bool = False, checkpoints: TrainingCheckpoints | None = None) -> dict:
     """Fine-tune the model at init_path on (prompt, response) pairs; save it to `out` atomically.
     `checkpoints` saves training checkpoints and resumes from the last one."""
     import torch
@@ -42,8 +42,8 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
     from ..models.loading import load_model, load_tokenizer, save_checkpoint
 
     torch.manual_seed(seed)
-    tokenizer = load_tokenizer(init_path, padding_side="right")
-    model = load_model(init_path, device, torch.float32)
+    tokenizer = load_tokenizer(init_path, padding_side="right", trust_remote_code=trust_remote_code)
+    model = load_model(init_path, device, torch.float32, trust_remote_code)
     items = encode_pairs(tokenizer, pairs, cfg.max_length)
     info = fit(model, items, tokenizer.pad_token_id, cfg, device, seed, log, progress, checkpoints=checkpoints)
     save_checkpoint(model, tokenizer, out, dtype=save_dtype)

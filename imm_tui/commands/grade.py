@@ -7,7 +7,6 @@ answer as `gold`; each output line is that record with `extracted` and `correct`
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from engine import api
 
     graded = api.grade_file(args.task, args.file, api.parse_task_spec(args.spec))
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in graded)
+    lines = "".join(api.json_line(r) for r in graded)  # model text: no escape sequence reaches the terminal
     if args.out:
         args.out.write_text(lines, encoding="utf-8")
     else:

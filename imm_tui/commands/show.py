@@ -27,5 +27,7 @@ def run(args) -> int:
         peaks = [f"{st.iteration}:{st.stage} {st.peak_gpu_gib:g}" for st in detail.stages if st.peak_gpu_gib is not None]
         if peaks:  # none on a CPU run
             print("peak GPU memory (GiB): " + ", ".join(peaks))
+        if s.remote_code:
+            print(f"trust_remote_code is on for: {', '.join(s.remote_code)} (the checkpoint's own Python code runs)")
     print(api.export(s.id, args.format, home=args.home, metric=args.metric))
     return 0

@@ -44,6 +44,8 @@ def header_text(s: api.RunSummary) -> Text:
     text.append(f" · {s.stages_done}/{s.stages_total} stages · elapsed {duration(s.elapsed)}")
     if s.sweep_running:
         text.append(" · sweep running")
+    if s.remote_code:
+        text.append(f" · trust_remote_code on ({', '.join(s.remote_code)})", style="bold yellow")
     if s.status == "failed" and s.error:
         text.append(f" · {clean(s.error)}", style="red")
     return text
