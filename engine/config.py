@@ -41,6 +41,7 @@ INT_MAX = {
     "generation.k": 1024, "generation.max_new_tokens": 10**6, "generation.fewshot": 64,
     "generation.batch_size": 2**16, "sft.num_gpus": 1024, "sft.epochs": 1000, "sft.batch_size": 2**16,
     "sft.grad_accum": 2**16, "sft.global_batch_size": 2**24, "sft.max_length": 10**6, "merge.seed": SEED_MAX,
+    "sft.checkpoint_every": 10**9,
     "eval.k": 1024, "eval.samples": 1024, "eval.fewshot": 64, "eval.max_new_tokens": 10**6,
     "eval.batch_size": 2**16, "analyze.limit": 10**8, "analyze.batch_size": 2**16, "threads": MAX_THREADS,
 }
@@ -122,6 +123,12 @@ class SFTConfig:
     # deepspeed backend over several machines: one "HOST slots=N" entry per machine (N GPUs),
     # written to a DeepSpeed hostfile; empty = this machine only (engine/train/deepspeed_launcher.py).
     hosts: list[str] = field(default_factory=list)
+    # Training checkpoints (hf backend; engine/train/checkpointing.py): saved every this many
+    # optimizer steps or minutes, whichever comes first (0 = never), so a killed or stopped SFT
+    # stage resumes from the last one. A save writes about 12 bytes per parameter (fp32 weights and
+    # AdamW's two moments): tens of seconds for a 1.5B model, a few percent of 20 minutes.
+    checkpoint_every: int = 100
+    checkpoint_minutes: float = 20.0
 
 
 @dataclass
@@ -554,6 +561,8 @@ def validate(cfg: RunConfig) -> None:
     _choice("sft.schedule", s.schedule, ("cosine", "linear"))
     _at_least("sft.max_length", s.max_length, 8)
     _at_least("sft.weight_decay", s.weight_decay, 0)
+    _at_least("sft.checkpoint_every", s.checkpoint_every, 0)
+    _at_least("sft.checkpoint_minutes", s.checkpoint_minutes, 0)
 
     m = cfg.merge
     _at_least("merge.seed", m.seed, 0)

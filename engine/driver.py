@@ -2,9 +2,10 @@
 
 A stage (engine.stages) writes its artifacts to temporary paths and renames them into place; the
 driver marks it done (with its rows: metrics, diagnostics; in one transaction) only after that.
-Done stages are skipped, so resuming after a crash or kill restarts the first unfinished stage
-from scratch. Every stage seeds its randomness from (run seed, iteration, stage), so a resumed run
-produces the same results as an uninterrupted one.
+Done stages are skipped, so resuming after a crash or kill restarts the first unfinished stage;
+the long ones continue from what they saved (SFT's training checkpoint, generation's and
+evaluation's finished chunks). Every stage seeds its randomness from (run seed, iteration, stage),
+so a resumed run produces the same results as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -15,34 +16,23 @@ import logging
 import os
 import random
 import signal
-import time
 from pathlib import Path
 
 from .config import resolve
 from .console import ConsoleEcho
 from .cpu_threads import CoreWatch, choose_threads
-from .errors import RunStateError
+from .errors import RunStateError, StopRequested
 from .plain_text import clean
 from .runstate.lock import run_lock
 from .runstate.names import PEAK_GPU_KEY, RunStatus, Stage, StageStatus
-from .runstate.paths import RunPaths, require_run_folder, run_paths
+from .runstate.paths import require_run_folder, run_paths
 from .runstate.plan import config_copy_ok, write_config_copy
 from .runstate.reader import stored_config
 from .runstate.progress import ProgressReporter
 from .runstate.store import Store, now
 from .stage_errors import fail_for_test, stage_error
 from .stages import STAGES, StageContext, stage_seed
-
-
-def hold_for_test(paths: RunPaths, t: int, stage: Stage, when: str) -> None:
-    """Fault-injection point for the kill/resume tests: with IMM_TEST_HOLD="T:STAGE:WHEN" the
-    engine announces itself in a HOLDING file and waits there until the test kills it or deletes
-    the file."""
-    if os.environ.get("IMM_TEST_HOLD") == f"{t}:{stage}:{when}":
-        marker = paths.root / "HOLDING"
-        marker.write_text(f"{os.getpid()}\n")
-        while marker.exists():
-            time.sleep(0.05)
+from .stages.context import hold_for_test
 
 
 def quiet_progress_bars() -> None:
@@ -106,15 +96,18 @@ def use_free_cores(ctx: StageContext, watch: CoreWatch) -> None:
 
 def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
     """Run every pending stage of the run; returns its final status (done or stopped). SIGTERM or
-    a STOP file stops it at the next stage boundary."""
+    a STOP file stops it at the next safe point: a stage boundary, or one inside a stage
+    (ctx.safe_point)."""
     quiet_progress_bars()
     ctx = open_run(store, run_id, echo)
-    stop_requested = []
+    sigterm = []
     watch = CoreWatch()
 
     def on_sigterm(*_):
-        stop_requested.append(True)
-        ctx.log("stop requested (SIGTERM): stopping after the current stage")
+        sigterm.append(True)
+        ctx.log("stop requested (SIGTERM): stopping at the next safe point")
+
+    ctx.stop_requested = lambda: bool(sigterm) or ctx.paths.stop_request.exists()
 
     with run_lock(ctx.paths.lock, ctx.run_id):
         ctx.paths.stop_request.unlink(missing_ok=True)
@@ -125,13 +118,12 @@ def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
             for row in store.stages(ctx.run_id):
                 if row["status"] == StageStatus.DONE:
                     continue
-                if stop_requested or ctx.paths.stop_request.exists():
+                use_free_cores(ctx, watch)
+                if ctx.stop_requested() or not run_stage(store, ctx, row["iteration"], Stage(row["stage"])):
                     ctx.paths.stop_request.unlink(missing_ok=True)
                     store.update_run(ctx.run_id, status=RunStatus.STOPPED, pid=None)
                     ctx.log("stopped at a safe point; `imm resume` continues from here")
                     return RunStatus.STOPPED
-                use_free_cores(ctx, watch)
-                run_stage(store, ctx, row["iteration"], Stage(row["stage"]))
             store.update_run(ctx.run_id, status=RunStatus.DONE, pid=None)
             ctx.log(f"run {ctx.run_id} finished")
             return RunStatus.DONE
@@ -139,8 +131,9 @@ def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
             signal.signal(signal.SIGTERM, previous)
 
 
-def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> None:
-    """One stage: marked running, seeded, run, then marked done with its rows (or failed)."""
+def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> bool:
+    """One stage: marked running, seeded, run, then marked done with its rows (or failed). False
+    when it stopped at a safe point on request: it is pending again, and resuming continues it."""
     import torch
 
     store.set_stage(ctx.run_id, t, stage, status=StageStatus.RUNNING, started=now(), ended=None, error=None)
@@ -152,11 +145,16 @@ def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> None:
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     progress = ProgressReporter(functools.partial(store.set_progress, ctx.run_id, t, stage))
+    hold = functools.partial(hold_for_test, ctx.paths, t, stage)
     try:
-        hold_for_test(ctx.paths, t, stage, "start")
+        hold("start")
         fail_for_test(t, stage)
-        result = STAGES[stage](dataclasses.replace(ctx, seed=seed, progress=progress), t)
-        hold_for_test(ctx.paths, t, stage, "end")
+        result = STAGES[stage](dataclasses.replace(ctx, seed=seed, progress=progress, hold=hold), t)
+        hold("end")
+    except StopRequested as exc:
+        store.set_stage(ctx.run_id, t, stage, status=StageStatus.PENDING, ended=now())
+        ctx.log(f"[iter {t}] {stage}: {exc}")
+        return False
     except BaseException as exc:
         error = stage_error(exc, ctx.cfg, ctx.run_id, stage)
         store.set_stage(ctx.run_id, t, stage, status=StageStatus.FAILED, ended=now(), error=error)
@@ -172,3 +170,4 @@ def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> None:
         info.setdefault(PEAK_GPU_KEY, round(torch.cuda.max_memory_allocated() / 2**30, 2))
     store.finish_stage(ctx.run_id, t, stage, artifact=str(result.artifact or ""), info=info, rows=result.rows)
     ctx.log(f"[iter {t}] {stage}: " + " ".join(["done", *(f"{k}={v}" for k, v in info.items())]))
+    return True

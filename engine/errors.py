@@ -25,6 +25,11 @@ class RunStateError(Exception):
     exit_code = 3
 
 
+class StopRequested(Exception):
+    """The user asked the engine to stop (SIGTERM, `imm stop`); raised at a safe point inside a
+    stage, after what the stage finished is saved. The run shows as stopped, the stage pending."""
+
+
 class DiskFullError(OSError):
     """A write ran out of space (ENOSPC): names the path, about how much it needed and what is free.
     Nothing partial is left behind; `imm resume` redoes the stage once there is room."""

@@ -190,7 +190,7 @@ def test_every_evaluated_k_is_a_row_and_in_the_json():
     from engine.stages.evaluate import evaluate_tasks
 
     class Fake:  # the first of each question's 4 samples right, the others wrong
-        def generate(self, prompts, temperature, n, max_new_tokens, stop=(), on_batch=None):
+        def generate(self, prompts, temperature, n, max_new_tokens, stop=(), on_batch=None, seed=None):
             return [["The answer is 0."] * n for _ in prompts]
 
     task = get_task("arith_add3")

@@ -186,10 +186,11 @@ def test_detached_run_stops_at_the_next_safe_point(home):
     holding = home / "runs" / run_id / "HOLDING"
     wait_for(holding.exists, what="detached engine")
     assert "stop requested" in imm("stop", run_id, home=home, check=True).stdout
-    holding.unlink()  # let the engine finish the stage it is in
+    holding.unlink()  # let the engine go on to its next safe point: the first finished eval chunk
     wait_for(lambda: show_json(run_id, home)["status"] == "stopped", what="engine to stop at a safe point")
     stages = show_json(run_id, home)["stages"]
-    assert [s["status"] for s in stages[:3]] == ["done", "done", "pending"]
+    assert [s["status"] for s in stages[:3]] == ["done", "pending", "pending"]
+    assert len((home / "runs" / run_id / "iter_0" / "eval_base.jsonl.partial").read_text().splitlines()) == 1 + 1
     assert "stopped at a safe point" in (home / "runs" / run_id / "engine.log").read_text()
     assert imm("stop", run_id, home=home).returncode == 3  # nothing left to stop
 
@@ -243,3 +244,110 @@ def test_a_reader_that_goes_away_does_not_fail_the_run(home):
     assert proc.returncode == 0 and proc.stdout.startswith("run ")
     run_id = proc.stdout.split()[1]
     assert show_json(run_id, home)["status"] == "done"
+
+
+# ---------------------------------------------------------------- resuming inside a stage
+
+# Small chunks and many optimizer steps, so that kills and stops land inside the long stages:
+# 4 generation chunks of 16 prompts, 2 eval chunks per task, SFT of 2 epochs of about 6 steps.
+INSIDE = FAST + ["generation.batch_size=16", "eval.batch_size=16", "sft.batch_size=4", "sft.grad_accum=1", "sft.epochs=2"]
+CHECKPOINTED = INSIDE + ["sft.checkpoint_every=3"]
+
+
+def sets(overrides: list[str]) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
+
+
+@pytest.fixture(scope="module")
+def inside_reference(tmp_path_factory, base_models):
+    """One uninterrupted run with the INSIDE sizes and no training checkpoints at all."""
+    home = tmp_path_factory.mktemp("inside-ref-home")
+    (home / "models").symlink_to(base_models)
+    proc = imm("run", str(TINY_PRESET), *sets(INSIDE + ["sft.checkpoint_every=0", "sft.checkpoint_minutes=0"]),
+               home=home, check=True)
+    return home, run_id_of(proc)
+
+
+def kill_inside(home: Path, hold: str, run_id: str | None = None) -> str:
+    """Start (or resume) a run with CHECKPOINTED sizes, SIGKILL it at the hold point; its id."""
+    args = ("run", str(TINY_PRESET), *sets(CHECKPOINTED)) if run_id is None else ("resume", run_id)
+    proc = start_engine(*args, home=home, hold=hold)
+    run_id = run_id or proc.stdout.readline().split()[1]
+    holding = home / "runs" / run_id / "HOLDING"
+    wait_for(holding.exists, what=f"engine to reach {hold}")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    holding.unlink()
+    return run_id
+
+
+def stage_status(home: Path, run_id: str, t: int, stage: str) -> str:
+    return next(s["status"] for s in show_json(run_id, home)["stages"] if (s["iteration"], s["stage"]) == (t, stage))
+
+
+def assert_same_run(home: Path, run_id: str, reference: tuple[Path, str]) -> None:
+    """What "the same" means for a run resumed inside its stages: byte-identical samples, kept
+    samples and eval completions, bit-identical SFT and merged weights, identical metric rows; and
+    no training checkpoint or partial file left behind."""
+    from safetensors.torch import load_file
+
+    ref_home, ref_id = reference
+    ours, theirs = home / "runs" / run_id, ref_home / "runs" / ref_id
+    assert show_json(run_id, home)["status"] == "done"
+    for name in ("samples.jsonl", "kept.jsonl", "eval_sft1.jsonl", "eval_merge1.jsonl", "iter_0/eval_base.jsonl"):
+        path = name if "/" in name else f"iter_1/{name}"
+        assert (ours / path).read_bytes() == (theirs / path).read_bytes(), name
+    for folder in ("sft", "merged"):
+        a, b = load_file(ours / "iter_1" / folder / "model.safetensors"), load_file(theirs / "iter_1" / folder / "model.safetensors")
+        assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), folder
+    assert metric_rows(home, run_id) == metric_rows(ref_home, ref_id)
+    assert not list(ours.rglob("*.partial")) and not list(ours.rglob("sft_checkpoint.pt"))
+
+
+def test_sigkill_inside_generation_and_eval_chunks_then_resume_gives_the_same_run(home, inside_reference):
+    run_id = kill_inside(home, "1:generate:chunk2")
+    partial = home / "runs" / run_id / "iter_1" / "samples.jsonl.partial"
+    assert len(partial.read_text().splitlines()) == 1 + 2  # header + two finished chunks, fsynced
+    assert stage_status(home, run_id, 1, "generate") == "running"
+    kill_inside(home, "1:eval:sft1-chunk3", run_id)
+    assert len((home / "runs" / run_id / "iter_1" / "eval_sft1.jsonl.partial").read_text().splitlines()) == 1 + 3
+    imm("resume", run_id, home=home, check=True)
+    log = (home / "runs" / run_id / "engine.log").read_text()
+    assert "2 finished chunk(s) kept from samples.jsonl.partial" in log
+    assert "3 finished chunk(s) kept from eval_sft1.jsonl.partial" in log
+    assert_same_run(home, run_id, inside_reference)
+
+
+def test_sigkill_inside_sft_mid_epoch_then_resume_gives_the_same_run(home, inside_reference):
+    run_id = kill_inside(home, "1:sft:checkpoint3")
+    assert (home / "runs" / run_id / "iter_1" / "sft_checkpoint.pt").exists()
+    assert not (home / "runs" / run_id / "iter_1" / "sft").exists()
+    imm("resume", run_id, home=home, check=True)
+    log = (home / "runs" / run_id / "engine.log").read_text()
+    assert "sft: resuming from the checkpoint at optimizer step 3 (epoch 1, 3 of its steps done)" in log
+    assert_same_run(home, run_id, inside_reference)
+
+
+def test_sigterm_inside_sft_and_imm_stop_inside_eval_stop_there_then_resume_gives_the_same_run(home, inside_reference):
+    engine = start_engine("run", str(TINY_PRESET), *sets(CHECKPOINTED), home=home, hold="1:sft:checkpoint3")
+    run_id = engine.stdout.readline().split()[1]
+    run_dir = home / "runs" / run_id
+    wait_for((run_dir / "HOLDING").exists, what="engine to reach SFT's checkpoint 3")
+    os.kill(engine.pid, signal.SIGTERM)
+    (run_dir / "HOLDING").unlink()
+    assert engine.wait(timeout=120) == 0
+    assert show_json(run_id, home)["status"] == "stopped" and stage_status(home, run_id, 1, "sft") == "pending"
+    assert (run_dir / "iter_1" / "sft_checkpoint.pt").exists() and not (run_dir / "iter_1" / "sft").exists()
+    assert "[iter 1] sft: stop requested; stopped at checkpoint3" in (run_dir / "engine.log").read_text()
+
+    engine = start_engine("resume", run_id, home=home, hold="1:eval:merge1-chunk1")
+    wait_for((run_dir / "HOLDING").exists, what="engine to reach Merge1's first eval chunk")
+    assert "stop requested" in imm("stop", run_id, home=home, check=True).stdout
+    (run_dir / "HOLDING").unlink()
+    assert engine.wait(timeout=120) == 0
+    assert show_json(run_id, home)["status"] == "stopped" and stage_status(home, run_id, 1, "eval") == "pending"
+    assert stage_status(home, run_id, 1, "sft") == "done" and not (run_dir / "STOP").exists()
+    assert len((run_dir / "iter_1" / "eval_merge1.jsonl.partial").read_text().splitlines()) == 1 + 1
+
+    imm("resume", run_id, home=home, check=True)
+    assert_same_run(home, run_id, inside_reference)

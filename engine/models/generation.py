@@ -19,8 +19,9 @@ OnBatch = Optional[Callable[[int, int], None]]
 
 class Generator(Protocol):
     def generate(self, prompts: list[Prompt], temperature: float, n: int, max_new_tokens: int,
-                 stop: tuple[str, ...] = (), on_batch: OnBatch = None) -> list[list[str]]:
-        """n completions for each prompt (greedy when temperature == 0), cut at the first stop string."""
+                 stop: tuple[str, ...] = (), on_batch: OnBatch = None, seed: int | None = None) -> list[list[str]]:
+        """n completions for each prompt (greedy when temperature == 0), cut at the first stop
+        string. With a seed, the sampling of this call depends on nothing drawn before it."""
 
     def close(self) -> None:
         """Free the model's memory (GPU memory included) before the next stage."""
@@ -88,7 +89,11 @@ class HFGenerator:
         chat = not isinstance(prompts[0], str)
         return [render_prompt(self.tokenizer, p) for p in prompts], not chat
 
-    def generate(self, prompts, temperature, n, max_new_tokens, stop=(), on_batch: OnBatch = None):
+    def generate(self, prompts, temperature, n, max_new_tokens, stop=(), on_batch: OnBatch = None, seed=None):
+        import torch
+
+        if seed is not None:
+            torch.manual_seed(seed)
         out: list[list[str]] = []
         for start in range(0, len(prompts), self.batch_size):
             batch = prompts[start : start + self.batch_size]

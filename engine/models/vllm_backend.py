@@ -37,10 +37,11 @@ class VLLMGenerator:
             raise RuntimeError(f"vLLM failed in its process:\n{value}")
         return value
 
-    def generate(self, prompts, temperature, n, max_new_tokens, stop=(), on_batch=None):
+    def generate(self, prompts, temperature, n, max_new_tokens, stop=(), on_batch=None, seed=None):
         s = sampling_settings(temperature)
         request = {"n": n, "temperature": temperature, "top_p": s["top_p"], "repetition_penalty": s["repetition_penalty"],
-                   "max_tokens": max_new_tokens, "stop": list(stop) or None, "stop_token_ids": self.eos_ids}
+                   "max_tokens": max_new_tokens, "stop": list(stop) or None, "stop_token_ids": self.eos_ids,
+                   "seed": seed}
         self._conn.send((prompts, request))
         texts, tokens = self._answer()
         if on_batch is not None:  # vLLM schedules the whole list itself: one report at the end
@@ -77,7 +78,7 @@ def serve(conn, path: str, dtype: str, seed: int, trust_remote_code: bool = Fals
             params = SamplingParams(n=r["n"], temperature=r["temperature"], top_p=r["top_p"], top_k=-1, min_p=0.0,
                                     repetition_penalty=r["repetition_penalty"], presence_penalty=0.0,
                                     frequency_penalty=0.0, max_tokens=r["max_tokens"], stop=r["stop"],
-                                    stop_token_ids=r["stop_token_ids"])
+                                    stop_token_ids=r["stop_token_ids"], seed=r["seed"])
             if prompts and not isinstance(prompts[0], str):  # chat messages: rendered with the model's template
                 outputs = llm.chat(prompts, sampling_params=params, use_tqdm=False)
             else:

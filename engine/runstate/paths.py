@@ -72,7 +72,7 @@ def require_run_folder(run_id: str, paths: "RunPaths", any_stage_done: bool) -> 
 class RunPaths:
     """Where a run keeps its artifacts: run_dir/{config.json, engine.log, iter_T/{samples.jsonl,
     graded.jsonl, kept.jsonl, sft/, merged/, eval_*.jsonl, importance.json, diagnostics.json},
-    sweeps/}."""
+    sweeps/}; while a stage runs also its resume state (sft_checkpoint.pt, *.jsonl.partial)."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.root = Path(run_dir)
@@ -97,6 +97,10 @@ class RunPaths:
 
     def sft(self, t: int) -> Path:
         return self.iteration(t) / "sft"
+
+    def sft_checkpoint(self, t: int) -> Path:
+        """SFT's training checkpoint (engine/train/checkpointing.py), deleted when the stage ends."""
+        return self.iteration(t) / "sft_checkpoint.pt"
 
     def merged(self, t: int) -> Path:
         return self.iteration(t) / "merged"

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..config import BUILTIN_PREFIX, RunConfig, is_gguf
+from ..errors import StopRequested
 from ..runstate.paths import RunPaths
 from ..runstate.progress import ProgressReporter, null_progress
 
@@ -15,6 +18,17 @@ from ..runstate.progress import ProgressReporter, null_progress
 def stage_seed(seed: int, iteration: int, stage: str) -> int:
     """The seed of one stage of one iteration: a resumed run draws what an uninterrupted one drew."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{iteration}:{stage}".encode()).digest()[:4], "little")
+
+
+def hold_for_test(paths: RunPaths, t: int, stage: str, when: str) -> None:
+    """Fault-injection point for the kill/resume tests: with IMM_TEST_HOLD="T:STAGE:WHEN" the
+    engine announces itself in a HOLDING file and waits there until the test kills it or deletes
+    the file."""
+    if os.environ.get("IMM_TEST_HOLD") == f"{t}:{stage}:{when}":
+        marker = paths.root / "HOLDING"
+        marker.write_text(f"{os.getpid()}\n")
+        while marker.exists():
+            time.sleep(0.05)
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,17 @@ class StageContext:
     seed: int
     log: Callable[[str], None]
     progress: ProgressReporter = field(default_factory=null_progress)
+    # Set by the driver for the stage at hand: whether a stop was asked for (SIGTERM, STOP file),
+    # and its test hold point (hold_for_test bound to the run, iteration and stage).
+    stop_requested: Callable[[], bool] = lambda: False
+    hold: Callable[[str], None] = lambda when: None
+
+    def safe_point(self, when: str) -> None:
+        """What the stage finished so far is saved: wait here if a test says so, and raise
+        StopRequested if a stop was asked for."""
+        self.hold(when)
+        if self.stop_requested():
+            raise StopRequested(f"stop requested; stopped at {when}")
 
     # ------------------------------------------------------------ which model
     @property

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..tasks import Task
 from .context import StageContext, StageResult
+from .resumable import PartialFile, generate_chunks, model_stamp
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -43,10 +44,12 @@ def eval_examples(task: Task, size: int):
 
 
 def evaluate_tasks(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size: int, seed: int,
-                   samples_path: Path | None = None, chat: bool = False, progress=None) -> list[dict]:
+                   samples_path: Path | None = None, chat: bool = False, progress=None,
+                   partial: PartialFile | None = None, safe_point=None) -> list[dict]:
     """Metric rows {task, domain, metric, value (0-100), n} for every task and k.
     tasks maps name -> (task, domain "id"/"ood"). Completions are saved to samples_path (JSONL).
-    `progress` (a ProgressReporter) hears the questions answered, over all tasks."""
+    `progress` (a ProgressReporter) hears the questions answered, over all tasks. Questions are
+    answered in chunks of eval.batch_size, kept in `partial` as they finish (generate_chunks)."""
     examples_of = {name: eval_examples(task, size) for name, (task, _) in tasks.items()}
     if progress is not None:
         progress.start(sum(map(len, examples_of.values())), "questions")
@@ -56,8 +59,9 @@ def evaluate_tasks(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size
         examples = examples_of[name]
         prompts = build_prompts(task, examples, eval_cfg.fewshot, eval_cfg.exemplars, seed, chat, "eval.fewshot")
         max_new = eval_cfg.max_new_tokens or task.default_max_new_tokens
-        completions = generator.generate(prompts, eval_cfg.temperature, eval_cfg.samples, max_new, task.stop_sequences,
-                                         on_batch=on_batch)
+        completions = generate_chunks(generator, prompts, eval_cfg.temperature, eval_cfg.samples, max_new,
+                                      task.stop_sequences, seed=seed, chunk_size=eval_cfg.batch_size, partial=partial,
+                                      safe_point=safe_point, on_batch=on_batch)
         correct_counts = []
         for ex, outs in zip(examples, completions):
             graded = [task.grade(c, ex) for c in outs]
@@ -80,15 +84,19 @@ def evaluate_tasks(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size
 def evaluate_checkpoint(ctx: StageContext, path: str, checkpoint: str, t: int, size: int | None = None,
                         samples_path: Path | None = None) -> list[dict]:
     """Metric rows of one checkpoint on every task (size: questions per task, default eval_size),
-    seeded with ctx.seed; its completions go to eval_<checkpoint>.jsonl unless samples_path says."""
+    seeded with ctx.seed; its completions go to eval_<checkpoint>.jsonl unless samples_path says,
+    and its finished chunks to that file's .partial until then (a resumed eval continues them)."""
+    samples_path = samples_path or ctx.paths.eval_samples(t, checkpoint)
+    partial = PartialFile(samples_path, model_stamp(path), ctx.log)
     gen = ctx.generator(path, ctx.cfg.eval.batch_size)
     ctx.log(f"[iter {t}] eval {checkpoint}: decoding {decoding(gen, ctx.cfg.eval.temperature)}")
     try:
         rows = evaluate_tasks(gen, ctx.tasks(), ctx.cfg.eval, ctx.cfg.tasks.eval_size if size is None else size, ctx.seed,
-                              samples_path=samples_path or ctx.paths.eval_samples(t, checkpoint),
-                              chat=ctx.cfg.model.chat_template, progress=ctx.progress)
+                              samples_path=samples_path, chat=ctx.cfg.model.chat_template, progress=ctx.progress,
+                              partial=partial, safe_point=lambda when: ctx.safe_point(f"{checkpoint}-{when}"))
     finally:
         gen.close()
+    partial.remove()
     for r in rows:
         ctx.log(f"[iter {t}] eval {checkpoint} {r['task']} ({r['domain']}) {r['metric']} = {r['value']:.1f}% (n={r['n']})")
     return [{"checkpoint": checkpoint, "iteration": t, **r} for r in rows]

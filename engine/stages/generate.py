@@ -8,6 +8,7 @@ from ..config import samples_per_temperature
 from ..jsonl import write_records
 from .context import StageContext, StageResult
 from .evaluate import build_prompts, decoding
+from .resumable import PartialFile, generate_chunks, model_stamp
 
 
 def gold_samples(ctx: StageContext, t: int) -> StageResult:
@@ -23,7 +24,8 @@ def gold_samples(ctx: StageContext, t: int) -> StageResult:
 
 def generate(ctx: StageContext, t: int) -> StageResult:
     """samples.jsonl: one record per sample (progress: samples, with generated tokens/s). The
-    stage info records the decoding settings of each temperature."""
+    stage info records the decoding settings of each temperature. Finished chunks survive a kill
+    or a stop (engine.stages.resumable)."""
     g, teacher = ctx.cfg.generation, ctx.cfg.teacher
     if g.source == "gold":
         return gold_samples(ctx, t)
@@ -32,10 +34,13 @@ def generate(ctx: StageContext, t: int) -> StageResult:
     # Distillation: the teacher writes the samples (in its own prompt format) instead of the model.
     chat = teacher.chat_template if teacher.path else ctx.cfg.model.chat_template
     prompts = build_prompts(task, examples, g.fewshot, g.exemplars, ctx.seed, chat, "generation.fewshot")
+    model = teacher.path or ctx.prev_path(t)
+    ctx.paths.iteration(t).mkdir(exist_ok=True)
+    partial = PartialFile(ctx.paths.samples(t), model_stamp(model), ctx.log)
     if teacher.path:
         gen = ctx.generator(teacher.path, g.batch_size, teacher.dtype, teacher.trust_remote_code)
     else:
-        gen = ctx.generator(ctx.prev_path(t), g.batch_size)
+        gen = ctx.generator(model, g.batch_size)
     ctx.progress.start(len(prompts) * g.k, "samples")
     records, settings = [], []
     try:
@@ -43,8 +48,9 @@ def generate(ctx: StageContext, t: int) -> StageResult:
             if n == 0:
                 continue
             settings.append(decoding(gen, temperature))
-            outs = gen.generate(prompts, temperature, n, g.max_new_tokens, task.stop_sequences,
-                                on_batch=lambda done, tokens, n=n: ctx.progress.advance(done * n, tokens=tokens))
+            outs = generate_chunks(gen, prompts, temperature, n, g.max_new_tokens, task.stop_sequences, seed=ctx.seed,
+                                   chunk_size=g.batch_size, partial=partial, safe_point=ctx.safe_point,
+                                   on_batch=lambda done, tokens, n=n: ctx.progress.advance(done * n, tokens=tokens))
             for ex, completions in zip(examples, outs):
                 records += [
                     {"id": ex.id, "question": ex.question, "gold": ex.answer, "temperature": temperature,
@@ -54,8 +60,8 @@ def generate(ctx: StageContext, t: int) -> StageResult:
             ctx.log(f"[iter {t}] generate: temperature {temperature}: {len(examples) * n} samples ({settings[-1]})")
     finally:
         gen.close()
-    ctx.paths.iteration(t).mkdir(exist_ok=True)
     write_records(ctx.paths.samples(t), records)
+    partial.remove()
     info = {"questions": len(examples), "samples": len(records), "generator": teacher.path or "model",
             "decoding": settings}
     return StageResult(ctx.paths.samples(t), info)

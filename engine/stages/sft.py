@@ -11,6 +11,7 @@ from ..errors import UserError
 from ..jsonl import read_records
 from ..runstate.paths import RunPaths
 from .context import StageContext, StageResult
+from .resumable import digest, model_stamp
 
 
 def training_pairs(cfg: RunConfig, paths: RunPaths, t: int, seed: int) -> list[tuple[str, str]]:
@@ -44,8 +45,20 @@ def training_gpus(cfg: SFTConfig) -> int:
     return max(1, torch.cuda.device_count())
 
 
+def training_checkpoints(ctx: StageContext, t: int, pairs, cfg: SFTConfig, device: str, dtype):
+    """The hf backend's training checkpoints of iteration t, fingerprinted with what training
+    depends on (data, settings but the checkpoint interval, starting model, seed, device, dtype)."""
+    from ..train.checkpointing import TrainingCheckpoints
+
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if not k.startswith("checkpoint_")}
+    fingerprint = digest([pairs, settings, model_stamp(ctx.sft_init_path(t)), ctx.seed, device, str(dtype)])
+    return TrainingCheckpoints(ctx.paths.sft_checkpoint(t), cfg.checkpoint_every, cfg.checkpoint_minutes, fingerprint,
+                               ctx.stop_requested, ctx.safe_point, ctx.log)
+
+
 def sft(ctx: StageContext, t: int) -> StageResult:
-    """sft/: the fine-tuned checkpoint (progress: optimizer steps, with loss and tokens/s)."""
+    """sft/: the fine-tuned checkpoint (progress: optimizer steps, with loss and tokens/s). The hf
+    backend saves training checkpoints and continues from the last one after a kill or a stop."""
     from ..models.loading import clear_stale
 
     if ctx.cfg.sft.backend == "deepspeed":
@@ -64,6 +77,13 @@ def sft(ctx: StageContext, t: int) -> StageResult:
     cfg = dataclasses.replace(ctx.cfg.sft, grad_accum=derived_grad_accum(ctx.cfg.sft, gpus))
     ctx.log(f"[iter {t}] sft: per-device batch {cfg.batch_size} x grad-accum {cfg.grad_accum} x {gpus} GPU(s) = "
             f"{cfg.batch_size * cfg.grad_accum * gpus} per optimizer step")
-    info = train(Path(ctx.sft_init_path(t)), pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress,
-                 trust_remote_code=ctx.cfg.model.trust_remote_code)
+    init = Path(ctx.sft_init_path(t))
+    trust = ctx.cfg.model.trust_remote_code
+    if ctx.cfg.sft.backend == "deepspeed":  # no training checkpoints: a killed DeepSpeed SFT starts over
+        info = train(init, pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress, trust_remote_code=trust)
+    else:
+        checkpoints = training_checkpoints(ctx, t, pairs, cfg, device, dtype)
+        info = train(init, pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress, trust_remote_code=trust,
+                     checkpoints=checkpoints)
+        checkpoints.remove()
     return StageResult(out, {**info, "grad_accum": cfg.grad_accum, "global_batch": cfg.batch_size * cfg.grad_accum * gpus})

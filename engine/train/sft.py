@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import SFTConfig
+from .checkpointing import Position, TrainingCheckpoints
 from .interventions import WeightMask, param_groups
 from .loss import loss_positions, response_loss_sum
 from .schedule import epoch_seed, lr_scheduler, optimizer_step, optimizer_steps, warmup_steps
@@ -33,8 +34,9 @@ from .textdata import IGNORE, encode_pairs, step_batches
 
 def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Path, device: str,
           save_dtype, seed: int, log: Callable[[str], None] = print, progress=None,
-          trust_remote_code: bool = False) -> dict:
-    """Fine-tune the model at init_path on (prompt, response) pairs; save it to `out` atomically."""
+          trust_remote_code: bool = False, checkpoints: TrainingCheckpoints | None = None) -> dict:
+    """Fine-tune the model at init_path on (prompt, response) pairs; save it to `out` atomically.
+    `checkpoints` saves training checkpoints and resumes from the last one."""
     import torch
 
     from ..models.loading import load_model, load_tokenizer, save_checkpoint
@@ -43,15 +45,18 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
     tokenizer = load_tokenizer(init_path, padding_side="right", trust_remote_code=trust_remote_code)
     model = load_model(init_path, device, torch.float32, trust_remote_code)
     items = encode_pairs(tokenizer, pairs, cfg.max_length)
-    info = fit(model, items, tokenizer.pad_token_id, cfg, device, seed, log, progress)
+    info = fit(model, items, tokenizer.pad_token_id, cfg, device, seed, log, progress, checkpoints=checkpoints)
     save_checkpoint(model, tokenizer, out, dtype=save_dtype)
     return info
 
 
 def fit(model, items, pad_id: int, cfg: SFTConfig, device: str, seed: int,
-        log: Callable[[str], None] = print, progress=None, max_steps: int = 0) -> dict:
+        log: Callable[[str], None] = print, progress=None, max_steps: int = 0,
+        checkpoints: TrainingCheckpoints | None = None) -> dict:
     """Train `model` (fp32, on `device`) in place on encoded items. `progress` (a ProgressReporter)
-    hears every optimizer step with its loss and tokens. max_steps > 0 stops early (benchmarks)."""
+    hears every optimizer step with its loss and tokens. max_steps > 0 stops early (benchmarks).
+    `checkpoints` (engine.train.checkpointing) restores the last training checkpoint first and
+    hears every optimizer step."""
     import torch
 
     model.train()
@@ -69,14 +74,19 @@ def fit(model, items, pad_id: int, cfg: SFTConfig, device: str, seed: int,
     sched = lr_scheduler(opt, total, warmup, cfg.schedule)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu)
     head_dtype = torch.bfloat16 if on_gpu else None
+    at = checkpoints.restore(model, opt, sched, grad_mask) if checkpoints is not None else Position()
     if progress is not None:
         progress.start(total, "steps")
+        progress.update(at.step)
 
-    step, step_losses = 0, []
+    # the losses of the steps before the checkpoint: of finished epochs, and of the epoch at hand
+    step, step_losses = at.step, at.losses[: len(at.losses) - at.batch]
     started = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        epoch_losses = []
-        for micro_batches in step_batches(items, cfg.batch_size, cfg.grad_accum, pad_id, epoch_seed(seed, epoch)):
+    for epoch in range(at.epoch, cfg.epochs):
+        epoch_losses = [torch.tensor(x, device=device) for x in at.losses[len(step_losses):]] if epoch == at.epoch else []
+        for b, micro_batches in enumerate(step_batches(items, cfg.batch_size, cfg.grad_accum, pad_id, epoch_seed(seed, epoch))):
+            if epoch == at.epoch and b < at.batch:
+                continue  # done before the checkpoint this run resumed from
             n_targets = sum(int((labels[:, 1:] != IGNORE).sum()) for _, _, labels in micro_batches)
             n_tokens = sum(int(mask.sum()) for _, mask, _ in micro_batches)
             loss_sum = torch.zeros((), device=device)
@@ -93,6 +103,9 @@ def fit(model, items, pad_id: int, cfg: SFTConfig, device: str, seed: int,
             epoch_losses.append(loss_sum / max(1, n_targets))
             if progress is not None:
                 progress.update(step, loss=epoch_losses[-1].item(), tokens=n_tokens)  # the one sync a step
+            if checkpoints is not None:
+                checkpoints.after_step(step, total, lambda: Position(epoch, b + 1, step, step_losses + [float(x) for x in epoch_losses]),
+                                       model, opt, sched, grad_mask)
             if step == max_steps:
                 break
         step_losses += [float(x) for x in torch.stack(epoch_losses).tolist()]

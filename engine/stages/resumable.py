@@ -1,0 +1,105 @@
+"""What lets generation and evaluation continue after a kill or a stop instead of starting over.
+
+They generate in chunks of their batch size. Each finished chunk is appended to a partial file
+next to the stage's output (samples.jsonl.partial, eval_CHECKPOINT.jsonl.partial) and fsynced
+before the next one starts; a resumed stage takes the chunks it finds there and generates only
+the others. A chunk's sampling is seeded from (stage seed, temperature, chunk start), so it draws
+the same whether it runs in the first attempt or a resumed one, and the resumed output is exactly
+the uninterrupted one. The partial file is removed once the stage's output is published.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+
+def digest(value) -> str:
+    """A stable hash of a JSON-able value (settings, prompts, training pairs)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def model_stamp(path: str) -> str:
+    """What identifies a model's weights cheaply: a local folder's file names, sizes and
+    modification times (a checkpoint made again gets new ones), else the hub id itself."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return str(path)
+    return digest([(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir()) if f.is_file()])
+
+
+def chunk_seed(seed: int, temperature: float, start: int) -> int:
+    """The sampling seed of the chunk of prompts that starts at `start`."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{temperature}:{start}".encode()).digest()[:4], "little")
+
+
+class PartialFile:
+    """The finished chunks of one output, one JSON line each ({"key", "completions"}) after a
+    header line naming the model. A file of another model (the checkpoint was made again) is
+    dropped; a torn last line (killed while writing it) is cut off."""
+
+    def __init__(self, final: Path, model: str, log: Callable[[str], None]):
+        from ..durable import write_atomic
+
+        self.path = Path(final).with_name(Path(final).name + ".partial")
+        self.chunks: dict[str, list[list[str]]] = {}
+        header = json.dumps({"model": model}) + "\n"
+        if self.path.exists():
+            data = self.path.read_bytes()
+            good = 0
+            if data.startswith(header.encode()):
+                good = len(header.encode())
+                for line in data[good:].splitlines(keepends=True):
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        break
+                    if not line.endswith(b"\n"):
+                        break
+                    self.chunks[record["key"]] = record["completions"]
+                    good += len(line)
+                os.truncate(self.path, good)
+                log(f"resuming: {len(self.chunks)} finished chunk(s) kept from {self.path.name}")
+            else:
+                log(f"resuming: {self.path.name} is of another model; starting it again")
+            if good:
+                return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, header)
+
+    def add(self, key: str, completions: list[list[str]]) -> None:
+        """Append a finished chunk, durably: flushed and fsynced before this returns."""
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"key": key, "completions": completions}, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.chunks[key] = completions
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def generate_chunks(generator, prompts: list, temperature: float, n: int, max_new_tokens: int, stop: tuple[str, ...],
+                    *, seed: int, chunk_size: int, partial: PartialFile | None = None,
+                    safe_point: Callable[[str], None] | None = None, on_batch=None) -> list[list[str]]:
+    """n completions of each prompt, generated chunk by chunk (chunk_size prompts) with each
+    chunk's own seed; chunks found in `partial` are taken from it, new ones are added to it and
+    then `safe_point("chunkN")` (N: chunks in the file) may stop the stage."""
+    out: list[list[str]] = []
+    for start in range(0, len(prompts), chunk_size):
+        chunk = prompts[start : start + chunk_size]
+        cseed = chunk_seed(seed, temperature, start)
+        key = digest([chunk, temperature, n, max_new_tokens, list(stop), cseed])
+        done = partial.chunks.get(key) if partial is not None else None
+        if done is None:
+            done = generator.generate(chunk, temperature, n, max_new_tokens, stop, on_batch=on_batch, seed=cseed)
+            if partial is not None:
+                partial.add(key, done)
+                if safe_point is not None:
+                    safe_point(f"chunk{len(partial.chunks)}")
+        elif on_batch is not None:
+            on_batch(len(chunk), 0)
+        out.extend(done)
+    return out
