@@ -602,6 +602,7 @@ def validate(cfg: RunConfig) -> None:
 # tasks, seed, k, lengths, ...) would make one run two experiments: a new run does that.
 RESUMABLE_KEYS = ("device", "generation.batch_size", "eval.batch_size", "analyze.batch_size",
                   "sft.batch_size", "sft.grad_accum", "sft.num_gpus", "sft.grad_checkpointing", "sft.compile",
+                  "sft.checkpoint_every", "sft.checkpoint_minutes",
                   "merge.device")
 
 

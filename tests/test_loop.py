@@ -134,6 +134,7 @@ KILL_CHAIN = ["0:build:end", "0:eval:end", "1:generate:end", "1:filter:start", "
               "1:eval:start", "1:eval:end"]
 
 
+@pytest.mark.fault
 def test_sigkill_inside_every_stage_then_resume_gives_identical_metrics(home, reference):
     ref_home, ref_id, _ = reference
     overrides = sum((["--set", o] for o in FAST), [])
@@ -158,6 +159,7 @@ def test_sigkill_inside_every_stage_then_resume_gives_identical_metrics(home, re
     assert metric_rows(home, run_id) == metric_rows(ref_home, ref_id)
 
 
+@pytest.mark.fault
 def test_a_second_engine_on_a_running_run_refuses(home):
     overrides = sum((["--set", o] for o in FAST), [])
     first = start_engine("run", str(TINY_PRESET), *overrides, home=home, hold="0:eval:start")
@@ -177,6 +179,7 @@ def test_a_second_engine_on_a_running_run_refuses(home):
         first.wait()
 
 
+@pytest.mark.fault
 def test_detached_run_stops_at_the_next_safe_point(home):
     overrides = sum((["--set", o] for o in FAST), [])
     started = imm("run", str(TINY_PRESET), *overrides, "--detach", home=home, check=True,
@@ -234,6 +237,7 @@ def test_filter_writes_every_sample_graded(reference):
     assert sum(g["kept"] for g in graded) == len(kept) and all(g["correct"] for g in graded if g["kept"])
 
 
+@pytest.mark.fault
 def test_a_reader_that_goes_away_does_not_fail_the_run(home):
     """`imm run PRESET | head -1` (to grab the run id): the pipe closes after the first line, the
     run still finishes and the command exits 0."""
@@ -304,6 +308,7 @@ def assert_same_run(home: Path, run_id: str, reference: tuple[Path, str]) -> Non
     assert not list(ours.rglob("*.partial")) and not list(ours.rglob("sft_checkpoint.pt"))
 
 
+@pytest.mark.fault
 def test_sigkill_inside_generation_and_eval_chunks_then_resume_gives_the_same_run(home, inside_reference):
     run_id = kill_inside(home, "1:generate:chunk2")
     partial = home / "runs" / run_id / "iter_1" / "samples.jsonl.partial"
@@ -318,6 +323,7 @@ def test_sigkill_inside_generation_and_eval_chunks_then_resume_gives_the_same_ru
     assert_same_run(home, run_id, inside_reference)
 
 
+@pytest.mark.fault
 def test_sigkill_inside_sft_mid_epoch_then_resume_gives_the_same_run(home, inside_reference):
     run_id = kill_inside(home, "1:sft:checkpoint3")
     assert (home / "runs" / run_id / "iter_1" / "sft_checkpoint.pt").exists()
@@ -328,6 +334,7 @@ def test_sigkill_inside_sft_mid_epoch_then_resume_gives_the_same_run(home, insid
     assert_same_run(home, run_id, inside_reference)
 
 
+@pytest.mark.fault
 def test_sigterm_inside_sft_and_imm_stop_inside_eval_stop_there_then_resume_gives_the_same_run(home, inside_reference):
     engine = start_engine("run", str(TINY_PRESET), *sets(CHECKPOINTED), home=home, hold="1:sft:checkpoint3")
     run_id = engine.stdout.readline().split()[1]

@@ -61,6 +61,7 @@ class Counting:
         return self.gen.generate(prompts, *args, **kw)
 
 
+@pytest.mark.fault
 def test_chunked_sampling_is_the_same_after_an_interruption(tmp_path, base_models):
     """Sampling at temperature 1 in chunks of 8: stopped after chunk 2 and resumed from the partial
     file, the output equals the uninterrupted one, and only the missing chunks are generated."""
@@ -110,6 +111,7 @@ def weights(folder):
     return load_file(folder / "model.safetensors")
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("mask_top_p", [1.0, 0.5])
 def test_sft_stopped_at_a_checkpoint_resumes_to_bit_identical_weights(tmp_path, base_models, mask_top_p):
     """10 optimizer steps (5 an epoch), a checkpoint every 3: stopped at step 6 (mid-epoch 2) and
@@ -144,6 +146,7 @@ def test_sft_stopped_at_a_checkpoint_resumes_to_bit_identical_weights(tmp_path, 
     assert "of other data, settings or model" in logs[0]
 
 
+@pytest.mark.fault
 def test_sft_stop_without_a_due_checkpoint_saves_one(tmp_path, base_models):
     """A stop asked for between checkpoints is honoured after the next optimizer step, with a
     checkpoint saved there."""
