@@ -77,7 +77,8 @@ def fit(model, items, pad_id: int, cfg: SFTConfig, device: str, seed: int,
     at = checkpoints.restore(model, opt, sched, grad_mask) if checkpoints is not None else Position()
     if progress is not None:
         progress.start(total, "steps")
-        progress.update(at.step)
+        if at.step:  # resumed from a training checkpoint: the bar starts where it was
+            progress.update(at.step)
 
     # the losses of the steps before the checkpoint: of finished epochs, and of the epoch at hand
     step, step_losses = at.step, at.losses[: len(at.losses) - at.batch]
