@@ -12,7 +12,6 @@ Either happens once, under a file lock, so two runs starting together do not bot
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import shutil
@@ -41,22 +40,21 @@ def ensure_builtin(home: Path, name: str, log: Callable[[str], None] = print, pr
                    build: bool = False) -> Path:
     """The cached builtin base model's folder, installing the shipped copy (or, with `build` or
     none shipped, building it) first if it is not there yet."""
-    folder = builtin_folder(home, name)
-    if (folder / "config.json").exists():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (folder / "config.json").exists():
-            if not build and (shipped_folder(name) / MANIFEST).exists():
-                install_shipped(name, folder, log)
-            else:
-                from ..train.pretrain import build_tiny
+    from .loading import made_once
 
-                spec = BUILTINS[name]
-                log(f"building base model {name} (once; cached in {folder})")
-                build_tiny(folder, spec["steps"], spec["batch_size"], spec["lr"], spec["seed"], log, progress)
-    return folder
+    folder = builtin_folder(home, name)
+
+    def make() -> None:
+        if not build and (shipped_folder(name) / MANIFEST).exists():
+            install_shipped(name, folder, log)
+        else:
+            from ..train.pretrain import build_tiny
+
+            spec = BUILTINS[name]
+            log(f"building base model {name} (once; cached in {folder})")
+            build_tiny(folder, spec["steps"], spec["batch_size"], spec["lr"], spec["seed"], log, progress)
+
+    return made_once(folder, make)
 
 
 def install_shipped(name: str, folder: Path, log: Callable[[str], None]) -> None:

@@ -12,7 +12,6 @@ and a changed one gets its own; it is built under a file lock and published by o
 """
 from __future__ import annotations
 
-import fcntl
 import functools
 import hashlib
 from pathlib import Path
@@ -37,16 +36,15 @@ def gguf_folder(home: Path, gguf: str | Path) -> Path:
 
 def ensure_gguf(home: Path, gguf: str | Path, log: Callable[[str], None] = print) -> Path:
     """The converted folder of a GGUF file, converting it first if it is not cached yet."""
+    from .loading import made_once
+
     folder = gguf_folder(home, gguf)
-    if (folder / "config.json").exists():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (folder / "config.json").exists():
-            log(f"converting {gguf} into a Hugging Face folder (once; cached in {folder})")
-            convert_gguf(Path(gguf), folder)
-    return folder
+
+    def convert() -> None:
+        log(f"converting {gguf} into a Hugging Face folder (once; cached in {folder})")
+        convert_gguf(Path(gguf), folder)
+
+    return made_once(folder, convert)
 
 
 def convert_gguf(gguf: Path, out: Path) -> None:

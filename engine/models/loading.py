@@ -5,8 +5,10 @@ so a folder that exists under its final name is always complete, also after a po
 """
 from __future__ import annotations
 
+import fcntl
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from ..durable import write_then_publish
 
@@ -73,3 +75,16 @@ def save_checkpoint(model, tokenizer, final: Path, dtype=None) -> Path:
     # files are small).
     weights = {t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}
     return write_then_publish(Path(final), fill, sum(weights.values()))
+
+
+def made_once(folder: Path, make: Callable[[], None]) -> Path:
+    """A model folder of the home's models cache, made by make() first if it is not there yet,
+    under a file lock so that two runs starting together do not both make it."""
+    if (folder / "config.json").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "config.json").exists():
+            make()
+    return folder
