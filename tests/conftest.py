@@ -1,4 +1,4 @@
-"""Shared fixtures: the real builtin base model, built once per test session, and run homes."""
+"""Shared fixtures: the builtin base model (the shipped copy, installed once per session) and run homes."""
 from __future__ import annotations
 
 import os
@@ -7,6 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+# Every engine a test starts uses the same torch thread count: `threads = auto` follows the cores
+# other processes leave free, and runs that tests compare bit for bit must not differ in it
+# (tests/test_cpu_threads.py covers auto, with OMP_NUM_THREADS removed where it needs to).
+os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT.parent / "shared" / "data"
