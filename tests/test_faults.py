@@ -217,8 +217,11 @@ def test_an_out_of_memory_error_names_the_settings_to_lower():
 @pytest.mark.slow
 def test_out_of_memory_fails_the_run_and_resume_with_a_smaller_batch_finishes(home):
     run = imm("run", str(TINY_PRESET), *SETS, home=home, env={"IMM_TEST_FAULT": "1:sft:memory"})
-    assert run.returncode != 0
     run_id = run_id_of(run)
+    # the foreground run ends as a failed run, told in plain words (no traceback), exit 1
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "failed: [iter 1] sft: MemoryError: injected by IMM_TEST_FAULT" in run.stderr
+    assert f"continue with: imm resume {run_id}" in run.stderr
     detail = show_json(run_id, home)
     sft = next(s for s in detail["stages"] if s["stage"] == "sft")
     assert detail["status"] == "failed" and sft["status"] == "failed"  # failed, not interrupted

@@ -36,8 +36,18 @@ def _foreground(home, run_id: str) -> str:
     """Run the engine in this process (the CLI without --detach); returns the final status."""
     from ..driver import run_engine
 
+    store = _store(home)
     with private_files():  # as the detached engine (python -m engine) writes them
-        return run_engine(_store(home), run_id)
+        try:
+            return run_engine(store, run_id)
+        except (UserError, RunStateError):
+            raise
+        except Exception:
+            # A failed stage is recorded (its error with any hint, the run failed, engine.log): the
+            # caller reports it as the run's end. Anything else is a bug and goes up.
+            if store.run(run_id)["status"] != RunStatus.FAILED:
+                raise
+            return RunStatus.FAILED
 
 
 # ------------------------------------------------------------ config

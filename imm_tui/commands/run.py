@@ -36,4 +36,11 @@ def report(started, home) -> int:
     print_results(started.run_id, home)
     if started.status == "stopped":
         print(f"stopped; continue with: imm resume {started.run_id}", file=sys.stderr)
+    if started.status == "failed":
+        from engine import api
+
+        error = api.clean(api.run_detail(started.run_id, home).summary.error or "")
+        print(f"failed: {error}\nlog: {started.log_path}; once fixed, continue with: imm resume {started.run_id}",
+              file=sys.stderr)
+        return 1
     return 0
