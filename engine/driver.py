@@ -163,7 +163,7 @@ def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> bool:
         raise
     finally:
         gc.collect()
-        if torch.cuda.is_available():
+        if on_gpu:
             torch.cuda.empty_cache()
     info = dict(result.info)
     if on_gpu:  # this process's peak; the deepspeed backend's info already holds its workers'

@@ -179,10 +179,12 @@ def resume(run: str, home=None, detach: bool = True, overrides=()) -> Started:
     _require_idle(row)
     if overrides:
         from ..config import resume_config
+        from ..runstate.plan import write_config_copy
+        from ..runstate.reader import stored_config
 
-        cfg = resume_config(json.loads(row["config"]), list(overrides)).to_dict()
+        cfg = resume_config(stored_config(row), list(overrides)).to_dict()
         _store(home).update_run(row["id"], config=json.dumps(cfg))
-        write_atomic(paths.config, json.dumps(cfg, indent=2))
+        write_config_copy(paths, cfg)
     return _launch(home, row["id"], paths, detach)
 
 
