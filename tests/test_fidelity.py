@@ -393,3 +393,47 @@ def test_table_5_presets_are_its_rows():
     for name, cfg in rows.items():  # nothing else differs
         diff = {k for k, v in dataclasses.asdict(cfg).items() if v != base[k]}
         assert diff <= {"name", "sft", "method"}, (name, diff)
+
+
+# ---------------------------------------------------------------- the README's map of the paper (issue 18)
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+PAPER_ITEMS = [f"Figure {n}" for n in (1, 2, 3, 4, *range(6, 14))] + [f"Table {n}" for n in range(2, 10)]
+
+
+def paper_map() -> list[list[str]]:
+    """The rows (cells) of the README's "A map of the paper" table."""
+    section = README.read_text().split("### A map of the paper", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows[1:] if not row.startswith("|---")]
+
+
+def test_the_paper_map_covers_every_experiment_and_names_real_presets_and_commands(data_dir):
+    import re
+    import shlex
+
+    from engine.api import dry_run
+    from imm_tui.cli import build_parser
+
+    rows = paper_map()
+    assert {r[0].split(",")[0] for r in rows} == set(PAPER_ITEMS)
+    presets, commands = set(), []
+    for paper, _, produced, differs in rows:
+        cells = re.findall(r"`([^`]+)`", produced)
+        assert cells, f"{paper}: no preset or command"
+        # what differs may quote other things (a formula); a quoted single word there is a preset
+        for text in cells + [t for t in re.findall(r"`([^`]+)`", differs) if t.startswith("imm ") or " " not in t]:
+            if text.startswith("imm "):
+                commands.append(text)
+            else:
+                assert (PRESETS / f"{text}.toml").is_file(), f"{paper}: {text} is no preset"
+                presets.add(text)
+    parser = build_parser()
+    for command in commands:  # every command parses; a preset it runs resolves with its --set
+        args = parser.parse_args(shlex.split(command)[1:])
+        if args.command == "run":
+            assert "--dry-run" not in command
+            assert dry_run(README.parent / args.preset, args.overrides).startswith("plan of ")
+    assert len(presets) >= 20
+    for name in sorted(presets):
+        assert dry_run(PRESETS / f"{name}.toml").startswith(f"plan of {name}:"), name

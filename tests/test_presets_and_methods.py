@@ -57,7 +57,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     for ood in ("svamp", "asdiv", "mawps", "sat_math", "mmlu_stem", "mathqa"):
         assert f"{ood} (out-of-domain): test" in out
     assert "mathqa (out-of-domain): test 2985" in out and "aqua" not in out.split("resolved config")[0]
-    assert "stages (16): 0:eval, 1:generate, 1:filter, 1:sft, 1:merge, 1:eval," in out
+    assert "stages (19): 0:eval, 1:generate, 1:filter, 1:sft, 1:merge, 1:eval, 1:analyze," in out
     assert not (tmp_path / "home").exists()  # nothing written, no model loaded (the hub is unreachable here)
 
 
