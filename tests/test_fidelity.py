@@ -437,3 +437,27 @@ def test_the_paper_map_covers_every_experiment_and_names_real_presets_and_comman
     assert len(presets) >= 20
     for name in sorted(presets):
         assert dry_run(PRESETS / f"{name}.toml").startswith(f"plan of {name}:"), name
+
+
+# ---------------------------------------------------------------- the replication's statistics (issue 18)
+
+
+def test_replication_intervals_and_paired_differences():
+    import sys
+
+    sys.path.insert(0, str(README.parent / "benchmarks"))
+    from replication import paired, wilson
+
+    lo, hi = wilson(8, 10)  # the textbook case: 49.0% to 94.3%
+    assert (round(lo, 1), round(hi, 1)) == (49.0, 94.3)
+    assert wilson(0, 20)[0] == pytest.approx(0.0, abs=1e-9) and 0 < wilson(0, 20)[1] < 17
+    a = {i: int(i % 3 != 0) for i in range(30)}  # 20 right
+    b = {i: int(i % 2 == 0) for i in range(30)}  # 15 right
+    c = paired(a, b)
+    d = [a[i] - b[i] for i in range(30)]
+    mean = sum(d) / 30
+    sd = (sum((x - mean) ** 2 for x in d) / 29) ** 0.5
+    assert c["n"] == 30 and c["diff_pts"] == pytest.approx(100 * 5 / 30)
+    assert c["ci_pts"] == pytest.approx([100 * (mean - 1.959964 * sd / 30**0.5), 100 * (mean + 1.959964 * sd / 30**0.5)])
+    assert (c["a_only"], c["b_only"]) == (sum(x == 1 for x in d), sum(x == -1 for x in d))
+    assert paired(a, {i: 1 for i in range(10)})["n"] == 10  # only the questions both answered
