@@ -261,6 +261,32 @@ def markdown(runs: dict, rows: list[dict], comps: list[dict], ood: list[str], in
     return "\n".join(lines)
 
 
+def direction(c: dict, up: str, down: str, flat: str) -> str:
+    lo, hi = c["ci_pts"]
+    word = up if lo > 0 else down if hi < 0 else flat
+    return f"{word} ({c['diff_pts']:+.1f} points, 95% interval {fmt_ci(lo, hi)}, {c['n']} questions)"
+
+
+def conclusion(comps: list[dict]) -> str:
+    """The paper's claim read off the last iteration both methods finished, in plain words."""
+    by = {c["comparison"]: c for c in comps}
+    last = max((t for t in range(1, 10) if f"IMM Merge{t} - vanilla SFT{t}" in by), default=None)
+    if last is None:
+        return "No iteration has finished for both methods yet: no conclusion."
+    erosion = by.get(f"vanilla SFT{last} - Base")
+    kept = by[f"IMM Merge{last} - vanilla SFT{last}"]
+    text = [f"After iteration {last}, on the pooled out-of-domain questions:"]
+    if erosion:
+        text.append("vanilla self-improvement " + direction(erosion["ood"], "raised", "lowered", "did not measurably change")
+                    + " accuracy against the base;")
+    text.append("IMM's merged model " + direction(kept["ood"], "scored higher than", "scored lower than",
+                                                  "did not measurably differ from") + " vanilla's SFT model.")
+    claim = ("The paper's claim (self-improvement erodes out-of-domain reasoning, merging keeps it) "
+             + ("holds at this scale." if erosion and erosion["ood"]["ci_pts"][1] < 0 and kept["ood"]["ci_pts"][0] > 0
+                else "is not shown at this scale."))
+    return " ".join(text) + " " + claim
+
+
 def report(home: Path, write: bool) -> None:
     found = runs_by_method(home)
     if not found:
@@ -273,19 +299,22 @@ def report(home: Path, write: bool) -> None:
     status = ", ".join(f"{m} {r['id']} {r['status']} ({r['stages_done']}/{r['stages_total']} stages)" for m, r in runs.items())
     chart = figure(runs, ood, in_domain)
     body = markdown(runs, rows, comps, ood, in_domain)
+    verdict = conclusion(comps)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"home": str(home), "runs": {m: {k: v for k, v in r.items() if k != "answers"}
                                                            for m, r in runs.items()},
                                "accuracy": rows, "comparisons": comps}, indent=1, default=str))
     section = (f"{SECTION}\n\n`benchmarks/replication.py report` over {home} (presets/smollm2-135m-replicate*.toml; "
-               f"2 shared CPU cores, 1 torch thread per run, nice 19). Runs: {status}.\n\n{body}\n\n```\n{chart}\n```\n")
+               f"2 shared CPU cores, 1 torch thread per run, nice 19). Runs: {status}.\n\n{verdict}\n\n{body}\n\n"
+               f"```\n{chart}\n```\n")
     print(section)
     if write:
         write_section(section)
         text = README.read_text()
         if FIGURE_BEGIN in text and FIGURE_END in text:
             head, rest = text.split(FIGURE_BEGIN, 1)
-            README.write_text(f"{head}{FIGURE_BEGIN}\n```\n{chart}\n```\n{FIGURE_END}{rest.split(FIGURE_END, 1)[1]}")
+            README.write_text(f"{head}{FIGURE_BEGIN}\n```\n{chart}\n```\n\n{verdict} Runs: {status}; the figures are in "
+                              f"benchmarks/RESULTS.md (\"Small-scale replication\").\n{FIGURE_END}{rest.split(FIGURE_END, 1)[1]}")
 
 
 # ---------------------------------------------------------------- main

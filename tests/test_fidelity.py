@@ -442,11 +442,16 @@ def test_the_paper_map_covers_every_experiment_and_names_real_presets_and_comman
 # ---------------------------------------------------------------- the replication's statistics (issue 18)
 
 
-def test_replication_intervals_and_paired_differences():
-    import sys
+@pytest.fixture
+def replication(monkeypatch):
+    monkeypatch.syspath_prepend(str(README.parent / "benchmarks"))
+    import replication
 
-    sys.path.insert(0, str(README.parent / "benchmarks"))
-    from replication import paired, wilson
+    return replication
+
+
+def test_replication_intervals_and_paired_differences(replication):
+    paired, wilson = replication.paired, replication.wilson
 
     lo, hi = wilson(8, 10)  # the textbook case: 49.0% to 94.3%
     assert (round(lo, 1), round(hi, 1)) == (49.0, 94.3)
@@ -461,3 +466,17 @@ def test_replication_intervals_and_paired_differences():
     assert c["ci_pts"] == pytest.approx([100 * (mean - 1.959964 * sd / 30**0.5), 100 * (mean + 1.959964 * sd / 30**0.5)])
     assert (c["a_only"], c["b_only"]) == (sum(x == 1 for x in d), sum(x == -1 for x in d))
     assert paired(a, {i: 1 for i in range(10)})["n"] == 10  # only the questions both answered
+
+
+def test_replication_conclusion_reads_the_last_iteration_both_methods_finished(replication):
+    conclusion = replication.conclusion
+
+    def row(label, lo, hi):
+        return {"comparison": label, "ood": {"diff_pts": (lo + hi) / 2, "ci_pts": [lo, hi], "n": 600}}
+
+    assert conclusion([]).startswith("No iteration has finished")
+    holds = [row("vanilla SFT1 - Base", -9, -1), row("IMM Merge1 - vanilla SFT1", 0.5, 6)]
+    assert "lowered" in conclusion(holds) and conclusion(holds).endswith("holds at this scale.")
+    later = holds + [row("vanilla SFT2 - Base", -3, 2), row("IMM Merge2 - vanilla SFT2", -1, 4)]
+    text = conclusion(later)
+    assert text.startswith("After iteration 2") and "did not measurably change" in text and text.endswith("is not shown at this scale.")
