@@ -114,6 +114,11 @@ def describe(cfg: RunConfig) -> str:
                      f"-> {samples} (at most {g.max_new_tokens} new tokens, backend {g.backend})")
         lines.append(f"  prompt: {exemplar_line(cfg, in_domain)}; decoding top_p 1.0, top_k off, repetition penalty 1.0, "
                      "every EOS id of the checkpoint (none of its generation_config.json settings)")
+    f = cfg.filter
+    lines.append("filter: correct samples " + ("whose stated answer is right (\"The answer is ...\", ####, \\boxed{})"
+                                               if f.answer == "stated" else "whose answer is right, read leniently (the last "
+                                               "number or letter when none is stated)")
+                 + ("; each distinct completion of a question once" if f.dedup else "; identical ones too"))
     data = {"imm": "this iteration's kept samples", "vanilla": "this iteration's kept samples",
             "mixture": f"this iteration's kept samples + {cfg.mixture.share:g}x as many from earlier iterations",
             "accumulate": "all kept samples so far"}[cfg.method]
