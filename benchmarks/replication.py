@@ -243,6 +243,9 @@ def markdown(runs: dict, rows: list[dict], comps: list[dict], ood: list[str], in
               "time per stage:", "", "| method | iter | kept / samples (yield) | correct stated / any / duplicates | "
               "diagnostics | stage seconds |", "|---|---|---|---|---|---|"]
     for method, run in runs.items():
+        base = [s for s in run["stages"] if s["iteration"] == 0 and s["status"] == "done"]
+        if base:
+            lines.append(f"| {method} | 0 | | | | " + ", ".join(f"{s['stage']} {s['seconds']:.0f}" for s in base) + " |")
         for t in range(1, 10):
             st = {s["stage"]: s for s in run["stages"] if s["iteration"] == t and s["status"] == "done"}
             if not st:
@@ -255,9 +258,6 @@ def markdown(runs: dict, rows: list[dict], comps: list[dict], ood: list[str], in
                              and v["spearman"] is not None)
             secs = ", ".join(f"{name} {s['seconds']:.0f}" for name, s in st.items() if s["seconds"] is not None)
             lines.append(f"| {method} | {t} | {yield_cell} | {rule_cell} | {diag} | {secs} |")
-        base = [s for s in run["stages"] if s["iteration"] == 0 and s["status"] == "done"]
-        if base:
-            lines.append(f"| {method} | 0 | | | | " + ", ".join(f"{s['stage']} {s['seconds']:.0f}" for s in base) + " |")
     return "\n".join(lines)
 
 
