@@ -133,8 +133,10 @@ PRESETS = {
     "extends a missing file": (lambda d: write(d, "orphan.toml", 'extends = "gone.toml"\n'), "extends", "gone.toml"),
     "extends a number": (lambda d: write(d, "num.toml", "extends = 5\n"), "extends", "5; allowed: the path of another preset"),
     "invalid TOML": (lambda d: write(d, "broken.toml", "iterations = = 2\n"), "preset", "valid TOML"),
-    "missing preset": (lambda d: d / "none.toml", "preset", "none.toml'; allowed: an existing TOML file"),
-    "a folder as preset": (lambda d: d, "preset", "allowed: an existing TOML file"),
+    "missing preset": (lambda d: d / "none.toml", "preset", "none.toml'; allowed: a preset file, or the name of one: "),
+    "a folder as preset": (lambda d: d, "preset", "allowed: a preset file, or the name of one: "),
+    "unknown preset name": (lambda d: "tiny-arith-nosuch", "preset", "'tiny-arith-nosuch'; allowed: a preset file, or the "
+                            "name of one: "),
     "file name with a space": (lambda d: write(d, "my run.toml", f'extends = "{TINY_PRESET}"\n'), "name", "'my run'"),
     "a date as iterations": (lambda d: write(d, "date.toml", "iterations = 1979-05-27\n"), "iterations", "datetime.date(1979, 5, 27)"),
     "a table as method": (lambda d: write(d, "tbl.toml", "[method]\nx = 1\n"), "method", "{'x': 1}; allowed: a string"),
@@ -244,8 +246,7 @@ def test_the_two_seen_today_via_the_real_cli(tmp_path):
 
 
 def engine_main(*args: str, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=PROJECT, env=env,
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=PROJECT,
                           timeout=60, **kw)
 
 

@@ -29,7 +29,7 @@ WELCOME = """No runs in {home} yet.
 
 Press n to configure and launch a new run (start from the tiny-arith preset: it runs on a CPU in a few minutes), or run one from a shell:
 
-    imm run {preset} --home {home}
+    imm run tiny-arith --home {home}
 
 It shows up here while it runs. ctrl+p finds any command, ? lists the keys."""
 
@@ -145,7 +145,7 @@ class RunsScreen(Screen):
         welcome.display = not self.runs
         table.display = bool(self.runs)
         if not self.runs:
-            welcome.update(plain(WELCOME.format(home=self.app.home, preset=api.BUNDLED_PRESETS / "tiny-arith.toml")))
+            welcome.update(plain(WELCOME.format(home=self.app.home)))
         ids = [r.id for r in runs]
         rows = {r.id: cells(r, r.id in self.marked) for r in runs}
         if ids != self._shown:
