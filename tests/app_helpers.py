@@ -6,11 +6,13 @@ import time
 from rich.cells import cell_len
 from textual.css.query import NoMatches
 from textual.widgets import DataTable
+from textual.worker import WorkerState
 
 
-async def until(pilot, condition, timeout: float = 10.0, what: str = "condition"):
+async def until(pilot, condition, timeout: float = 60.0, what: str = "condition"):
     """Let the app run (workers read in threads) until condition() gives a true value, and return
-    it; a screen still composing (NoMatches) counts as not yet."""
+    it; a screen still composing (NoMatches) counts as not yet. Tests wait for what they need this
+    way, never for a fixed time: the timeout only bounds a hang (conftest.wait_until outside Pilot)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -31,6 +33,13 @@ def screen_text(app) -> str:
 
 def cells(table: DataTable) -> list[list[str]]:
     return [[str(getattr(c, "plain", c)) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def settled(app) -> bool:
+    """Nothing read yet that would change the screen: no worker pending or running, and every table
+    sized to its cells. A snapshot waits for this (pytest-textual-snapshot then lets the app idle)."""
+    busy = any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers)
+    return not busy and tables_sized(app)
 
 
 def tables_sized(app) -> bool:

@@ -35,12 +35,8 @@ def no_user_presets(tmp_path, monkeypatch):
 
 async def runs_screen(pilot) -> RunsScreen:
     """The runs screen once its first poll has filled the table."""
-    for _ in range(100):
-        await pilot.pause(0.05)
-        screen = pilot.app.screen
-        if isinstance(screen, RunsScreen) and screen.runs:
-            return screen
-    raise AssertionError("the runs table never filled")
+    return await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen.runs
+                       and pilot.app.screen, what="the runs table")
 
 
 def table_rows(screen: RunsScreen) -> dict[str, list[str]]:
@@ -78,7 +74,7 @@ async def test_filter_and_marks(snap_home):
         assert screen.marked == {RUN_STOPPED}
         assert table_rows(screen)[RUN_STOPPED][0] == "*"
         await pilot.press("c")  # one marked run: compare asks for more
-        await pilot.pause(0.1)
+        await until(pilot, lambda: any("two or more" in n.message for n in pilot.app._notifications), what="the ask")
         assert isinstance(pilot.app.screen, RunsScreen)
 
 
@@ -92,11 +88,7 @@ async def test_live_refresh_keeps_the_cursor(snap_home, monkeypatch):
         store = Store(snap_home)
         store.db["runs"].update(RUN_STOPPED, {"status": "failed", "error": "disk full"})
         store.db.conn.close()
-        for _ in range(60):
-            await pilot.pause(0.05)
-            if table_rows(screen)[RUN_STOPPED][2] == "failed":
-                break
-        assert table_rows(screen)[RUN_STOPPED][2] == "failed"
+        await until(pilot, lambda: table_rows(screen)[RUN_STOPPED][2] == "failed", what="the refresh")
         assert screen.current_id() == RUN_DONE
 
 
@@ -106,17 +98,14 @@ async def test_enter_opens_the_run(snap_home):
     async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
         await runs_screen(pilot)
         await pilot.press("down", "down", "down", "enter")
-        await pilot.pause(0.2)
-        assert isinstance(pilot.app.screen, RunDetailScreen) and pilot.app.screen.run_id == RUN_DONE
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunDetailScreen), what="the run")
+        assert pilot.app.screen.run_id == RUN_DONE
         await pilot.press("colon", *"runs", "enter")  # k9s-style jump back
-        await pilot.pause(0.2)
-        assert isinstance(pilot.app.screen, RunsScreen)
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
         await pilot.press("colon", *"run tiny-arith-2026110", "enter")  # ambiguous prefix: a message, no crash
+        await until(pilot, lambda: pilot.app._notifications, what="the message")
         await pilot.press("colon", *"run tiny-arith-vanilla", "enter")
-        for _ in range(40):
-            await pilot.pause(0.05)
-            if isinstance(pilot.app.screen, RunDetailScreen):
-                break
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunDetailScreen), what="the run")
         assert pilot.app.screen.run_id == RUN_FAILED
 
 
@@ -126,12 +115,11 @@ async def test_help_lists_every_key_of_the_screen(snap_home):
     async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
         await runs_screen(pilot)
         await pilot.press("question_mark")
-        await pilot.pause(0.1)
-        assert isinstance(pilot.app.screen, HelpScreen)
+        await until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), what="the help")
         described = {d for _, d, _ in pilot.app.screen.rows()}
         assert {"Open", "New", "Resume", "Stop", "Mark", "Compare", "Export", "Filter", "Jump", "Quit"} <= described
         await pilot.press("escape")
-        assert isinstance(pilot.app.screen, RunsScreen)
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
 
 
 async def test_palette_reaches_every_run_and_action(snap_home):
@@ -149,11 +137,10 @@ async def test_palette_reaches_every_run_and_action(snap_home):
         hits = [hit async for hit in provider.search("open dead")]
         assert hits and hits[0].text == f"Open run {RUN_INTERRUPTED}"
         hits[0].command()
-        await pilot.pause(0.2)
-        assert pilot.app.screen.run_id == RUN_INTERRUPTED
+        await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None) == RUN_INTERRUPTED, what="the run")
         # The palette itself opens and lists a run with markup in its name without crashing.
         await pilot.press("escape", "ctrl+p", *"dead")
-        await pilot.pause(0.5)
+        await until(pilot, lambda: f"Open run {RUN_INTERRUPTED}" in screen_text(pilot.app), what="the palette's hit")
         await pilot.press("escape")
 
 
@@ -161,13 +148,9 @@ async def test_engine_errors_are_notifications(snap_home):
     async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
         await runs_screen(pilot)
         await pilot.press("down", "down", "down", "s")  # the done run: stop asks first
-        await pilot.pause(0.1)
-        assert isinstance(pilot.app.screen, ConfirmScreen)
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), what="the question")
         await pilot.press("y")
-        for _ in range(40):
-            await pilot.pause(0.05)
-            if pilot.app._notifications:
-                break
+        await until(pilot, lambda: pilot.app._notifications, what="the answer")
         (note,) = list(pilot.app._notifications)
         assert note.severity == "error" and "is not running" in note.message
 
@@ -191,8 +174,8 @@ async def new_run_form(pilot) -> NewRunScreen:
 async def test_new_run_shows_engine_validation_inline_and_writes_nothing(tmp_path):
     home = tmp_path / "empty"
     async with ImmApp(home).run_test(size=SIZE) as pilot:
-        await pilot.pause(0.2)
-        assert f"imm run {api.BUNDLED_PRESETS / 'tiny-arith.toml'}" in str(pilot.app.screen.query_one("#welcome").render())
+        await until(pilot, lambda: f"imm run tiny-arith --home {home}" in str(pilot.app.screen.query_one("#welcome").render()),
+                    what="the welcome")
         screen = await new_run_form(pilot)
         fill(screen, {"merge.alpha": "2", "merge.drop_rate": "1.0", "generation.k": "0", "tasks.ood": "arith_add4, nosuch"})
         await until(pilot, lambda: len(screen.errors) == 4, 20, "four errors")
@@ -213,7 +196,7 @@ async def test_new_run_shows_engine_validation_inline_and_writes_nothing(tmp_pat
         await until(pilot, lambda: [e.field for e in screen.errors] == ["tasks.id"], 20, "one error")
         assert "tasks.id: got 'no_task'" in error("tasks.id") and error("merge.alpha") == ""
         await pilot.press("ctrl+r")  # refused: the errors are named, nothing starts
-        await pilot.pause(0.2)
+        await until(pilot, lambda: any("tasks.id" in n.message for n in pilot.app._notifications), what="the refusal")
         fill(screen, {"tasks.id": "arith_add3"})
         await until(pilot, lambda: not screen.errors and "stages" in str(screen.query_one("#dry-run").render()),
                        20, "the dry-run plan")
@@ -251,12 +234,13 @@ async def test_launch_stop_resume_and_reopen(home):
 
             await pilot.press("escape")  # back to the runs table; stop asks first
             await runs_screen(pilot)
+            # the engine marks the run running once started (importing torch takes a while under load)
+            await until(pilot, lambda: api.list_runs(home)[0].status == "running", 240, "the engine to start")
             await pilot.press("s")
-            await pilot.pause(0.1)
-            assert isinstance(pilot.app.screen, ConfirmScreen)
+            await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), what="the question")
             await pilot.press("n")  # no: it keeps running
-            await pilot.pause(0.3)
-            assert api.list_runs(home)[0].status == "running"
+            await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
+            assert not (home / "runs" / run.id / "STOP").exists() and api.list_runs(home)[0].status == "running"
             await pilot.press("s", "y")
             await until(pilot, lambda: api.list_runs(home)[0].status == "stopped", 240, "the run to stop")
             await pilot.press("r")
@@ -294,23 +278,72 @@ async def test_a_run_named_with_markup_renders(snap_home):
     async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
         await runs_screen(pilot)
         pilot.app.jump("no [/foo] \x1b[2J")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: any("[/foo]" in n.message for n in pilot.app._notifications), what="the message")
         await pilot.press("enter")  # the interrupted run, named "tiny [bold]x[/foo]"
-        await pilot.pause(0.5)
-        assert pilot.app.screen.run_id == RUN_INTERRUPTED
+        await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None) == RUN_INTERRUPTED, what="the run")
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert isinstance(pilot.app.screen, RunsScreen)
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
 
 
-@pytest.mark.parametrize("env", [{"NO_COLOR": "1"}, {"TEXTUAL_COLOR_SYSTEM": "standard"}], ids=["no-color", "16-colours"])
-async def test_monochrome_and_16_colours(snap_home, monkeypatch, env):
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+def screen_segments(app) -> list:
+    """The screen's cells as drawn (the app's line filters, NO_COLOR's among them, applied)."""
+    return [seg for strip in app.screen._compositor.render_strips() for seg in strip]
+
+
+def colours(segments) -> list:
+    return [c for seg in segments if seg.style for c in (seg.style.color, seg.style.bgcolor) if c is not None]
+
+
+def assert_greys(app) -> None:
+    used = colours(screen_segments(app))
+    triplets = {c.get_truecolor() for c in used}
+    assert used and all(r == g == b for r, g, b in triplets), sorted(triplets)[:5]
+
+
+async def test_no_color_draws_in_greys_with_the_statuses_in_words(snap_home, monkeypatch):
+    from imm_tui.screens.system import SystemScreen
+
+    monkeypatch.setenv("NO_COLOR", "1")
     async with ImmApp(snap_home).run_test(size=(80, 24)) as pilot:
         await runs_screen(pilot)
+        for status in ("interrupted", "stopped", "failed", "done"):  # the words carry what colours would
+            await until(pilot, lambda: status in screen_text(pilot.app), what=status)
+        assert_greys(pilot.app)
         await pilot.press("S")
-        await pilot.pause(0.3)
-        await pilot.press("escape", "n")
-        await pilot.pause(0.5)
-        assert isinstance(pilot.app.screen, NewRunScreen)
+        await until(pilot, lambda: isinstance(pilot.app.screen, SystemScreen), what="the system screen")
+        assert_greys(pilot.app)
+        await pilot.press("escape")
+        await new_run_form(pilot)
+        assert_greys(pilot.app)
+
+
+async def test_16_colours_draw_only_standard_colours_and_tell_the_statuses_apart(snap_home, monkeypatch):
+    import re
+
+    from rich.segment import Segment, Segments
+    from textual import constants
+
+    monkeypatch.setattr(constants, "COLOR_SYSTEM", "standard")  # what TEXTUAL_COLOR_SYSTEM=standard sets
+    async with ImmApp(snap_home).run_test(size=(80, 24)) as pilot:
+        await runs_screen(pilot)
+        statuses = ("done", "failed", "stopped", "interrupted")
+        await until(pilot, lambda: all(s in screen_text(pilot.app) for s in statuses), what="every status")
+        console = pilot.app.console
+        assert console.color_system == "standard"
+
+        def sgr_codes(segments) -> list[set[int]]:
+            """The SGR parameters of each escape the terminal is sent for these segments."""
+            with console.capture() as capture:
+                console.print(Segments(segments), end="")
+            return [{int(p) for p in params.split(";") if p} for params in re.findall(r"\x1b\[([0-9;]*)m", capture.get())]
+
+        lines = pilot.app.screen._compositor.render_strips()
+        codes = set().union(*sgr_codes([seg for strip in lines for seg in [*strip, Segment.line()]]))
+        assert not codes & {38, 48}, "a 256-colour or truecolor code in 16-colour output"
+        foreground = set(range(30, 38)) | set(range(90, 98))
+        drawn = {}
+        for status in statuses:
+            [first, *_] = sgr_codes([next(seg for strip in lines for seg in strip if seg.text.strip() == status)])
+            drawn[status] = (frozenset(first & foreground), 7 in first)  # its colour, reversed or not
+        assert all(colour for colour, _ in drawn.values()), drawn
+        assert len(set(drawn.values())) == len(statuses), drawn  # each status looks different
