@@ -6,13 +6,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from app_fixtures import RUN_DONE, make_snapshot_home
+from conftest import wait_until
 
 IMM = Path(sys.executable).parent / "imm"
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (CI installs it with apt-get)")
@@ -23,14 +23,13 @@ def tmux(*args: str) -> str:
 
 
 def wait_for_screen(session: str, text: str, timeout: float = 120.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
+    def shown():
         screen = tmux("capture-pane", "-p", "-t", session)
-        if text in screen:
-            return screen
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} never showed; the screen:\n{screen}")
-        time.sleep(0.2)
+        return screen if text in screen else None
+    try:
+        return wait_until(shown, timeout, f"{text!r} on screen", every=0.2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the screen:\n{tmux('capture-pane', '-p', '-t', session)}") from None
 
 
 @pytest.fixture
