@@ -229,11 +229,10 @@ def test_sweep_values_of_the_wrong_type_are_argparse_errors(home, capsys, args):
 # ------------------------------------------------------------------ through the real processes
 
 
-def test_the_two_seen_today_via_the_real_cli(tmp_path):
-    """`--set iterations=99999999999999999999` was accepted and killed while planning (exit 137);
-    a preset in Latin-1 ended in a UnicodeDecodeError traceback (exit 1)."""
+def test_a_huge_iteration_count_and_a_latin1_preset_are_refused_by_the_real_cli(tmp_path):
+    """`--set iterations=99999999999999999999` was once accepted and killed while planning (exit
+    137); a preset in Latin-1 once ended in a UnicodeDecodeError traceback (exit 1)."""
     fresh = tmp_path / "home"
-    before = listing(tmp_path)
     huge = imm("run", str(TINY_PRESET), "--set", "iterations=99999999999999999999", home=fresh, timeout=60)
     assert huge.returncode == 2 and huge.stderr == ("error: iterations: got 99999999999999999999; "
                                                     "allowed: <= 1000 (the most imm allows)\n")

@@ -94,9 +94,11 @@ def test_merge_output_and_samples_are_fsynced_before_their_rename(tmp_path, base
     assert_published_durably(fsync_log, tmp_path / "samples.jsonl")
 
 
-def test_the_writers_commits_survive_power_loss(tmp_path, monkeypatch):
-    """synchronous = FULL on the engine's connection, also where the SQLite build makes WAL mode
-    default to NORMAL (SQLITE_DEFAULT_WAL_SYNCHRONOUS=1, as some distributions ship it)."""
+def test_the_writer_sets_synchronous_full_even_where_wal_defaults_to_normal(tmp_path, monkeypatch):
+    """synchronous = FULL on the engine's connection (SQLite then syncs the WAL at every commit, so
+    a commit survives a power loss), also where the SQLite build makes WAL mode default to NORMAL
+    (SQLITE_DEFAULT_WAL_SYNCHRONOUS=1, as some distributions ship it). What is checked is the
+    setting; the power loss itself is not simulated."""
     import sqlite_utils
 
     from engine.runstate.store import Store
