@@ -22,7 +22,7 @@ async def until(pilot, condition, timeout: float = 60.0, what: str = "condition"
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; the screen:\n{screen_text(pilot.app)}")
         await pilot.pause(0.05)
 
 

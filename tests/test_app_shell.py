@@ -123,6 +123,8 @@ async def test_help_lists_every_key_of_the_screen(snap_home):
 
 
 async def test_palette_reaches_every_run_and_action(snap_home):
+    from textual.command import CommandInput
+
     from imm_tui.commands_palette import ImmCommands
 
     async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
@@ -139,7 +141,11 @@ async def test_palette_reaches_every_run_and_action(snap_home):
         hits[0].command()
         await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None) == RUN_INTERRUPTED, what="the run")
         # The palette itself opens and lists a run with markup in its name without crashing.
-        await pilot.press("escape", "ctrl+p", *"dead")
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(pilot.app.focused, CommandInput), what="the palette's input")
+        await pilot.press(*"dead")
         await until(pilot, lambda: f"Open run {RUN_INTERRUPTED}" in screen_text(pilot.app), what="the palette's hit")
         await pilot.press("escape")
 
