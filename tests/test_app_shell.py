@@ -173,7 +173,7 @@ def fill(screen: NewRunScreen, values: dict[str, str]) -> None:
 async def new_run_form(pilot) -> NewRunScreen:
     await pilot.press("n")
     screen = await until(pilot, lambda: isinstance(pilot.app.screen, NewRunScreen) and pilot.app.screen.config
-                            and pilot.app.screen, 20, "the form's preset")
+                            and pilot.app.screen, what="the form's preset")
     return screen
 
 
@@ -184,7 +184,7 @@ async def test_new_run_shows_engine_validation_inline_and_writes_nothing(tmp_pat
                     what="the welcome")
         screen = await new_run_form(pilot)
         fill(screen, {"merge.alpha": "2", "merge.drop_rate": "1.0", "generation.k": "0", "tasks.ood": "arith_add4, nosuch"})
-        await until(pilot, lambda: len(screen.errors) == 4, 20, "four errors")
+        await until(pilot, lambda: len(screen.errors) == 4, what="four errors")
 
         def error(path: str) -> str:
             from imm_tui.screens.new_run import field_id
@@ -199,7 +199,7 @@ async def test_new_run_shows_engine_validation_inline_and_writes_nothing(tmp_pat
         assert error("seed") == ""
         fill(screen, {"merge.alpha": "0.3", "merge.drop_rate": "0.2", "generation.k": "2", "tasks.ood": "arith_add4",
                       "tasks.id": "no_task"})
-        await until(pilot, lambda: [e.field for e in screen.errors] == ["tasks.id"], 20, "one error")
+        await until(pilot, lambda: [e.field for e in screen.errors] == ["tasks.id"], what="one error")
         assert "tasks.id: got 'no_task'" in error("tasks.id") and error("merge.alpha") == ""
         await pilot.press("ctrl+r")  # refused: the errors are named, nothing starts
         await until(pilot, lambda: any("tasks.id" in n.message for n in pilot.app._notifications), what="the refusal")
@@ -229,9 +229,9 @@ async def test_launch_stop_resume_and_reopen(home):
             screen = await new_run_form(pilot)
             fill(screen, {"generation.temperatures": "0.5", "sft.epochs": "1", "iterations": "1"})
             screen.query_one("#f-extra").value = "; ".join(FAST)
-            await until(pilot, lambda: "stages (8)" in str(screen.query_one("#dry-run").render()), 30, "the plan")
+            await until(pilot, lambda: "stages (8)" in str(screen.query_one("#dry-run").render()), what="the plan")
             await pilot.press("ctrl+r")
-            detail = await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None), 30, "the run's detail")
+            detail = await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None), what="the run's detail")
             run = api.list_runs(home)[0]
             assert run.id == detail and run.pid
             started_pids.append(run.pid)
@@ -250,7 +250,7 @@ async def test_launch_stop_resume_and_reopen(home):
             await pilot.press("s", "y")
             await until(pilot, lambda: api.list_runs(home)[0].status == "stopped", 240, "the run to stop")
             await pilot.press("r")
-            await until(pilot, lambda: api.list_runs(home)[0].status in ("running", "done"), 30, "the resume")
+            await until(pilot, lambda: api.list_runs(home)[0].status in ("running", "done"), 240, "the resume")
             started_pids.append(api.list_runs(home)[0].pid)
         # The app is closed: the engine goes on; a new app finds the run, watches it finish its
         # iteration, and shows that run's own numbers in every tab.
@@ -259,20 +259,20 @@ async def test_launch_stop_resume_and_reopen(home):
             assert table_rows(screen)[run.id][2] in ("running", "done")
             await until(pilot, lambda: table_rows(screen)[run.id][2] == "done", 300, "the run to finish")
             await pilot.press("enter")
-            await until(pilot, lambda: getattr(pilot.app.screen, "detail", None), 10, "the run's detail")
+            await until(pilot, lambda: getattr(pilot.app.screen, "detail", None), what="the run's detail")
             results = api.results(run.id, home)
             await pilot.press("3")
             merge1 = next(r for r in results if r.checkpoint == "merge1" and r.domain == "id")
-            await until(pilot, lambda: f"{merge1.value:.1f}" in screen_text(pilot.app), 10, "Merge1's ID value")
+            await until(pilot, lambda: f"{merge1.value:.1f}" in screen_text(pilot.app), what="Merge1's ID value")
             [verdict] = [v for v in api.verdicts(run.id, home) if v.checkpoint == "sft1"]
             await pilot.press("2")
             await until(pilot, lambda: f"= {verdict.spearman:+.2f}".replace("+", "") in screen_text(pilot.app).replace("+", "")
-                        and verdict.verdict in screen_text(pilot.app), 10, "the layer verdict")
+                        and verdict.verdict in screen_text(pilot.app), what="the layer verdict")
             sample = api.samples(run.id, 1, "generated", home)[0]
             await pilot.press("5")
-            await until(pilot, lambda: sample.question.splitlines()[0] in screen_text(pilot.app), 10, "a generated sample")
+            await until(pilot, lambda: sample.question.splitlines()[0] in screen_text(pilot.app), what="a generated sample")
             await pilot.press("4")
-            await until(pilot, lambda: "weights the BASE" in screen_text(pilot.app), 10, "the merge lab")
+            await until(pilot, lambda: "weights the BASE" in screen_text(pilot.app), what="the merge lab")
     finally:
         for pid in started_pids:
             kill(pid)
