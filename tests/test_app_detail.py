@@ -254,7 +254,13 @@ async def test_running_stage_progress_rate_loss_and_tokens(snapshot_home):
 def test_progress_line_of_a_running_stage_has_an_eta():
     p = api.Progress(iteration=2, stage="generate", step=300, total=900, unit="samples", rate=10.0,
                      tokens_per_s=1234.0, loss=None, started=0.0, updated=30.0)
-    assert progress_line(p, "running") == "iter 2 generate · 300/900 samples · 10.0 samples/s · ETA 1m00 · 1,234 tok/s"
+    assert progress_line(p, "running") == "iter 2 generate · 300/900 samples · 10.0 samples/s · ETA 1m00s · 1,234 tok/s"
+
+
+def test_eval_progress_names_the_checkpoint_it_answers_with():
+    p = api.Progress(iteration=1, stage="eval", step=300, total=900, unit="questions", rate=None, tokens_per_s=None,
+                     loss=None, started=0.0, updated=30.0, label="SFT1 (1 of 2)")
+    assert progress_line(p, "running") == "iter 1 eval SFT1 (1 of 2) · 300/900 questions"
 
 
 async def test_a_run_failing_while_watched_says_so_with_the_engines_error(snapshot_home):

@@ -24,7 +24,7 @@ from ..panes.results import ResultsPane
 from ..panes.samples import SamplesPane
 from ..widgets.footer import ImmFooter
 from ..widgets.plain import clean
-from ..widgets.stage_timeline import duration
+from ..widgets.fmt import duration
 
 POLL_S = 1.0
 TABS = ("progress", "layers", "results", "merge-lab", "samples", "config")
@@ -33,7 +33,7 @@ STATUS_STYLE = {"running": "bold yellow", "done": "bold green", "failed": "bold 
 
 
 def header_text(s: api.RunSummary) -> Text:
-    """run-id (name) · status · iter 1 sft · 5/14 stages · elapsed 3m05 (failed runs: the error)."""
+    """run-id (name) · status · iter 1 sft · 5/14 stages · elapsed 3m05s (failed runs: the error)."""
     text = Text(s.id, style="bold")
     if not s.id.startswith(s.name):
         text.append(f" ({clean(s.name)})")
