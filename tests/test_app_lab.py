@@ -174,7 +174,7 @@ async def test_compare_shows_results_with_differences_and_only_differing_config(
                        what="the config diff")
         config = app.screen.query_one("#compare-config", DataTable)
         diff = api.compare([RUN_DONE, RUN_FAILED], home=snapshot_home).config_diff
-        assert column(config, 0) == list(diff) and "method" in diff and "name" not in diff
+        assert column(config, 0) == list(diff) and "method" in diff and "name" in diff
         results = app.screen.query_one("#compare-results", DataTable)
         base_id = [results.get_row_at(r) for r in range(results.row_count)
                    if str(results.get_row_at(r)[0]) == "Base" and str(results.get_row_at(r)[2]) == "pass@1"]
@@ -183,6 +183,24 @@ async def test_compare_shows_results_with_differences_and_only_differing_config(
         assert str(merge[4]) == "-"  # the failed run has no Merge1
         await pilot.press("escape")
         assert not isinstance(app.screen, CompareScreen)
+
+
+async def test_compare_says_when_runs_were_evaluated_on_different_question_counts(snapshot_home):
+    from engine.runstate.store import Store
+
+    store = Store(snapshot_home)
+    with store.db.conn:  # the failed run's base measured on 30 questions a task, the other's on 300
+        store.db.execute("UPDATE metrics SET n = 30 WHERE run_id = ?", [RUN_FAILED])
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        await on_runs_screen(pilot)
+        app.compare_runs([RUN_DONE, RUN_FAILED])
+        results = await until(pilot, lambda: app.screen.query_one("#compare-results", DataTable).row_count
+                              and app.screen.query_one("#compare-results", DataTable), what="the results")
+        base = next(results.get_row_at(r) for r in range(results.row_count) if str(results.get_row_at(r)[0]) == "Base")
+        assert [str(c) for c in base[3:]] == ["31.0 n=300", "31.0 n=30"]  # no difference computed
+        assert "different question counts (n)" in str(app.screen.query_one("#compare-results-title", Static).render())
+        assert "tiny-arith-vanilla" in str(app.screen.query_one("#compare-runs", Static).render())
 
 
 async def open_export(pilot, run_id: str) -> ExportScreen:
