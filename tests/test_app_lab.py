@@ -149,6 +149,20 @@ async def test_merge_lab_runs_a_real_trial_and_adopts_it(finished_run, tmp_path)
         await until(pilot, lambda: "✓ adopted" in column(table, 8), what="the adopted mark")
 
 
+async def test_merge_lab_grid_leaves_out_alphas_already_trialled_and_the_runs_own(snapshot_home, monkeypatch):
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_pane(pilot, RUN_DONE, MergeLabPane)
+        await until(pilot, lambda: pane.data and pane.iteration == 1, what="the trials")
+        queued = []
+        monkeypatch.setattr(pane, "queue", lambda alphas, drops: queued.append((alphas, drops)))
+        assert (pane.alpha, pane.drop) == (0.5, 0.1)
+        await pilot.press("g")  # trials at p 0.1: α 0.3 and 0.5, and the run's own merge is α 0.5, p 0.1
+        assert queued == [([0.1, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9], [0.1])]
+        await pilot.press("comma", "g")  # p 0.0: α 0.7 done, α 0.9 queued
+        assert queued[-1] == ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8], [0.0])
+
+
 async def test_merge_lab_refuses_a_running_run_with_the_engines_text(snapshot_home):
     # The run is stored as running with a live engine pid (this process): the engine refuses a sweep.
     db = sqlite3.connect(snapshot_home / "imm.db")

@@ -203,10 +203,33 @@ async def test_palette_reaches_every_run_and_action(snap_home):
         await pilot.press("escape")
 
 
+async def test_stop_is_refused_for_a_run_that_is_not_running(snap_home):
+    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+        await runs_screen(pilot)
+        await pilot.press("end", "s")  # the done run
+        await until(pilot, lambda: pilot.app._notifications, what="the answer")
+        (note,) = list(pilot.app._notifications)
+        assert f"{RUN_DONE} is done: no engine runs it, nothing to stop" == note.message
+        assert isinstance(pilot.app.screen, RunsScreen)  # nothing asked
+
+
+async def test_jumping_to_the_run_on_screen_stacks_no_second_screen(snap_home):
+    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+        await runs_screen(pilot)
+        pilot.app.open_run(RUN_DONE)
+        await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None) == RUN_DONE, what="the run")
+        depth = len(pilot.app.screen_stack)
+        await pilot.press("colon", *"run tiny-arith-20261101", "enter")
+        await pilot.pause(0.3)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.1)
+        assert len(pilot.app.screen_stack) == depth
+
+
 async def test_engine_errors_are_notifications(snap_home):
     async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
         await runs_screen(pilot)
-        await pilot.press("down", "down", "down", "s")  # the done run: stop asks first
+        pilot.app.stop_run(RUN_DONE)  # past the screen's own check: the engine's answer
         await pilot.pause(0.1)
         assert isinstance(pilot.app.screen, ConfirmScreen)
         await pilot.press("y")

@@ -240,8 +240,9 @@ def sample_sets(run: str, iteration: int, home=None) -> list[str]:
     r = reader(home)
     paths = run_paths(r.home, find_run(r, run)["run_dir"])
     found = [s for s, p in (("generated", paths.graded(iteration)), ("kept", paths.kept(iteration))) if p.exists()]
-    evals = sorted(paths.iteration(iteration).glob("eval_*.jsonl"))
-    return found + [f"eval:{p.stem.removeprefix('eval_')}" for p in evals]
+    evals = sorted((p.stem.removeprefix("eval_") for p in paths.iteration(iteration).glob("eval_*.jsonl")),
+                   key=lambda name: (checkpoint_order(name), name))  # base, sft1, merge1 (the stage's order)
+    return found + [f"eval:{name}" for name in evals]
 
 
 def samples(run: str, iteration: int, which: str = "generated", home=None, limit: int | None = None) -> list[Sample]:

@@ -280,7 +280,17 @@ class MergeLabPane(LivePoll, Vertical):
         self.queue([self.alpha], [self.drop])
 
     def action_queue_grid(self) -> None:
-        self.queue(GRID_ALPHAS, [self.drop])
+        """α 0.1..0.9 at the current p, less those with a trial at that p (queued, running or done)
+        and the run's own merge (its α and p)."""
+        merge = self.data.detail.config.get("merge", {}) if self.data else {}
+        own = (float(merge.get("alpha", -1)), float(merge.get("drop_rate", 0.0)))
+        have = {(t.alpha, t.drop_rate) for t in self.trials() if t.status != "failed"} | {own}
+        alphas = [a for a in GRID_ALPHAS if (a, self.drop) not in have]
+        if not alphas:
+            self.notify(f"Every α of the grid at p {self.drop:g} has a trial (or is the run's own merge).",
+                        markup=False)
+            return
+        self.queue(alphas, [self.drop])
 
     def queue(self, alphas: list[float], drops: list[float]) -> None:
         if self.iteration is None or self.alpha is None:

@@ -22,6 +22,7 @@ from ..panes.merge_lab import MergeLabPane
 from ..panes.progress import ProgressPane
 from ..panes.results import ResultsPane
 from ..panes.samples import SamplesPane
+from .runs import stoppable
 from ..widgets.footer import ImmFooter
 from ..widgets.plain import clean
 from ..widgets.fmt import duration
@@ -173,7 +174,8 @@ class RunDetailScreen(Screen):
         self.app.resume_run(self.run_id)
 
     def action_stop(self) -> None:
-        self.app.stop_run(self.run_id)  # asks first
+        if self.detail is None or stoppable(self.app, self.detail.summary):
+            self.app.stop_run(self.run_id)  # asks first
 
     def on_run_changed(self, event: RunChanged) -> None:
         if event.run_id == self.run_id:

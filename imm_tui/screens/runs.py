@@ -85,6 +85,14 @@ def fitting_columns(widths: dict[str, int], room: int) -> list[str]:
     return [key for key, _ in COLUMNS if key in kept]
 
 
+def stoppable(app, run: api.RunSummary) -> bool:
+    """A run whose engine may be running (running, or created and starting); else says why not."""
+    if run.status in (api.RunStatus.RUNNING, api.RunStatus.CREATED):
+        return True
+    app.notify(f"{run.id} is {run.status}: no engine runs it, nothing to stop", markup=False)
+    return False
+
+
 def about(run: api.RunSummary) -> str:
     """The line under the table for the highlighted run (with what a narrow table leaves out)."""
     line = (f"{run.id} · {run.name} · {run.preset} · {run.method} · {run.model}\n{run.status} · {stage_text(run)}"
@@ -252,6 +260,9 @@ class RunsScreen(Screen):
         self._with_run(self.app.resume_run)
 
     def action_stop(self) -> None:
+        run = self.current()
+        if run is not None and not stoppable(self.app, run):
+            return
         self._with_run(self.app.stop_run)
 
     def action_export(self) -> None:
