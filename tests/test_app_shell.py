@@ -128,6 +128,19 @@ async def test_home_end_and_a_filter_without_matches(snap_home):
         assert "No run matches" not in screen_text(pilot.app)
 
 
+async def test_empty_home_hint_keeps_its_command_whole_at_80_columns(tmp_path):
+    import tempfile
+
+    # a home path as long as a user's (pytest's tmp_path alone is wider than 80 columns)
+    home = Path(tempfile.mkdtemp(prefix="imm-hint-", dir="/tmp")) / "experiments-home"
+    async with ImmApp(home).run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "imm run" in screen_text(pilot.app), what="the hint")
+        lines = [line.strip() for line in screen_text(pilot.app).splitlines()]
+        assert f"--home {home}" in lines
+        assert f"{api.BUNDLED_PRESETS / 'tiny-arith.toml'} \\" in lines
+    home.parent.rmdir()  # the app created nothing in it
+
+
 async def test_live_refresh_keeps_the_cursor(snap_home, monkeypatch):
     from engine.runstate.store import Store
 
@@ -176,8 +189,18 @@ async def test_help_lists_every_key_of_the_screen(snap_home):
         assert isinstance(pilot.app.screen, HelpScreen)
         described = {d for _, d, _ in pilot.app.screen.rows()}
         assert {"Open", "New", "Resume", "Stop", "Mark", "Compare", "Export", "Filter", "Jump", "Quit"} <= described
+        rows = {d: (k, w) for k, d, w in pilot.app.screen.rows()}
+        assert rows["Quit"] == ("^q, q", "anywhere") and rows["New"][1] == "this screen"
+        assert rows["Open"][1] == "table"  # where, in words: no class names
         await pilot.press("escape")
         assert isinstance(pilot.app.screen, RunsScreen)
+        pilot.app.open_run(RUN_DONE)
+        await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None) == RUN_DONE, what="the run")
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), what="the keys")
+        places = {w for _, _, w in pilot.app.screen.rows()}
+        assert "Progress tab, focused part" in places or "Progress tab" in places, places
+        assert not any(w[0].isupper() and w.endswith(("Screen", "App", "Scroll", "Pane")) for w in places), places
 
 
 async def test_palette_reaches_every_run_and_action(snap_home):

@@ -39,7 +39,9 @@ WELCOME = """No runs in {home} yet.
 
 Press n to configure and launch a new run (start from the tiny-arith preset: it runs on a CPU in a few minutes), or run one from a shell:
 
-    imm run {preset} --home {home}
+    imm run \\
+      {preset} \\
+      --home {home}
 
 It shows up here while it runs. ctrl+p finds any command, ? lists the keys."""
 
