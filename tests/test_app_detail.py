@@ -330,10 +330,8 @@ async def test_resume_and_stop_answer_with_the_engines_text(snapshot_home):
         await open_detail(pilot, RUN_DONE)
         await pilot.press("r")
         await until(pilot, lambda: any("nothing left" in n.message for n in app._notifications))
-        await pilot.press("s")
-        await pilot.pause(0.1)
-        await pilot.press("y")  # asked first
-        await until(pilot, lambda: any("is not running" in n.message for n in app._notifications))
+        await pilot.press("s")  # a done run: refused without asking
+        await until(pilot, lambda: any("nothing to stop" in n.message for n in app._notifications))
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert not isinstance(app.screen, RunDetailScreen)

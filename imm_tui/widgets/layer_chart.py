@@ -11,19 +11,19 @@ MAX_TICKS = 16
 
 class LayerChart(PlotextPlot):
     """Two bars per layer. Shares (%) share one axis; absolute values differ by orders of
-    magnitude, so weight change then gets its own axis on the right."""
+    magnitude, so weight change then gets its own axis on the right. The key is in the title
+    (plotext's legend marks each entry with its axis side as L or ⅃)."""
 
     def draw(self, layers: list[int], importance: list[float | None], change: list[float | None],
              percent: bool, title: str) -> None:
         plt = self.plt
         plt.clear_figure()
-        plt.title(title)
+        plt.title(f"{title} · █ importance, {CHANGE_MARKER} weight change" + ("" if percent else " (right axis)"))
         if layers:
             xs = list(range(len(layers)))
-            plt.bar([x - 0.2 for x in xs], [v or 0.0 for v in importance], width=0.4,
-                    label="importance %" if percent else "importance")
+            plt.bar([x - 0.2 for x in xs], [v or 0.0 for v in importance], width=0.4)
             plt.bar([x + 0.2 for x in xs], [v or 0.0 for v in change], width=0.4, marker=CHANGE_MARKER,
-                    label="weight change %" if percent else "weight change", yside="left" if percent else "right")
+                    yside="left" if percent else "right")
             step = -(-len(xs) // MAX_TICKS)
             plt.xticks(xs[::step], [str(n) for n in layers[::step]])
             plt.xlabel("layer")
