@@ -163,6 +163,29 @@ async def test_merge_lab_grid_leaves_out_alphas_already_trialled_and_the_runs_ow
         assert queued[-1] == ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8], [0.0])
 
 
+async def test_charts_keep_their_height_and_keys_off_the_data_at_80x24(snapshot_home):
+    from textual_plotext import PlotextPlot
+
+    from app_helpers import screen_text
+    from imm_tui.panes.results import PLOT_ROWS
+
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, RUN_DONE, LayersPane)
+        await until(pilot, lambda: "Iteration 2 of 2" in text_of(pane.query_one("#layers-head")), what="the head")
+        assert "⅃" not in screen_text(app) and "█ importance   ░ weight change (right axis)" in screen_text(app)
+        lab = pilot.app.screen.query_one(MergeLabPane)
+        await pilot.press("4")
+        await until(pilot, lambda: lab.data is not None, what="the lab")
+        await pilot.pause(0.2)
+        assert lab.query_one("#lab-plot", PlotextPlot).size.height >= 14  # the tab scrolls instead
+        await pilot.press("3")
+        plot = pilot.app.screen.query_one("#results-plot", PlotextPlot)
+        await until(pilot, lambda: plot.size.height >= PLOT_ROWS, what="the results plot's height")
+        key = str(pilot.app.screen.query_one("#results-key", Static).render())
+        assert "● arith_add3 ID" in key and "x arith_add4 OOD" in key
+
+
 async def test_merge_lab_refuses_a_running_run_with_the_engines_text(snapshot_home):
     # The run is stored as running with a live engine pid (this process): the engine refuses a sweep.
     db = sqlite3.connect(snapshot_home / "imm.db")

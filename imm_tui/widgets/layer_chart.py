@@ -9,16 +9,21 @@ CHANGE_MARKER = "░"
 MAX_TICKS = 16
 
 
+def key(percent: bool) -> str:
+    return f"█ importance   {CHANGE_MARKER} weight change" + ("" if percent else " (right axis)")
+
+
 class LayerChart(PlotextPlot):
     """Two bars per layer. Shares (%) share one axis; absolute values differ by orders of
-    magnitude, so weight change then gets its own axis on the right. The key is in the title
-    (plotext's legend marks each entry with its axis side as L or ⅃)."""
+    magnitude, so weight change then gets its own axis on the right. The bars carry no plotext
+    legend (it sat on the bars and marked each entry with its axis side as L or ⅃): `key` says
+    which is which, for a line beside the chart."""
 
     def draw(self, layers: list[int], importance: list[float | None], change: list[float | None],
              percent: bool, title: str) -> None:
         plt = self.plt
         plt.clear_figure()
-        plt.title(f"{title} · █ importance, {CHANGE_MARKER} weight change" + ("" if percent else " (right axis)"))
+        plt.title(title)
         if layers:
             xs = list(range(len(layers)))
             plt.bar([x - 0.2 for x in xs], [v or 0.0 for v in importance], width=0.4)
