@@ -1,5 +1,5 @@
 """A deterministic home for the app's snapshot tests, written by the engine's own writers, called
-as the engine calls them: `Store.create_run` with the stage plan, `set_stage` / `finish_stage` with
+as the engine calls them: `Store.create_run` with the stage plan, `start_stage` / `finish_stage` with
 each stage's rows (metrics from eval, layer stats and verdicts from analyze), `update_run` for the
 run's status, `set_progress`, and the sweep queue (`queue_trials`, `claim_trial`, `finish_trial`).
 Only the ids, the Store's clock and the numbers are fixed here, so a change in what the writers
@@ -150,7 +150,7 @@ def _add_run(store: Store, clock: Clock, run_id: str, preset: Path, status: str,
         if i == done and not (failed_error or running):
             break
         clock.at = start
-        store.set_stage(run_id, t, stage, status=StageStatus.RUNNING, started=start, ended=None, error=None)
+        store.start_stage(run_id, t, stage)
         if i < done:
             clock.at = start + 60
             store.finish_stage(run_id, t, stage, artifact="", info={}, rows=rows(t, stage))
