@@ -37,9 +37,39 @@ def cells(table: DataTable) -> list[list[str]]:
 
 def settled(app) -> bool:
     """Nothing read yet that would change the screen: no worker pending or running, and every table
-    sized to its cells. A snapshot waits for this (pytest-textual-snapshot then lets the app idle)."""
+    sized to its cells and drawn so. A snapshot waits for this (pytest-textual-snapshot then lets
+    the app idle)."""
     busy = any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers)
-    return not busy and tables_sized(app)
+    return not busy and tables_sized(app) and tables_drawn_whole(app)
+
+
+def row_drawn_whole(line: str, row: list[str]) -> bool:
+    """The drawn line shows the row's cells whole and in order; the last one seen may be cut by
+    the edge of the view (never a cell in the middle, as a column drawn before it was measured is)."""
+    at = 0
+    for cell in (c.strip() for c in row):
+        found = line.find(cell, at)
+        if found < 0:
+            rest = line[at:].strip()  # nothing left: the cells beyond are past the view's edge
+            return not rest or (cell.startswith(rest) and not line.endswith(" "))
+        at = found + len(cell)
+    return True
+
+
+def tables_drawn_whole(app) -> bool:
+    """The first row of every table on screen, as the screen draws it, shows its cells whole."""
+    lines = screen_text(app).splitlines()
+    for table in app.screen.query(DataTable):
+        region = table.region
+        if not table.row_count or not region or table.scroll_offset.y or not table.show_header:
+            continue
+        y = region.y + table.header_height
+        if y >= min(region.bottom, len(lines)):
+            continue
+        drawn = lines[y][region.x:region.right]
+        if not row_drawn_whole(drawn, [str(getattr(c, "plain", c)) for c in table.get_row_at(0)]):
+            return False
+    return True
 
 
 def tables_sized(app) -> bool:
