@@ -94,6 +94,27 @@ def test_merge_output_and_samples_are_fsynced_before_their_rename(tmp_path, base
     assert_published_durably(fsync_log, tmp_path / "samples.jsonl")
 
 
+def test_a_stage_and_an_adoption_are_recorded_all_or_nothing(tmp_path):
+    """finish_stage (a stage's rows, then the stage marked done) and adopt_trial (the merge's info
+    and metrics, then the later stages reset) write in one transaction: a write that fails midway
+    leaves nothing behind, and a reader never sees half of one."""
+    from engine.config import resolve
+    from engine.runstate.plan import create_run
+    from engine.runstate.store import Store
+
+    store = Store(tmp_path / "home")
+    run_id, _ = create_run(store, resolve(TINY_PRESET, FAST), str(TINY_PRESET))
+    metric = {"checkpoint": "base", "iteration": 0, "task": "arith_add3", "domain": "id", "metric": "pass@1",
+              "value": 50.0, "n": 32}
+    with pytest.raises(Exception):  # the stage to mark done is not in the plan
+        store.finish_stage(run_id, 9, "eval", rows={"metrics": [metric]})
+    assert store.metrics(run_id) == []
+    with pytest.raises(Exception):  # the last stage to reset is not in the plan
+        store.adopt_trial(run_id, 1, 1, {"adopted_trial": 1}, [metric], [(1, "eval"), (9, "analyze")])
+    stages = {(s["iteration"], s["stage"]): s for s in store.stages(run_id)}
+    assert stages[(1, "merge")]["info"] is None and store.metrics(run_id) == []
+
+
 def test_the_writer_sets_synchronous_full_even_where_wal_defaults_to_normal(tmp_path, monkeypatch):
     """synchronous = FULL on the engine's connection (SQLite then syncs the WAL at every commit, so
     a commit survives a power loss), also where the SQLite build makes WAL mode default to NORMAL
