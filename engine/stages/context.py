@@ -95,9 +95,12 @@ class StageContext:
         device = resolve_device(self.cfg.device)
         return device, torch_dtype(self.cfg.model.dtype, device)
 
-    def generator(self, path: str, batch_size: int, dtype_name: str | None = None, trust_remote_code: bool | None = None):
-        """A generation backend (cfg.generation.backend) over the checkpoint at `path`; close() it.
-        Its code runs as model.trust_remote_code says, unless the caller (the teacher) says."""
+    def generator(self, path: str, batch_size: int, workers: int | str = 1, dtype_name: str | None = None,
+                  trust_remote_code: bool | None = None):
+        """A generation backend (cfg.generation.backend) over the checkpoint at `path`, in this
+        process for one worker, else a pool of worker processes (engine.models.worker_pool);
+        close() it. `.devices` names where it runs. Its code runs as model.trust_remote_code says,
+        unless the caller (the teacher) says."""
         from ..models.generation import make_generator
         from ..models.loading import torch_dtype
 
@@ -105,7 +108,26 @@ class StageContext:
         if dtype_name:
             dtype = torch_dtype(dtype_name, device)
         trust = self.cfg.model.trust_remote_code if trust_remote_code is None else trust_remote_code
-        return make_generator(self.cfg.generation.backend, path, device, dtype, batch_size, trust)
+        g = self.cfg.generation
+        places = self.worker_slots(workers)
+        if len(places) == 1:
+            gen = make_generator(g.backend, path, device, dtype, batch_size, trust, g.vllm_tensor_parallel)
+            gen.devices = [places[0].label]
+            return gen
+        import torch
+
+        from ..models.placement import threads_per_worker
+        from ..models.worker_pool import WorkerPool
+
+        threads = threads_per_worker(torch.get_num_threads(), len(places))
+        return WorkerPool(places, threads, g.backend, path, str(dtype).removeprefix("torch."), batch_size, trust, self.log)
+
+    def worker_slots(self, workers: int | str) -> list:
+        """The worker places of a generation or evaluation stage (engine.models.placement)."""
+        from ..models.placement import slots, visible_gpus
+
+        device, _ = self.device_and_dtype()
+        return slots(workers, device, visible_gpus() if device == "cuda" else [], self.cfg.generation.vllm_tensor_parallel)
 
     # ------------------------------------------------------------ data
     def tasks(self) -> dict:
