@@ -112,3 +112,51 @@ def test_workers_setting_is_checked(home):
     assert bad.returncode == 2 and "eval.workers: got 0" in bad.stderr and '"auto"' in bad.stderr
     bad = imm("run", str(TINY_PRESET), "--set", "generation.vllm_tensor_parallel=2", "--dry-run", home=home)
     assert bad.returncode == 2 and "generation.vllm_tensor_parallel" in bad.stderr
+
+
+def test_over_several_machines_the_dry_run_shows_both_launches_and_writes_nothing(home):
+    hosts = 'sft.hosts=["gpu-a slots=2", "gpu-b slots=1"]'
+    out = imm("run", str(TINY_PRESET), "--set", "sft.backend=auto", "--set", hosts, "--dry-run", home=home, check=True).stdout
+    ranks = "3 ranks on gpu-a:cuda:0, gpu-a:cuda:1, gpu-b:cuda:0"
+    hostfile = "JOB/hostfile: gpu-a slots=2; gpu-b slots=1"
+    launch = ("python -u -m deepspeed.launcher.runner --master_port PORT --hostfile JOB/hostfile --master_addr gpu-a "
+              "--module {} --job JOB/job.json; " + hostfile)
+    generate, evaluate = (line for line in out.splitlines() if line.startswith("  workers (sft.hosts)"))
+    assert generate == evaluate == f"  workers (sft.hosts): {ranks}; launch: " + launch.format("engine.models.rank_worker")
+    assert "  launch: " + launch.format("engine.train.deepspeed_worker") in out.splitlines()
+    assert "backend auto (deepspeed here), ZeRO stage 3" in out
+    assert sorted(p.name for p in home.iterdir()) == ["models"]
+
+
+def test_ranks_started_by_a_launcher_give_the_in_process_output(tmp_path, base_models):
+    """The several-machines path on one machine: torchrun starts two rank workers over the job
+    file (as DeepSpeed's launcher does over the hostfile); their chunks equal the in-process ones."""
+    import sys
+
+    import torch
+
+    from engine.models.generation import HFGenerator
+    from engine.models.host_workers import HostPool
+    from engine.stages.resumable import PartialFile, chunks_of, run_chunks
+    from engine.tasks import get_task
+
+    torch.set_num_threads(1)
+    task = get_task("arith_add3")
+    prompts = [task.prompt(e, []) for e in task.load("test")[:40]]
+    chunks = [c for t in (0.5, 1.0) for c in chunks_of(prompts, t, 2, 24, task.stop_sequences, seed=3, chunk_size=8)]
+    model = base_models / "tiny-arith-v1"
+    want = run_chunks(HFGenerator(model, "cpu", torch.float32, batch_size=8), chunks)
+
+    def torchrun(job):
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "engine.models.rank_worker", "--job", str(job)]
+
+    spec = {"path": str(model), "backend": "hf", "device": "cpu", "dtype": "float32", "batch_size": 8,
+            "trust_remote_code": False, "tensor_parallel": 1, "threads": 1}
+    logs, reported = [], []
+    pool = HostPool(torchrun, ["cpu", "cpu"], spec, tmp_path, log=logs.append)
+    partial = PartialFile(tmp_path / "samples.jsonl", "m", logs.append)
+    got = run_chunks(pool, chunks, partial, on_batch=lambda chunk, prompts, tokens: reported.append((prompts, tokens)))
+    assert got == want and len(partial.chunks) == len(chunks) == 10
+    assert sum(p for p, _ in reported) == 80 and all(t > 0 for _, t in reported)
+    assert "engine.models.rank_worker" in logs[0] and not list(tmp_path.glob(".workers-*"))

@@ -120,7 +120,7 @@ def evaluate(ctx: StageContext, t: int) -> StageResult:
 
     ctx.paths.iteration(t).mkdir(exist_ok=True)
     info = {"decoding": sampling_settings(ctx.cfg.eval.temperature),
-            "workers": [slot.label for slot in ctx.worker_slots(ctx.cfg.eval.workers)]}
+            "workers": ctx.worker_labels(ctx.cfg.eval.workers)}
     if t == 0:
         return StageResult(None, info, {"metrics": evaluate_checkpoint(ctx, ctx.base_path, "base", 0)})
     metrics = evaluate_checkpoint(ctx, str(ctx.paths.sft(t)), f"sft{t}", t)

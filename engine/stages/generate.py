@@ -65,5 +65,5 @@ def generate(ctx: StageContext, t: int) -> StageResult:
     write_records(ctx.paths.samples(t), records)
     partial.remove()
     info = {"questions": len(examples), "samples": len(records), "generator": teacher.path or "model",
-            "decoding": settings, "workers": [slot.label for slot in ctx.worker_slots(g.workers)]}
+            "decoding": settings, "workers": ctx.worker_labels(g.workers)}
     return StageResult(ctx.paths.samples(t), info)

@@ -84,8 +84,10 @@ def host_gpus(hosts: list[str], num_gpus: int) -> int:
     return sum(min(n, num_gpus) if num_gpus else n for n in slots)
 
 
-def launch_command(job: Path, num_gpus: int, visible: str | None, port: int, hosts: list[str] = ()) -> list[str]:
-    """The launcher's argv. num_gpus 0 = all visible GPUs; with CUDA_VISIBLE_DEVICES set, the
+def launch_command(job: Path, num_gpus: int, visible: str | None, port: int, hosts: list[str] = (),
+                   module: str = "engine.train.deepspeed_worker") -> list[str]:
+    """The launcher's argv, starting `module` (the SFT worker; engine.models.rank_worker for
+    generation over several machines) once per GPU. num_gpus 0 = all visible GPUs; with CUDA_VISIBLE_DEVICES set, the
     runner ignores it whenever --num_gpus is given, so the first N visible ids are named instead.
     With sft.hosts the runner reads the hostfile beside the job (write_job writes it) and starts
     the ranks of the other machines over ssh (pdsh, its default); the first host is the master,
@@ -101,7 +103,7 @@ def launch_command(job: Path, num_gpus: int, visible: str | None, port: int, hos
             cmd += ["--include", "localhost:" + ",".join(ids[:num_gpus])]
         else:
             cmd += ["--num_gpus", str(num_gpus)]
-    return cmd + ["--module", "engine.train.deepspeed_worker", "--job", str(job)]
+    return cmd + ["--module", module, "--job", str(job)]
 
 
 def child_env(base: dict | None = None) -> dict:
