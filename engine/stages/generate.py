@@ -44,17 +44,17 @@ def generate(ctx: StageContext, t: int) -> StageResult:
     ctx.progress.start(len(prompts) * g.k, "samples")
     parts = [(temperature, n) for temperature, n in zip(g.temperatures, samples_per_temperature(g)) if n]
     # every temperature's chunks at once, so that workers never wait for each other between them
-    chunks = {temperature: chunks_of(prompts, temperature, n, g.max_new_tokens, task.stop_sequences, seed=ctx.seed,
-                                     chunk_size=g.batch_size) for temperature, n in parts}
+    chunks = [chunks_of(prompts, temperature, n, g.max_new_tokens, task.stop_sequences, seed=ctx.seed,
+                        chunk_size=g.batch_size) for temperature, n in parts]
     try:
         settings = [decoding(gen, temperature) for temperature, _ in parts]
-        done = run_chunks(gen, [c for cs in chunks.values() for c in cs], partial, ctx.safe_point,
+        done = run_chunks(gen, [c for cs in chunks for c in cs], partial, ctx.safe_point,
                           lambda chunk, prompts, tokens: ctx.progress.advance(prompts * chunk.n, tokens=tokens))
     finally:
         gen.close()
     records = []
-    for (temperature, n), setting in zip(parts, settings):
-        outs = [completions for c in chunks[temperature] for completions in done[c.key]]
+    for (temperature, n), setting, part in zip(parts, settings, chunks):
+        outs = [completions for c in part for completions in done[c.key]]
         for ex, completions in zip(examples, outs):
             records += [
                 {"id": ex.id, "question": ex.question, "gold": ex.answer, "temperature": temperature,
