@@ -49,7 +49,8 @@ def generate(ctx: StageContext, t: int) -> StageResult:
     try:
         settings = [decoding(gen, temperature) for temperature, _ in parts]
         done = run_chunks(gen, [c for cs in chunks for c in cs], partial, ctx.safe_point,
-                          lambda chunk, prompts, tokens: ctx.progress.advance(prompts * chunk.n, tokens=tokens))
+                          lambda chunk, prompts, tokens: ctx.progress.advance(prompts * chunk.n, tokens=tokens),
+                          lambda chunk: ctx.progress.restore(len(chunk.prompts) * chunk.n))
     finally:
         gen.close()
     records = []

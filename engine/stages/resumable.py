@@ -112,19 +112,20 @@ def chunks_of(prompts: list, temperature: float, n: int, max_new_tokens: int, st
 
 
 def run_chunks(generator, chunks: list[Chunk], partial: PartialFile | None = None,
-               safe_point: Callable[[str], None] | None = None, on_batch=None) -> dict[str, list[list[str]]]:
+               safe_point: Callable[[str], None] | None = None, on_batch=None,
+               on_restored: Callable[[Chunk], None] | None = None) -> dict[str, list[list[str]]]:
     """The completions of every chunk by key. Chunks found in `partial` are taken from it; the
     others run on the generator, or are dealt over its workers (engine.models.worker_pool) when it
     has them; each is added to `partial` as it finishes, then `safe_point("chunkN")` (N: chunks in
-    the file) may stop the stage. on_batch(chunk, prompts, tokens) hears each batch done (a chunk
-    taken from `partial` as one batch of no tokens)."""
+    the file) may stop the stage. on_batch(chunk, prompts, tokens) hears each batch generated now,
+    on_restored(chunk) each chunk taken from `partial`."""
     done: dict[str, list[list[str]]] = {}
     todo: dict[str, Chunk] = {}
     for chunk in chunks:
         if partial is not None and chunk.key in partial.chunks:
             done[chunk.key] = partial.chunks[chunk.key]
-            if on_batch is not None:
-                on_batch(chunk, len(chunk.prompts), 0)
+            if on_restored is not None:
+                on_restored(chunk)
         else:
             todo.setdefault(chunk.key, chunk)
 
