@@ -99,7 +99,7 @@ class StepClock:
     def __init__(self):
         self.times, self.tokens = [], []
 
-    def start(self, total, unit):
+    def start(self, total, unit, restored=0):
         self.times.append(time.perf_counter())
 
     def update(self, step, loss=None, tokens=0):

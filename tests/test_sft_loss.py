@@ -92,7 +92,7 @@ def test_fit_lowers_the_loss_and_reports_every_step():
     class Progress:
         unit = None
 
-        def start(self, total, unit):
+        def start(self, total, unit, restored=0):
             seen.append(("start", total))
 
         def update(self, step, loss=None, tokens=0):
