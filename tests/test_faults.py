@@ -263,7 +263,9 @@ def test_out_of_memory_fails_the_run_and_resume_with_a_smaller_batch_finishes(ho
         refused = imm("resume", run_id, *sum((["--set", s] for s in sets), []), home=home)
         assert refused.returncode == 2 and refused.stderr.startswith(f"error: {field}: got "), refused.stderr
         assert stored() == before  # nothing written
-    assert "allowed: a setting a resume may change: device, generation.batch_size, eval.batch_size" in \
+    from engine.config import RESUMABLE_KEYS
+
+    assert f"allowed: a setting a resume may change: {', '.join(RESUMABLE_KEYS)} (" in \
         imm("resume", run_id, "--set", "merge.alpha=0.9", home=home).stderr
 
     imm("resume", run_id, "--set", "sft.batch_size=8", "--set", "sft.grad_accum=2", home=home, check=True)
