@@ -33,8 +33,13 @@ class ResultsTable:
         self.checkpoints = sorted({r.checkpoint for r in rows}, key=api.checkpoint_order)
         self.tasks = sorted({(r.domain, r.task) for r in rows}, key=lambda d_t: (d_t[0] != "id", d_t[1]))
         self.value = {(r.checkpoint, r.task): r.value for r in rows}
+        self.adopted = {r.checkpoint: r.adopted for r in rows if r.adopted is not None}
         self.best = {t: max((self.value[c, t] for c in self.checkpoints if (c, t) in self.value), default=None)
                      for _, t in self.tasks}
+
+    def label(self, checkpoint: str) -> str:
+        """Merge2† for an adopted sweep trial (the note line says which)."""
+        return api.checkpoint_label(checkpoint) + ("†" if checkpoint in self.adopted else "")
 
     def cell(self, checkpoint: str, task: str) -> Text:
         """56.3 (+11.0)* — bold and starred when best in its column."""
@@ -50,7 +55,7 @@ class ResultsTable:
 class ResultsPane(LivePoll, Vertical):
     DEFAULT_CSS = """
     ResultsPane { height: 1fr; }
-    ResultsPane > #results-note { height: 1; color: $text-muted; }
+    ResultsPane > #results-note { height: auto; max-height: 3; color: $text-muted; }
     ResultsPane > DataTable { height: auto; max-height: 50%; }
     ResultsPane > PlotextPlot { height: 1fr; min-height: 6; }
     """
@@ -98,14 +103,15 @@ class ResultsPane(LivePoll, Vertical):
         table = ResultsTable(self.rows or [], self.metric)
         metrics = self.metrics
         note = (f"{self.metric} (%) · * best per column · (±) against Base"
-                + (f" · k: metric ({', '.join(metrics)})" if len(metrics) > 1 else ""))
+                + (f" · k: metric ({', '.join(metrics)})" if len(metrics) > 1 else "")
+                + "".join(f" · {table.label(c)} {a.text}" for c, a in table.adopted.items()))
         self.query_one("#results-note", Static).update(note if table.checkpoints else "no results yet")
         dt = self.query_one(DataTable)
         dt.clear(columns=True)
         dt.add_column(Text("checkpoint"), key="checkpoint")
         for domain, task in table.tasks:
             dt.add_column(plain(f"{task} {domain.upper()}"), key=task)
-        dt.add_rows([[plain(api.checkpoint_label(c)), *[table.cell(c, t) for _, t in table.tasks]]
+        dt.add_rows([[plain(table.label(c)), *[table.cell(c, t) for _, t in table.tasks]]
                      for c in table.checkpoints])
         self.plot(table)
 
@@ -121,6 +127,6 @@ class ResultsPane(LivePoll, Vertical):
                 plt.plot([p[0] for p in points], [p[1] for p in points], marker=MARKERS[n % len(MARKERS)],
                          label=clean(f"{task} {domain.upper()}"))
         if xs:
-            plt.xticks(xs, [api.checkpoint_label(c) for c in table.checkpoints])
+            plt.xticks(xs, [table.label(c) for c in table.checkpoints])
         plt.title(f"{self.metric} (%) by checkpoint")
         plot.refresh()

@@ -24,7 +24,7 @@ COLUMNS = [("mark", " "), ("id", "Run"), ("status", "Status"), ("stage", "Stage"
            ("best_ood", "OOD p@1"), ("verdict", "Verdict"), ("elapsed", "Elapsed"), ("started", "Started"),
            ("name", "Name"), ("preset", "Preset"), ("method", "Method"), ("model", "Model")]
 STATUS_STYLE = {"running": "bold", "done": "green", "failed": "bold red", "interrupted": "bold yellow reverse",
-                "stopped": "yellow", "created": "dim"}
+                "stopped": "yellow", "created": "dim", "missing": "bold red reverse"}
 WELCOME = """No runs in {home} yet.
 
 Press n to configure and launch a new run (start from the tiny-arith preset: it runs on a CPU in a few minutes), or run one from a shell:
@@ -62,6 +62,8 @@ def about(run: api.RunSummary) -> str:
     line = f"{run.id} · {run.name} · {run.preset} · {run.model}"
     if run.status == api.RunStatus.INTERRUPTED:
         line += f"\ninterrupted: its engine (pid {run.pid}) is gone; r resumes from the unfinished stage"
+    if run.status == api.RunStatus.MISSING:
+        line += f"\nmissing: its folder {run.run_dir} is gone (deleted or moved by hand); nothing more can run on it"
     if run.error:
         line += f"\nerror: {run.error}"
     if run.sweep_running:
