@@ -137,7 +137,8 @@ class ExportScreen(ModalScreen[str | None]):
                 else:
                     self.result(f"kept {target}; nothing written", False)
 
-            self.app.push_screen(ConfirmScreen(f"{target} exists. Replace it with the {CHOICES[choice][2].lower()}?"),
+            label = CHOICES[choice][2]
+            self.app.push_screen(ConfirmScreen(f"{target} exists. Replace it with the {label[0].lower()}{label[1:]}?"),
                                  answered)
             return
         self.write(what, fmt, path)
