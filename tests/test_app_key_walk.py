@@ -36,6 +36,7 @@ ORPHAN_EXITS = f"import os, time\nwatch = lambda: os.getppid() == {os.getpid()}\
 @pytest.fixture(autouse=True)
 def user_presets(tmp_path, monkeypatch):
     monkeypatch.setenv("IMM_PRESETS_DIR", str(tmp_path / "user-presets"))
+    monkeypatch.chdir(tmp_path)  # Export's enter writes its default path, ./RUN-results.md
 
 
 @pytest.fixture
