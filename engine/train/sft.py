@@ -75,10 +75,8 @@ def fit(model, items, pad_id: int, cfg: SFTConfig, device: str, seed: int,
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu)
     head_dtype = torch.bfloat16 if on_gpu else None
     at = checkpoints.restore(model, opt, sched, grad_mask) if checkpoints is not None else Position()
-    if progress is not None:
-        progress.start(total, "steps")
-        if at.step:  # resumed from a training checkpoint: the bar starts where it was
-            progress.update(at.step)
+    if progress is not None:  # resumed from a training checkpoint: the bar starts where it was
+        progress.start(total, "steps", restored=at.step)
 
     # the losses of the steps before the checkpoint: of finished epochs, and of the epoch at hand
     step, step_losses = at.step, at.losses[: len(at.losses) - at.batch]
