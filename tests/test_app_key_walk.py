@@ -101,29 +101,27 @@ async def walk(pilot, name: str, enter, failures: list, pressed: dict) -> None:
         action = keys[key]
         if action in QUIT_ACTIONS:
             continue  # it would quit: checked below that it is the quit action, not pressed
-        await pilot.press(key)
-        await settle(pilot)
+        await pilot.press(key)  # returns once the screen has processed the key
         assert app.is_running and app._exception is None, f"{name}: {key} ({action})"
-        assert not failures, f"{name}: {key} ({action}) failed a worker: {failures}"
+        assert not failures, f"{name}: a worker failed by {key} ({action}) or just before: {failures}"
         pressed.setdefault(name, []).append(key)
         # Back to the place: close what the key opened, or enter it again if the key left it.
         while len(app.screen_stack) > depth:
-            app.pop_screen()
-            await pilot.pause()
+            await app.pop_screen()
         if app.screen is not base:
             await enter()
-            await settle(pilot)
             base, depth = app.screen, len(app.screen_stack)
-        if tab is not None:
+        if tab is not None and base.query_one("#tabs").active != tab:
             base.action_tab(tab)
-        if focused is not None and focused.is_attached:
+            await pilot.pause()
+        if focused is not None and focused.is_attached and app.focused is not focused:
             app.set_focus(focused)
-        await pilot.pause()
+    await settle(pilot)
+    assert not failures, f"{name}: a worker failed: {failures}"
     assert all(keys[k] in QUIT_ACTIONS for k in ("q",) if k in keys)
     # leave it
     while len(app.screen_stack) > 2:
-        app.pop_screen()
-        await pilot.pause()
+        await app.pop_screen()
 
 
 @pytest.mark.parametrize("busy_cores", [False, True], ids=["idle", "busy"], indirect=True)
