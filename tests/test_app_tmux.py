@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from app_fixtures import RUN_DONE, make_snapshot_home
+from app_fixtures import RUN_DONE, RUN_INTERRUPTED, make_snapshot_home
 
 IMM = Path(sys.executable).parent / "imm"
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (CI installs it with apt-get)")
@@ -114,7 +114,7 @@ def test_export_onto_an_existing_file_asks_and_keeps_it_on_no(tmp_path):
     target = tmp_path / "notes.md"
     target.write_text("IMPORTANT DATA\n")
     with imm_in_tmux(tmp_path, make_snapshot_home(tmp_path / "home")) as session:
-        wait_for_screen(session, RUN_DONE)
+        wait_for_screen(session, f"{RUN_INTERRUPTED} ·")  # the line under the table: a run is highlighted
         keys(session, "e")
         wait_for_screen(session, "Results as Markdown")
         keys(session, "Tab", "End", "C-u")  # the path field, emptied
