@@ -343,6 +343,8 @@ async def test_launch_stop_resume_and_reopen(home):
 
             await pilot.press("escape")  # back to the runs table; stop asks first
             await runs_screen(pilot)
+            # Stop is offered once the engine has recorded that it runs (before, the run is `created`).
+            await until(pilot, lambda: api.list_runs(home)[0].status == "running", 60, "the engine to run")
             await pilot.press("s")
             await pilot.pause(0.1)
             assert isinstance(pilot.app.screen, ConfirmScreen)
