@@ -311,8 +311,8 @@ def kill(pid: int | None) -> None:
             pass
 
 
-FAST = ["tasks.train_size=64", "tasks.eval_size=32", "generation.max_new_tokens=40", "sft.batch_size=16",
-        "analyze.limit=32"]
+# More takes only keys without a field of their own (sft.batch_size has one: see the test).
+FAST = ["tasks.train_size=64", "tasks.eval_size=32", "generation.max_new_tokens=40", "analyze.limit=32"]
 
 
 async def test_launch_stop_resume_and_reopen(home):
@@ -320,7 +320,7 @@ async def test_launch_stop_resume_and_reopen(home):
     try:
         async with ImmApp(home).run_test(size=SIZE) as pilot:
             screen = await new_run_form(pilot)
-            fill(screen, {"generation.temperatures": "0.5", "sft.epochs": "1", "iterations": "1"})
+            fill(screen, {"generation.temperatures": "0.5", "sft.epochs": "1", "iterations": "1", "sft.batch_size": "16"})
             screen.query_one("#f-extra").value = "; ".join(FAST)
             await until(pilot, lambda: "stages (8)" in str(screen.query_one("#dry-run").render()), what="the plan")
             await pilot.press("ctrl+r")
