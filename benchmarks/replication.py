@@ -78,7 +78,7 @@ def start(home: Path, gguf: Path, methods: list[str]) -> None:
     for method in methods:
         run = runs.get(method)
         if run is None:
-            out = imm("run", str(ROOT / "presets" / PRESETS[method]), "--set", f"model.path={gguf}",
+            out = imm("run", str(ROOT / "engine" / "presets" / PRESETS[method]), "--set", f"model.path={gguf}",
                       "--home", str(home), "--detach")
             print(f"{method}: started {out.split()[1]}")
         elif run.status == "done":

@@ -136,7 +136,7 @@ def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> bool:
     when it stopped at a safe point on request: it is pending again, and resuming continues it."""
     import torch
 
-    store.set_stage(ctx.run_id, t, stage, status=StageStatus.RUNNING, started=now(), ended=None, error=None)
+    store.start_stage(ctx.run_id, t, stage)
     ctx.log(f"[iter {t}] {stage}: started")
     seed = stage_seed(ctx.cfg.seed, t, stage)
     random.seed(seed)

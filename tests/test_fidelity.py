@@ -363,7 +363,7 @@ def test_stated_answers_are_read_only_where_the_completion_states_them(data_dir)
 
 # ---------------------------------------------------------------- the presets against the paper (issue 18)
 
-PRESETS = Path(__file__).resolve().parent.parent / "presets"
+PRESETS = Path(__file__).resolve().parent.parent / "engine" / "presets"
 PAPER_PRESETS = sorted(p for p in PRESETS.glob("*.toml") if p.stem.startswith(("qwen2.5-", "llama")))
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from engine.errors import StopRequested
-from engine.stages.resumable import PartialFile, generate_chunks, model_stamp
+from engine.stages.resumable import PartialFile, chunks_of, model_stamp, run_chunks
 from engine.tasks import get_task
 from imm_tui.cli import main
 
@@ -48,6 +48,13 @@ def test_model_stamp_changes_when_the_checkpoint_is_made_again(tmp_path):
     (folder / "model.safetensors").write_bytes(b"y" * 11)
     assert model_stamp(str(folder)) != before
     assert model_stamp("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"
+
+
+def generate_chunks(gen, prompts, temperature, n, max_new, stop, *, seed, chunk_size, partial=None, safe_point=None):
+    """The completions of each prompt, generated in seeded chunks (what the stages do)."""
+    chunks = chunks_of(prompts, temperature, n, max_new, stop, seed=seed, chunk_size=chunk_size)
+    done = run_chunks(gen, chunks, partial, safe_point)
+    return [outs for c in chunks for outs in done[c.key]]
 
 
 class Counting:
@@ -92,7 +99,7 @@ def test_chunked_sampling_is_the_same_after_an_interruption(tmp_path, base_model
     assert other_seed != whole
 
 
-def train_tiny(base_models, out, checkpoints=None, **overrides):
+def train_tiny(base_models, out, checkpoints=None, progress=None, **overrides):
     import torch
 
     from engine.config import SFTConfig
@@ -101,7 +108,7 @@ def train_tiny(base_models, out, checkpoints=None, **overrides):
     task = get_task("arith_add3")
     pairs = [(task.prompt(e, []), e.rationale) for e in task.load("train")[:40]]
     cfg = SFTConfig(epochs=2, lr=1e-3, batch_size=4, grad_accum=2, warmup=0.1, max_length=96, **overrides)
-    return train(base_models / "tiny-arith-v1", pairs, cfg, out, "cpu", torch.float32, 11, lambda _: None, None,
+    return train(base_models / "tiny-arith-v1", pairs, cfg, out, "cpu", torch.float32, 11, lambda _: None, progress,
                  checkpoints=checkpoints)
 
 
@@ -144,6 +151,32 @@ def test_sft_stopped_at_a_checkpoint_resumes_to_bit_identical_weights(tmp_path, 
     logs.clear()
     TrainingCheckpoints(path, 3, 0, "other", log=logs.append).restore(None, None, None, None)
     assert "of other data, settings or model" in logs[0]
+
+
+@pytest.mark.fault
+def test_a_resumed_sft_rate_counts_only_the_steps_of_this_attempt(tmp_path, base_models):
+    """Stopped at step 6 of 10 and resumed: the bar starts at 6/10 and the rate (so the ETA) is
+    the 4 steps trained now over the time taken, not the 6 restored ones too."""
+    from engine.runstate.progress import ProgressReporter
+    from engine.train.checkpointing import TrainingCheckpoints
+
+    def stop_at_six(when):
+        if when == "checkpoint6":
+            raise StopRequested(when)
+
+    path = tmp_path / "sft_checkpoint.pt"
+    with pytest.raises(StopRequested):
+        train_tiny(base_models, tmp_path / "out", TrainingCheckpoints(path, 3, 0, "fp", safe_point=stop_at_six))
+    clock = iter(range(1000))  # one second per reading: the rate is exact
+    rows = []
+    progress = ProgressReporter(lambda **row: rows.append(row), interval=0, clock=lambda: next(clock))
+    train_tiny(base_models, tmp_path / "out", TrainingCheckpoints(path, 3, 0, "fp"), progress)
+    assert (rows[0]["step"], rows[0]["total"], rows[0]["rate"]) == (6, 10, None)
+    last = rows[-1]
+    assert last["step"] == 10
+    # readings: start (t0), then a check and a flush per step -> 8 s for 4 steps
+    assert last["rate"] == pytest.approx(4 / 8)
+    assert all(r["rate"] <= 1 for r in rows[1:])
 
 
 @pytest.mark.fault

@@ -4,27 +4,17 @@ detached process (own session, survives the caller) unless a caller asks for the
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
 from ..durable import write_atomic
 from ..errors import ConfigError, RunStateError, UserError
-from ..runstate.launcher import PROJECT_ROOT, pid_alive, request_stop, spawn_detached
+from ..preset_sources import bundled_dir as bundled_presets_dir, preset_files, user_dir as user_presets_dir
+from ..runstate.launcher import pid_alive, request_stop, spawn_detached
 from ..runstate.names import RunStatus, StageStatus
 from ..runstate.paths import RunPaths, home_dir, private_files, require_run_folder, run_paths
 from .models import Comparison, FieldError, PresetInfo, Started
-from .reads import find_run, layer_stats, live_status, reader, results, run_detail
-
-BUNDLED_PRESETS = PROJECT_ROOT / "presets"
-
-
-def user_presets_dir() -> Path:
-    """$IMM_PRESETS_DIR, else $XDG_CONFIG_HOME/imm/presets (~/.config/imm/presets)."""
-    if os.environ.get("IMM_PRESETS_DIR"):
-        return Path(os.environ["IMM_PRESETS_DIR"]).expanduser()
-    return Path(os.environ.get("XDG_CONFIG_HOME") or "~/.config").expanduser() / "imm" / "presets"
-
+from .reads import find_run, layer_stats, live_status, reader, results, run_detail, run_status
 
 def _store(home):
     from ..runstate.store import Store  # sqlite-utils: writers only
@@ -101,34 +91,44 @@ def config_toml(config: dict) -> str:
 def presets(home=None) -> list[PresetInfo]:
     """The bundled presets and the user's presets folder (user ones after, by name)."""
     out = []
-    for source, folder in (("bundled", BUNDLED_PRESETS), ("user", user_presets_dir())):
-        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
-            comments = []
-            for line in path.read_text(errors="replace").splitlines():
-                if not line.startswith("#"):
-                    break
-                comments.append(line.lstrip("# ").strip())
-            out.append(PresetInfo(name=path.stem, path=path, source=source, description=" ".join(comments)))
+    for source, path in preset_files():
+        comments = []
+        for line in path.read_text(errors="replace").splitlines():
+            if not line.startswith("#"):
+                break
+            comments.append(line.lstrip("# ").strip())
+        out.append(PresetInfo(name=path.stem, path=path, source=source, description=" ".join(comments)))
     return out
+
+
+def preset_path(name: str, folder: Path | None = None) -> Path:
+    """Where a new preset NAME goes: NAME.toml in the user presets folder (or `folder`). The name
+    follows the rule of a run's `name` (what `imm run` checks; `x.toml` is the name `x`), and must
+    not be taken; else a UserError naming the rule."""
+    from ..config import check_name
+
+    stem = name.strip().removesuffix(".toml")
+    check_name("preset name", stem)
+    path = (Path(folder) if folder else user_presets_dir()) / f"{stem}.toml"
+    if path.exists():
+        raise UserError(f"preset name: {path} exists; allowed: a name not taken")
+    return path
 
 
 def save_preset(name: str, preset, overrides=(), folder: Path | None = None, source: str | None = None) -> Path:
     """Write preset (a file or a config dict) + overrides, resolved, as a new preset NAME.toml in
-    the user presets folder (or `folder`), its first line saying where it came from (`source`, else
-    the preset's path); refuses an existing file and an invalid config (nothing is written then)."""
+    the user presets folder (or `folder`; see preset_path), readable by its owner only like the
+    home, its first line saying where it came from (`source`, else the preset's path); refuses a
+    bad or taken name and an invalid config (nothing is written then)."""
     from ..config import resolve, to_toml
 
-    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
-        raise UserError(f"preset name: got {name!r}; allowed: letters, digits, '-', '_' and '.'")
+    path = preset_path(name, folder)
     cfg = resolve(preset, list(overrides)).to_dict()
-    cfg["name"] = name
-    folder = Path(folder) if folder else user_presets_dir()
-    path = folder / f"{name}.toml"
-    if path.exists():
-        raise UserError(f"preset name: {path} exists; allowed: a name not taken")
-    folder.mkdir(parents=True, exist_ok=True)
+    cfg["name"] = path.stem
     origin = source or (str(preset) if not isinstance(preset, dict) else "a run's config")
-    write_atomic(path, f"# saved by imm from {origin}\n" + to_toml(cfg))
+    with private_files():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, f"# saved by imm from {origin}\n" + to_toml(cfg))
     return path
 
 
@@ -208,13 +208,15 @@ def start_sweep(run: str, iteration: int, alphas: list[float], drops: list[float
     row = find_run(r, run)
     if live_status(row) == RunStatus.RUNNING:
         raise RunStateError(f"run {row['id']} is running (engine pid {row['pid']}); sweep once it stops or finishes")
+    paths = run_paths(home_dir(home), row["run_dir"])
+    require_run_folder(row["id"], paths, any_stage_done=True)  # nothing queued that no worker could run
     store = _store(home)
     ids = queue_sweep(store, row["id"], iteration, alphas, drops, seed=seed, subset=subset, keep_weights=keep_weights)
     if not detach:
         with private_files():
             work_queue(store, row["id"], log=log)
     elif not (row.get("sweep_pid") and pid_alive(row["sweep_pid"])):
-        spawn_detached(home_dir(home), row["id"], run_paths(home_dir(home), row["run_dir"]), job="sweep")
+        spawn_detached(home_dir(home), row["id"], paths, job="sweep")
     return ids
 
 
@@ -227,6 +229,7 @@ def adopt_trial(run: str, iteration: int, trial_id: int, home=None, detach: bool
     row = find_run(reader(home), run)
     _require_idle(row)
     paths = run_paths(home_dir(home), row["run_dir"])
+    require_run_folder(row["id"], paths, any_stage_done=True)
     store = _store(home)
     if detach:
         check_adoptable(store, row["id"], iteration, trial_id)  # refuse now, not in a detached process
@@ -253,7 +256,8 @@ def export(run: str, fmt: str = "md", what: str = "results", home=None, path: st
     if what == "results":
         if fmt not in EXPORT_FORMATS:
             raise UserError(f"format: got {fmt!r}; allowed: {', '.join(EXPORT_FORMATS)}")
-        text = render(fmt, row, r.stages(row["id"]), r.metrics(row["id"]), metric=metric)
+        text = render(fmt, {**row, "status": run_status(r.home, row)}, r.stages(row["id"]), r.metrics(row["id"]),
+                      metric=metric)
     elif what == "layers":
         if fmt != "csv":
             raise UserError(f"format: got {fmt!r}; allowed: csv (layer diagnostics)")
@@ -279,22 +283,25 @@ def export(run: str, fmt: str = "md", what: str = "results", home=None, path: st
 
 
 def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
+    """Dotted keys to leaf values; an empty table or list is a leaf of None (a config that omits
+    a table and one that leaves it empty say the same)."""
     out = {}
     for key, value in data.items():
         if isinstance(value, dict) and value:
             out.update(_flatten(value, f"{prefix}{key}."))
         else:
-            out[f"{prefix}{key}"] = value
+            out[f"{prefix}{key}"] = None if value in ({}, []) else value
     return out
 
 
 def compare(runs: list[str], home=None) -> Comparison:
-    """Two or more runs: their summaries, results, and only the config keys that differ."""
+    """Two or more runs: their summaries, results, and only the config keys that differ (the
+    run's name among them)."""
     if len(runs) < 2:
         raise UserError(f"compare: got {len(runs)} run(s); allowed: two or more runs")
     details = [run_detail(r, home) for r in runs]
     flats = [_flatten(d.config) for d in details]
     keys = sorted(set().union(*flats))
-    diff = {k: tuple(f.get(k) for f in flats) for k in keys if k != "name" and len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1}
+    diff = {k: tuple(f.get(k) for f in flats) for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1}
     return Comparison(runs=tuple(d.summary for d in details),
                       results={d.summary.id: tuple(results(d.summary.id, home)) for d in details}, config_diff=diff)

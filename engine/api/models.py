@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..results_table import checkpoint_label, checkpoint_order  # noqa: F401 - re-exported by the API
+from ..results_table import adoption_text, checkpoint_label, checkpoint_order  # noqa: F401 - re-exported by the API
 from ..runstate.names import PEAK_GPU_KEY
 
 
@@ -18,7 +18,8 @@ class RunSummary:
     preset: str
     method: str
     model: str
-    status: str  # a RunStatus value; "interrupted" when stored as running but the engine is gone
+    status: str  # a RunStatus value; "interrupted" when stored as running but the engine is gone, "missing" when
+    # the run's folder is gone
     iteration: int | None  # where the run is (running stage, else the next pending one); None when all done
     stage: str | None
     stages_done: int
@@ -47,10 +48,12 @@ class StageRow:
     error: str | None
     artifact: str | None
     info: dict = field(default_factory=dict)
+    spent: float = 0.0  # seconds its earlier attempts took (stopped or killed, then resumed)
 
     @property
     def seconds(self) -> float | None:
-        return None if self.started is None or self.ended is None else self.ended - self.started
+        """The stage's time over all its attempts (None until it ends)."""
+        return None if self.started is None or self.ended is None else self.spent + self.ended - self.started
 
     @property
     def peak_gpu_gib(self) -> float | None:
@@ -59,11 +62,33 @@ class StageRow:
 
 
 @dataclass(frozen=True)
+class Adoption:
+    """Merge_t is sweep trial `trial`, adopted after the run merged: its alpha and p (and mask seed)
+    are the trial's, not the config's merge.alpha / merge.drop_rate."""
+
+    iteration: int
+    trial: int
+    alpha: float
+    drop_rate: float
+    seed: int | None
+
+    @property
+    def checkpoint(self) -> str:
+        return f"merge{self.iteration}"
+
+    @property
+    def text(self) -> str:
+        """adopted trial 7 (alpha 0.2, p 0.3)"""
+        return adoption_text({"trial": self.trial, "alpha": self.alpha, "drop_rate": self.drop_rate})
+
+
+@dataclass(frozen=True)
 class RunDetail:
     summary: RunSummary
     config: dict  # the resolved config
     stages: tuple[StageRow, ...]
     log_path: Path
+    adoptions: tuple[Adoption, ...] = ()  # the merges that are adopted sweep trials
 
 
 @dataclass(frozen=True)
@@ -75,6 +100,7 @@ class ResultRow:
     metric: str  # pass@k
     value: float  # %
     n: int  # questions
+    adopted: Adoption | None = None  # set when the checkpoint is an adopted sweep trial
 
     @property
     def label(self) -> str:
@@ -135,7 +161,9 @@ class Trial:
 
 @dataclass(frozen=True)
 class Progress:
-    """Progress inside the running stage: step of total in `unit`, the rate (units/s) and ETA."""
+    """Progress inside the running stage: step of total in `unit`, the rate (units/s of this
+    attempt's work: steps restored by a resumed stage are not counted) and ETA; `label` names what
+    the stage works on now (the checkpoint an eval answers with), None when it is one thing."""
 
     iteration: int
     stage: str
@@ -147,6 +175,7 @@ class Progress:
     loss: float | None
     started: float | None
     updated: float
+    label: str | None = None
 
     @property
     def eta(self) -> float | None:

@@ -11,9 +11,10 @@ from ..errors import BrokenStateError, RunStateError
 from ..runstate.launcher import pid_alive
 from ..runstate.names import RunStatus, StageStatus
 from ..runstate.paths import home_dir, run_paths
+from ..results_table import adoptions as adopted_checkpoints
 from ..runstate.reader import Reader, stored_config
 from .models import (
-    LayerStat, ModuleStat, Progress, ResultRow, RunDetail, RunSummary, Sample, StageRow, Trial, Verdict,
+    Adoption, LayerStat, ModuleStat, Progress, ResultRow, RunDetail, RunSummary, Sample, StageRow, Trial, Verdict,
     checkpoint_order,
 )
 
@@ -40,6 +41,11 @@ def live_status(row: dict) -> str:
     return row["status"]
 
 
+def run_status(home: Path, row: dict) -> str:
+    """What a reader shows: live_status, or missing when the run's folder is gone."""
+    return live_status(row) if run_paths(home, row["run_dir"]).root.is_dir() else RunStatus.MISSING
+
+
 def _summary(home: Path, row: dict, stages: list[dict], metrics: list[dict], verdicts: list[dict], now: float) -> RunSummary:
     try:
         config = stored_config(row)
@@ -47,9 +53,10 @@ def _summary(home: Path, row: dict, stages: list[dict], metrics: list[dict], ver
         config = {}
     current = next((s for s in stages if s["status"] == StageStatus.RUNNING), None) \
         or next((s for s in stages if s["status"] != StageStatus.DONE), None)
-    status = live_status(row)
-    elapsed = 0.0  # time in stages; a running stage counts up to now only while its engine lives
+    status = run_status(home, row)
+    elapsed = 0.0  # time in stages, over every attempt; a running stage counts up to now only while its engine lives
     for s in stages:
+        elapsed += s.get("spent") or 0.0
         if s["started"] is not None:
             alive = s["status"] == StageStatus.RUNNING and status == RunStatus.RUNNING
             end = s["ended"] if s["ended"] is not None else (now if alive else s["started"])
@@ -93,8 +100,13 @@ def list_runs(home=None) -> list[RunSummary]:
 
 def _stage_row(s: dict) -> StageRow:
     return StageRow(iteration=s["iteration"], stage=s["stage"], status=s["status"], started=s["started"],
-                    ended=s["ended"], error=s["error"], artifact=s["artifact"] or None,
+                    ended=s["ended"], error=s["error"], artifact=s["artifact"] or None, spent=s.get("spent") or 0.0,
                     info=json.loads(s["info"]) if s["info"] else {})
+
+
+def _adoptions(stages: list[dict]) -> dict[str, Adoption]:
+    return {c: Adoption(a["iteration"], a["trial"], a["alpha"], a["drop_rate"], a["seed"])
+            for c, a in adopted_checkpoints(stages).items()}
 
 
 def run_detail(run: str, home=None) -> RunDetail:
@@ -103,18 +115,21 @@ def run_detail(run: str, home=None) -> RunDetail:
     stages = r.stages(row["id"])
     summary = _summary(r.home, row, stages, r.metrics(row["id"]), r.verdicts(row["id"]), time.time())
     return RunDetail(summary=summary, config=stored_config(row), stages=tuple(_stage_row(s) for s in stages),
-                     log_path=run_paths(r.home, row["run_dir"]).log)
+                     log_path=run_paths(r.home, row["run_dir"]).log, adoptions=tuple(_adoptions(stages).values()))
 
 
-def _result(m: dict) -> ResultRow:
+def _result(m: dict, adopted: Adoption | None = None) -> ResultRow:
     return ResultRow(checkpoint=m["checkpoint"], iteration=m["iteration"], task=m["task"], domain=m["domain"],
-                     metric=m["metric"], value=m["value"], n=m["n"])
+                     metric=m["metric"], value=m["value"], n=m["n"], adopted=adopted)
 
 
 def results(run: str, home=None) -> list[ResultRow]:
-    """Metric rows, ordered Base, SFT1, Merge1, ...; in-domain first; then task and metric."""
+    """Metric rows, ordered Base, SFT1, Merge1, ...; in-domain first; then task and metric. A row of
+    an adopted sweep trial's checkpoint carries the adoption."""
     r = reader(home)
-    rows = [_result(m) for m in r.metrics(find_run(r, run)["id"])]
+    run_id = find_run(r, run)["id"]
+    adopted = _adoptions(r.stages(run_id))
+    rows = [_result(m, adopted.get(m["checkpoint"])) for m in r.metrics(run_id)]
     return sorted(rows, key=lambda x: (checkpoint_order(x.checkpoint), x.domain != "id", x.task, x.metric))
 
 
@@ -170,7 +185,7 @@ def progress(run: str, home=None) -> Progress | None:
     p = rows[-1]
     return Progress(iteration=p["iteration"], stage=p["stage"], step=p["step"] or 0, total=p["total"] or 0,
                     unit=p["unit"] or "", rate=p["rate"], tokens_per_s=p["tokens_per_s"], loss=p["loss"],
-                    started=p["started"], updated=p["updated"])
+                    started=p["started"], updated=p["updated"], label=p.get("label"))
 
 
 def log_path(run: str, home=None) -> Path:
@@ -239,8 +254,9 @@ def sample_sets(run: str, iteration: int, home=None) -> list[str]:
     r = reader(home)
     paths = run_paths(r.home, find_run(r, run)["run_dir"])
     found = [s for s, p in (("generated", paths.graded(iteration)), ("kept", paths.kept(iteration))) if p.exists()]
-    evals = sorted(paths.iteration(iteration).glob("eval_*.jsonl"))
-    return found + [f"eval:{p.stem.removeprefix('eval_')}" for p in evals]
+    evals = sorted((p.stem.removeprefix("eval_") for p in paths.iteration(iteration).glob("eval_*.jsonl")),
+                   key=lambda name: (checkpoint_order(name), name))  # base, sft1, merge1 (the stage's order)
+    return found + [f"eval:{name}" for name in evals]
 
 
 def samples(run: str, iteration: int, which: str = "generated", home=None, limit: int | None = None) -> list[Sample]:

@@ -22,18 +22,19 @@ from ..panes.merge_lab import MergeLabPane
 from ..panes.progress import ProgressPane
 from ..panes.results import ResultsPane
 from ..panes.samples import SamplesPane
+from .runs import stoppable
 from ..widgets.footer import ImmFooter
 from ..widgets.plain import clean
-from ..widgets.stage_timeline import duration
+from ..widgets.fmt import duration
 
 POLL_S = 1.0
 TABS = ("progress", "layers", "results", "merge-lab", "samples", "config")
 STATUS_STYLE = {"running": "bold yellow", "done": "bold green", "failed": "bold red", "interrupted": "bold magenta",
-                "stopped": "bold"}
+                "stopped": "bold", "missing": "bold red reverse"}
 
 
 def header_text(s: api.RunSummary) -> Text:
-    """run-id (name) · status · iter 1 sft · 5/14 stages · elapsed 3m05 (failed runs: the error)."""
+    """run-id (name) · status · iter 1 sft · 5/14 stages · elapsed 3m05s (failed runs: the error)."""
     text = Text(s.id, style="bold")
     if not s.id.startswith(s.name):
         text.append(f" ({clean(s.name)})")
@@ -46,6 +47,8 @@ def header_text(s: api.RunSummary) -> Text:
         text.append(" · sweep running")
     if s.remote_code:
         text.append(f" · trust_remote_code on ({', '.join(s.remote_code)})", style="bold yellow")
+    if s.status == api.RunStatus.MISSING:
+        text.append(f" · its folder {clean(s.run_dir)} is gone", style="red")
     if s.status == "failed" and s.error:
         text.append(f" · {clean(s.error)}", style="red")
     return text
@@ -142,7 +145,7 @@ class RunDetailScreen(Screen):
         if status == "failed":
             self.notify(clean(now.summary.error or "the engine stopped with an error"), title=f"{self.run_id} failed",
                         severity="error", markup=False, timeout=30)
-        elif status in ("done", "stopped", "interrupted"):
+        elif status in ("done", "stopped", "interrupted", "missing"):
             self.notify(f"{self.run_id}: {status}", markup=False)
 
     def _arm(self) -> None:
@@ -167,13 +170,14 @@ class RunDetailScreen(Screen):
         pane = self.query_one(f"TabPane#{tab}", TabPane)
         target = next((w for w in pane.query("*") if w.focusable), None)
         if target is not None:
-            target.focus()
+            target.focus(scroll_visible=False)  # the tab opens at its top, whichever widget takes the keys
 
     def action_resume(self) -> None:
         self.app.resume_run(self.run_id)
 
     def action_stop(self) -> None:
-        self.app.stop_run(self.run_id)  # asks first
+        if self.detail is None or stoppable(self.app, self.detail.summary):
+            self.app.stop_run(self.run_id)  # asks first
 
     def on_run_changed(self, event: RunChanged) -> None:
         if event.run_id == self.run_id:
