@@ -56,6 +56,8 @@ def workers_line(cfg: RunConfig, workers: int | str, key: str) -> str:
 
     device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     gpus = visible_gpus() if device == "cuda" else []
+    if device == "cuda" and not gpus:  # a GPU preset planned on a machine without one: say so, not an error
+        return f"  workers ({key} = {workers}): on the GPUs visible at run time (none visible here)"
     places = slots(workers, device, gpus, cfg.generation.vllm_tensor_parallel)
     how = "in the engine process" if len(places) == 1 else "worker processes, chunks dealt to the free one"
     threads = "" if gpus else f", the torch threads split between them" * (len(places) > 1)
