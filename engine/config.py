@@ -22,6 +22,7 @@ from .errors import ConfigError, UserError
 
 METHODS = ("imm", "vanilla", "mixture", "accumulate")
 EXEMPLAR_MODES = ("fixed", "random")
+FILTER_ANSWERS = ("stated", "any")
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("tiny-arith",)
 GGUF_SUFFIX = ".gguf"  # a GGUF file as model.path: converted once into a model folder (engine.models.gguf)
@@ -102,6 +103,18 @@ class GenerationConfig:
 
 
 @dataclass
+class FilterConfig:
+    # Which samples become SFT data. answer: "stated" (the method's reading: the completion states
+    # its answer as the prompt asks, "The answer is ...", "####" or \\boxed{}, and that answer is
+    # right) or "any" (evaluation's lenient reading: with no stated answer, the last number or
+    # letter anywhere counts, so truncated or rambling completions can pass).
+    answer: str = "stated"
+    # Keep each distinct correct completion of a question once. The method keeps every correct
+    # sample (false); the filter stage's info counts the duplicates either way.
+    dedup: bool = False
+
+
+@dataclass
 class SFTConfig:
     # hf (transformers + PyTorch, CPU or one GPU) | deepspeed (ZeRO, several GPUs) | auto (deepspeed
     # where several GPUs are visible or sft.hosts is set, unless an hf-only option is on; else hf)
@@ -172,7 +185,9 @@ class MixtureConfig:
 
 @dataclass
 class AnalyzeConfig:
-    when: str = "off"  # off | every | first_last: iterations that get the diagnostics stage
+    # off | every | first_last: iterations that get the diagnostics stage (every: the Layers view
+    # of every run; one forward and backward over `limit` examples plus a pass over the weights)
+    when: str = "every"
     data: str = ""  # importance set: task, task:split or JSONL ("" = the in-domain task's train split)
     limit: int = 128  # examples of the importance set
     batch_size: int = 16
@@ -195,6 +210,7 @@ class RunConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -573,6 +589,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("generation.vllm_tensor_parallel", g.vllm_tensor_parallel, "1 with generation.backend = 'hf'")
     if g.source == "gold" and cfg.teacher.path:
         raise ConfigError("generation.source", g.source, "model when teacher.path is set (gold rationales need no teacher)")
+
+    _choice("filter.answer", cfg.filter.answer, FILTER_ANSWERS)
 
     s = cfg.sft
     _choice("sft.backend", s.backend, ("hf", "deepspeed", "auto"))

@@ -56,6 +56,8 @@ def workers_line(cfg: RunConfig, workers: int | str, key: str) -> str:
 
     device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     gpus = visible_gpus() if device == "cuda" else []
+    if device == "cuda" and not gpus:  # a GPU preset planned on a machine without one: say so, not an error
+        return f"  workers ({key} = {workers}): on the GPUs visible at run time (none visible here)"
     places = slots(workers, device, gpus, cfg.generation.vllm_tensor_parallel)
     how = "in the engine process" if len(places) == 1 else "worker processes, chunks dealt to the free one"
     threads = "" if gpus else f", the torch threads split between them" * (len(places) > 1)
@@ -138,6 +140,11 @@ def describe(cfg: RunConfig) -> str:
                      "every EOS id of the checkpoint (none of its generation_config.json settings)")
         lines.append(workers_line(cfg, g.workers, "generation.workers")
                      + (f"; vLLM tensor parallel over {g.vllm_tensor_parallel} GPUs each" if g.vllm_tensor_parallel > 1 else ""))
+    f = cfg.filter
+    lines.append("filter: correct samples " + ("whose stated answer is right (\"The answer is ...\", ####, \\boxed{})"
+                                               if f.answer == "stated" else "whose answer is right, read leniently (the last "
+                                               "number or letter when none is stated)")
+                 + ("; each distinct completion of a question once" if f.dedup else "; identical ones too"))
     data = {"imm": "this iteration's kept samples", "vanilla": "this iteration's kept samples",
             "mixture": f"this iteration's kept samples + {cfg.mixture.share:g}x as many from earlier iterations",
             "accumulate": "all kept samples so far"}[cfg.method]

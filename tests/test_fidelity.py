@@ -3,6 +3,7 @@ prompt and the method's exemplars, decoding owing nothing to generation_config.j
 SFT interventions, vanilla_from, SFT on gold rationales, pass@k rows."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -302,3 +303,180 @@ def test_gold_source_writes_the_gold_rationales_as_samples(tmp_path):
     assert all(task.grade(s["completion"], task.load("train")[0].__class__(s["id"], s["question"], s["gold"]))[1] for s in samples)
     with pytest.raises(ConfigError, match="generation.source"):
         resolve(TINY_PRESET, ["generation.source=gold", "teacher.path=Qwen/Qwen2.5-7B-Instruct"])
+
+
+# ---------------------------------------------------------------- the filter's rules (issue 18)
+
+
+def filtered(tmp_path, samples, *overrides):
+    from engine.jsonl import read_records, write_records
+    from engine.runstate.paths import RunPaths
+    from engine.stages.context import StageContext
+    from engine.stages.filter import filter as filter_stage
+
+    cfg = resolve(TINY_PRESET, list(overrides))
+    paths = RunPaths(tmp_path / "-".join(overrides).replace("=", "_"))
+    paths.iteration(1).mkdir(parents=True)
+    write_records(paths.samples(1), samples)
+    info = filter_stage(StageContext(cfg, "r", paths, tmp_path, 0, lambda _: None), 1).info
+    return info, read_records(paths.kept(1), "kept"), read_records(paths.graded(1), "graded")
+
+
+def test_the_filter_keeps_stated_answers_and_duplicates_as_configured_and_counts_each_rule(tmp_path):
+    sample = {"id": "3+4+5", "question": "3+4+5", "gold": "12", "temperature": 0.2}
+    completions = ["3+4=7. 7+5=12. The answer is 12.",  # stated, right
+                   "3+4=7. 7+5=12. The answer is 12.",  # the same again
+                   "3+4=7. 7+5=12",  # right only by its last number: never stated, cut off
+                   "3+4=7. 7+5=11. The answer is 11. Oh, 12",  # states a wrong answer
+                   "3+4=7. 7+5=12. The answer is"]  # the anchor, no answer: right only by the fallback
+    samples = [{**sample, "completion": c} for c in completions]
+    info, kept, graded = filtered(tmp_path, samples, "filter.answer=stated", "filter.dedup=false")
+    assert {k: info[k] for k in ("samples", "kept", "correct_stated", "correct_any", "duplicates", "answer_rule", "dedup")} == \
+        {"samples": 5, "kept": 2, "correct_stated": 2, "correct_any": 4, "duplicates": 1, "answer_rule": "stated", "dedup": False}
+    assert [g["kept"] for g in graded] == [True, True, False, False, False]
+    assert [g["answer_stated"] for g in graded] == [True, True, False, True, False]
+    info, kept, _ = filtered(tmp_path, samples, "filter.answer=stated", "filter.dedup=true")
+    assert (info["kept"], info["duplicates"]) == (1, 1) and kept[0]["response"] == completions[0]
+    info, kept, graded = filtered(tmp_path, samples, "filter.answer=any", "filter.dedup=false")
+    assert (info["kept"], info["correct_stated"], info["correct_any"]) == (4, 2, 4)
+    assert [g["kept"] for g in graded] == [True, True, True, False, True]
+    with pytest.raises(ConfigError, match=r"filter.answer: got 'last'.*one of stated, any"):
+        resolve(TINY_PRESET, ["filter.answer=last"])
+
+
+@needs_data
+def test_stated_answers_are_read_only_where_the_completion_states_them(data_dir):
+    from engine.tasks.base import Example
+
+    gsm8k, math, choice = get_task("gsm8k"), get_task("math"), get_task("mathqa")
+    ex = Example("q", "q", "18")
+    assert gsm8k.grade("She makes 9 * 2 = 18 dollars", ex) == ("18", True)  # evaluation's lenient reading
+    assert gsm8k.grade("She makes 9 * 2 = 18 dollars", ex, stated_only=True) == (None, False)
+    assert gsm8k.grade("9 * 2 = 18\nThe answer is $18.\nQuestion 7", ex, stated_only=True) == ("18", True)
+    assert gsm8k.grade("9 * 2 = 18\n#### 18", ex, stated_only=True) == ("18", True)
+    assert gsm8k.grade("The answer is unclear.\n9 * 2 = 18", ex, stated_only=True)[1] is False
+    assert math.grade("so $x = \\boxed{\\frac{1}{2}}$.", Example("m", "m", "\\frac12"), stated_only=True)[1]
+    assert choice.grade("27 is option (B) and (C) is 30", Example("c", "c", "C"))[1]  # last "(C)" counts leniently
+    assert not choice.grade("27 is option (B) and (C) is 30", Example("c", "c", "C"), stated_only=True)[1]
+    assert choice.grade("... The answer is (C).", Example("c", "c", "C"), stated_only=True) == ("C", True)
+
+
+# ---------------------------------------------------------------- the presets against the paper (issue 18)
+
+PRESETS = Path(__file__).resolve().parent.parent / "engine" / "presets"
+PAPER_PRESETS = sorted(p for p in PRESETS.glob("*.toml") if p.stem.startswith(("qwen2.5-", "llama")))
+
+
+def test_paper_presets_keep_every_correct_stated_sample_and_run_the_diagnostics():
+    assert len(PAPER_PRESETS) >= 20
+    for preset in PAPER_PRESETS:
+        cfg = resolve(preset)
+        assert (cfg.filter.answer, cfg.filter.dedup) == ("stated", False), preset.name
+        assert cfg.analyze.when == "every", preset.name
+        assert cfg.generation.max_new_tokens == 512, preset.name  # the released script's max_tokens, MATH too
+        assert cfg.eval.max_new_tokens == (1024 if cfg.tasks.id == "math" else 512), preset.name
+    assert RunConfig().analyze.when == "every" and (RunConfig().filter.answer, RunConfig().filter.dedup) == ("stated", False)
+    assert resolve(TINY_PRESET, ["analyze.when=off"]).analyze.when == "off"  # still a choice
+
+
+def test_table_5_presets_are_its_rows():
+    rows = {name: resolve(PRESETS / f"qwen2.5-1.5b-gsm8k-{name}.toml") for name in
+            ("sft1", "sft1-clip", "sft1-decay", "sft1-mask", "sft1-imm")}
+    knobs = {name: (c.method, c.iterations, c.sft.max_grad_norm, c.sft.grad_decay, c.sft.mask_top_p)
+             for name, c in rows.items()}
+    assert knobs == {"sft1": ("vanilla", 1, 0.0, 1.0, 1.0),  # vanilla: no intervention, no clipping
+                     "sft1-clip": ("vanilla", 1, 2.0, 1.0, 1.0),
+                     "sft1-decay": ("vanilla", 1, 0.0, 0.9, 1.0),
+                     "sft1-mask": ("vanilla", 1, 0.0, 1.0, 0.3),
+                     "sft1-imm": ("imm", 1, 0.0, 1.0, 1.0)}
+    base = dataclasses.asdict(rows["sft1"])
+    for name, cfg in rows.items():  # nothing else differs
+        diff = {k for k, v in dataclasses.asdict(cfg).items() if v != base[k]}
+        assert diff <= {"name", "sft", "method"}, (name, diff)
+
+
+# ---------------------------------------------------------------- the README's map of the paper (issue 18)
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+PAPER_ITEMS = [f"Figure {n}" for n in (1, 2, 3, 4, *range(6, 14))] + [f"Table {n}" for n in range(2, 10)]
+
+
+def paper_map() -> list[list[str]]:
+    """The rows (cells) of the README's "A map of the paper" table."""
+    section = README.read_text().split("### A map of the paper", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows[1:] if not row.startswith("|---")]
+
+
+def test_the_paper_map_covers_every_experiment_and_names_real_presets_and_commands(data_dir):
+    import re
+    import shlex
+
+    from engine.api import dry_run
+    from imm_tui.cli import build_parser
+
+    rows = paper_map()
+    assert {r[0].split(",")[0] for r in rows} == set(PAPER_ITEMS)
+    presets, commands = set(), []
+    for paper, _, produced, differs in rows:
+        cells = re.findall(r"`([^`]+)`", produced)
+        assert cells, f"{paper}: no preset or command"
+        # what differs may quote other things (a formula); a quoted single word there is a preset
+        for text in cells + [t for t in re.findall(r"`([^`]+)`", differs) if t.startswith("imm ") or " " not in t]:
+            if text.startswith("imm "):
+                commands.append(text)
+            else:
+                assert (PRESETS / f"{text}.toml").is_file(), f"{paper}: {text} is no preset"
+                presets.add(text)
+    parser = build_parser()
+    for command in commands:  # every command parses; a preset it runs resolves with its --set
+        args = parser.parse_args(shlex.split(command)[1:])
+        if args.command == "run":
+            assert "--dry-run" not in command
+            assert dry_run(README.parent / args.preset, args.overrides).startswith("plan of ")
+    assert len(presets) >= 20
+    for name in sorted(presets):
+        assert dry_run(PRESETS / f"{name}.toml").startswith(f"plan of {name}:"), name
+
+
+# ---------------------------------------------------------------- the replication's statistics (issue 18)
+
+
+@pytest.fixture
+def replication(monkeypatch):
+    monkeypatch.syspath_prepend(str(README.parent / "benchmarks"))
+    import replication
+
+    return replication
+
+
+def test_replication_intervals_and_paired_differences(replication):
+    paired, wilson = replication.paired, replication.wilson
+
+    lo, hi = wilson(8, 10)  # the textbook case: 49.0% to 94.3%
+    assert (round(lo, 1), round(hi, 1)) == (49.0, 94.3)
+    assert wilson(0, 20)[0] == pytest.approx(0.0, abs=1e-9) and 0 < wilson(0, 20)[1] < 17
+    a = {i: int(i % 3 != 0) for i in range(30)}  # 20 right
+    b = {i: int(i % 2 == 0) for i in range(30)}  # 15 right
+    c = paired(a, b)
+    d = [a[i] - b[i] for i in range(30)]
+    mean = sum(d) / 30
+    sd = (sum((x - mean) ** 2 for x in d) / 29) ** 0.5
+    assert c["n"] == 30 and c["diff_pts"] == pytest.approx(100 * 5 / 30)
+    assert c["ci_pts"] == pytest.approx([100 * (mean - 1.959964 * sd / 30**0.5), 100 * (mean + 1.959964 * sd / 30**0.5)])
+    assert (c["a_only"], c["b_only"]) == (sum(x == 1 for x in d), sum(x == -1 for x in d))
+    assert paired(a, {i: 1 for i in range(10)})["n"] == 10  # only the questions both answered
+
+
+def test_replication_conclusion_reads_the_last_iteration_both_methods_finished(replication):
+    conclusion = replication.conclusion
+
+    def row(label, lo, hi):
+        return {"comparison": label, "ood": {"diff_pts": (lo + hi) / 2, "ci_pts": [lo, hi], "n": 600}}
+
+    assert conclusion([]).startswith("No iteration has finished")
+    holds = [row("vanilla SFT1 - Base", -9, -1), row("IMM Merge1 - vanilla SFT1", 0.5, 6)]
+    assert "lowered" in conclusion(holds) and conclusion(holds).endswith("holds at this scale.")
+    later = holds + [row("vanilla SFT2 - Base", -3, 2), row("IMM Merge2 - vanilla SFT2", -1, 4)]
+    text = conclusion(later)
+    assert text.startswith("After iteration 2") and "did not measurably change" in text and text.endswith("is not shown at this scale.")

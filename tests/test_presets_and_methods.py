@@ -53,11 +53,12 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert ("3 samples per question in total, round-robin over the temperatures (1 at 0.2, 1 at 0.4, 1 at 0.6) "
             "-> 22,419 samples per iteration") in out
     assert "prompt: 10 fixed exemplars (the same for every question)" in out
+    assert 'filter: correct samples whose stated answer is right ("The answer is ...", ####, \\boxed{}); identical ones too' in out
     assert "per-device 4 x grad-accum 32 x 1 GPU(s) (backend hf: one device) = global batch 128; optimizer steps per epoch at most 176" in out
     for ood in ("svamp", "asdiv", "mawps", "sat_math", "mmlu_stem", "mathqa"):
         assert f"{ood} (out-of-domain): test" in out
     assert "mathqa (out-of-domain): test 2985" in out and "aqua" not in out.split("resolved config")[0]
-    assert "stages (16): 0:eval, 1:generate, 1:filter, 1:sft, 1:merge, 1:eval," in out
+    assert "stages (19): 0:eval, 1:generate, 1:filter, 1:sft, 1:merge, 1:eval, 1:analyze," in out
     assert not (tmp_path / "home").exists()  # nothing written, no model loaded (the hub is unreachable here)
 
 

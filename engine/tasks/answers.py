@@ -3,6 +3,8 @@
 A completion commits to an answer through an anchor: "The answer is X", GSM8K's "#### X" or
 "\\boxed{X}". The text after the last anchor (to the end of its line) is the answer phrase; a
 numeric answer is the first number in it, else the last number anywhere in the completion.
+That last fallback is lenient (evaluation uses it); `stated_answer` keeps only what an anchor
+commits to, for the filter's strict rule (filter.answer = "stated").
 """
 from __future__ import annotations
 
@@ -47,6 +49,18 @@ def answer_phrase(text: str) -> str | None:
         phrase = text[anchors[-1].end() :].split("\n", 1)[0].strip()
         return last_boxed(phrase) or phrase
     return last_boxed(text)
+
+
+def stated_answer(text: str) -> str | None:
+    """The part of a completion that states its answer: from the last anchor ("The answer is",
+    "The final answer is", "####") to the end of that line, else from the last \\boxed{} on; None
+    when the completion states none. Extracting from this part alone never falls back to a number
+    or letter found elsewhere in the text (a truncated or rambling completion)."""
+    anchors = list(ANCHOR_RE.finditer(text))
+    if anchors:
+        return text[anchors[-1].start() :].split("\n", 1)[0]
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    return text[start:] if start >= 0 else None
 
 
 def to_number(text: str) -> float | None:

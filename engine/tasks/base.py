@@ -62,7 +62,15 @@ class Task:
     def is_correct(self, extracted: str | None, example: Example) -> bool:
         raise NotImplementedError
 
-    def grade(self, completion: str, example: Example) -> tuple[str | None, bool]:
+    def grade(self, completion: str, example: Example, stated_only: bool = False) -> tuple[str | None, bool]:
+        """(extracted answer, correct). stated_only: read the answer only where the completion
+        states it ("The answer is ...", "####", \\boxed{}); one that states none is wrong."""
+        if stated_only:
+            from .answers import stated_answer
+
+            completion = stated_answer(completion)
+            if completion is None:
+                return None, False
         extracted = self.extract(completion)
         return extracted, extracted is not None and self.is_correct(extracted, example)
 
