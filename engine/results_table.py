@@ -57,7 +57,12 @@ def render_csv(header: list[str], body: list[list[str]]) -> str:
     return buf.getvalue().rstrip("\n")
 
 
-def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict], metric: str = "pass@1") -> str:
+STEP_COLUMNS = ("iteration", "step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "ts")
+
+
+def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict], metric: str = "pass@1",
+           step_rows: list[dict] = ()) -> str:
+    """The results in a format; JSON also holds the config, the stages and every SFT step."""
     if fmt == "json":
         return json.dumps(
             {
@@ -69,6 +74,7 @@ def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict], met
                     for s in stages
                 ],
                 "results": results(metric_rows),
+                "sft_steps": [{k: r[k] for k in STEP_COLUMNS} for r in step_rows],
             },
             indent=2,
         )
