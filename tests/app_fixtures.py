@@ -9,13 +9,17 @@ Runs (newest first in the runs table):
 - RUN_FAILED: vanilla, failed in SFT1 with an error.
 - RUN_DONE: IMM, 2 iterations, all metrics (pass@1 and pass@4), layer stats + verdicts for both
   iterations (sft and merge), sweep trials of iteration 1 (3 done, 1 queued), a log with markup
-  and an ESC sequence, iteration 1 samples (generated, kept, eval:sft1).
+  and an ESC sequence, iteration 1 samples (generated, kept, eval:sft1), the yield of both filter
+  stages, SFT curves of both iterations (STEPS steps each) and a system history of every stage
+  (CPU, memory, two GPUs: GPU1 idle but in SFT).
+- RUN_INTERRUPTED also holds the SFT curve of its running stage up to step 40.
 
 Use `freeze_clock(monkeypatch)` too: the elapsed time of a running stage counts up to "now".
 """
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -166,6 +170,40 @@ def _samples(paths: RunPaths) -> None:
     _write_jsonl(paths.eval_samples(1, "sft1"), evals)
 
 
+STEPS = 30  # SFT optimizer steps of each iteration of RUN_DONE
+YIELDS = {1: 19.6, 2: 27.3}
+GIB = 1024**3
+
+
+def _sft_steps(iteration: int, steps: int, started: float) -> list[dict]:
+    """A falling loss (lower each iteration), a warm-up then cosine lr, a noisy gradient norm."""
+    rows = []
+    for s in range(1, steps + 1):
+        lr = 2e-5 * (s / 3 if s <= 3 else 0.5 * (1 + math.cos(math.pi * (s - 3) / (STEPS - 3))))
+        rows.append({"iteration": iteration, "step": s, "loss": round(0.3 + 0.9 / iteration * math.exp(-s / 8), 4),
+                     "lr": lr, "grad_norm": round(1.5 + 0.5 * math.sin(s), 3), "tokens": 2048,
+                     "tokens_per_s": 5000.0 + 300 * (s % 4), "ts": started + 2 * s})
+    return rows
+
+
+def _system_samples(stage_rows: list[dict]) -> list[dict]:
+    """Every 10 s of each done stage: the CPU busy in filter and analyze, GPU0 busy in generate,
+    sft and eval, GPU1 only in sft (where the deepspeed backend would use both)."""
+    rows = []
+    for st in stage_rows:
+        if st["status"] != "done":
+            continue
+        on_gpu = st["stage"] in ("generate", "sft", "eval")
+        for k in range(1, 7):
+            gpus = [{"index": i, "name": "NVIDIA H100 80GB HBM3", "mem_total": 80 * GIB,
+                     "util": 90.0 if on_gpu and (i == 0 or st["stage"] == "sft") else 0.0,
+                     "mem_used": (40 if on_gpu and (i == 0 or st["stage"] == "sft") else 1) * GIB} for i in (0, 1)]
+            rows.append({"run_id": st["run_id"], "iteration": st["iteration"], "stage": st["stage"],
+                         "ts": st["started"] + 10 * k, "cpu_pct": 35.0 if on_gpu else 95.0, "mem_used": 12 * GIB,
+                         "mem_total": 64 * GIB, "gpus": json.dumps(gpus)})
+    return rows
+
+
 LOG_DONE = [
     "12:00:00 run tiny-arith-20261101-120000-abcd: preset presets/tiny-arith.toml, 2 iterations, method imm",
     "12:01:00 [iter 0] build: base model ready",
@@ -204,6 +242,11 @@ def make_snapshot_home(path: Path) -> Path:
                                        "seed": 0, "subset": 0, "results": json.dumps(results) if results else None,
                                        "seconds": None if status == "queued" else 42.0 + i, "weights": None,
                                        "adopted": 0, "created": ts(1, 13, i), "status": status, "error": None})
+        for t, pct in YIELDS.items():
+            store.db["stages"].update((RUN_DONE, t, "filter"), {"info": json.dumps({"samples": 900, "kept": round(9 * pct),
+                                                                                    "yield_pct": pct})})
+            store.db["sft_steps"].insert_all({"run_id": RUN_DONE, **r} for r in _sft_steps(t, STEPS, ts(1, 12, 4 + 6 * t)))
+        store.db["system_samples"].insert_all(_system_samples(store.stages(RUN_DONE)))
         store.db["progress"].insert({"run_id": RUN_DONE, "iteration": 2, "stage": "eval", "step": 900, "total": 900,
                                      "unit": "questions", "rate": 30.0, "tokens_per_s": None, "loss": None,
                                      "started": ts(1, 12, 11), "updated": ts(1, 12, 12)})
@@ -224,6 +267,7 @@ def make_snapshot_home(path: Path) -> Path:
                     name=MARKUP_NAME)
     with store.db.conn:
         store.db["metrics"].insert_all({"run_id": RUN_INTERRUPTED, **m} for m in _metrics(["base"]))
+        store.db["sft_steps"].insert_all({"run_id": RUN_INTERRUPTED, **r} for r in _sft_steps(1, 40, ts(4, 8, 4)))
         store.db["progress"].insert({"run_id": RUN_INTERRUPTED, "iteration": 1, "stage": "sft", "step": 40,
                                      "total": 120, "unit": "steps", "rate": 2.0, "tokens_per_s": 5400.0, "loss": 0.734,
                                      "started": ts(4, 8, 4), "updated": ts(4, 8, 4, 20)})

@@ -1,7 +1,8 @@
 """A run's system history, as the engine sampled it during each stage (engine.api.system_history):
-CPU, memory and each GPU's utilisation and memory over the run's stage time (a braille line each,
-the stages' starts as vertical lines; the time between engine processes is left out), and a
-table per stage with the averages and peaks, so a user sees where the box was idle. Live while
+CPU, memory and each GPU's utilisation over the run's stage time (a braille line each, the
+stages' starts as vertical lines; the time between engine processes is left out), and a table
+per stage with the averages, the peaks of memory and the share of samples each GPU sat idle, so a
+user sees where the box was idle. Live while
 the run runs."""
 from __future__ import annotations
 
@@ -133,7 +134,7 @@ class SystemHistoryPane(LivePoll, Vertical):
         table.clear(columns=True)
         columns = ["stage", "time", "CPU avg %", "CPU max %", "mem GiB"]
         for i in gpus:
-            columns += [f"GPU{i} %", f"GPU{i} idle %", f"GPU{i} mem GiB"]
+            columns += [f"GPU{i} %", f"GPU{i} idle %", f"GPU{i} GiB"]
         for c in columns:
             table.add_column(Text(c))
         last = {(s.iteration, s.stage): n for n, s in enumerate(all_spans)}  # a resumed stage: its time once
@@ -151,9 +152,8 @@ class SystemHistoryPane(LivePoll, Vertical):
                 x = span.x(p)
                 series.setdefault("CPU %", []).append((x, p.cpu_pct))
                 series.setdefault("mem %", []).append((x, p.mem_pct))
-                for g in p.gpus:
+                for g in p.gpus:  # their memory is in the table: four lines at most stay readable at 80x24
                     series.setdefault(f"GPU{g.index} %", []).append((x, g.util))
-                    series.setdefault(f"GPU{g.index} mem %", []).append((x, 100 * g.mem_used / g.mem_total if g.mem_total else 0))
         for span in all_spans[1:]:
             plt.vline(span.offset / 60, "gray")
         for label, points in series.items():
