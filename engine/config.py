@@ -640,13 +640,14 @@ def resume_config(config: dict, overrides: list[str]) -> RunConfig:
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, object]:
-    """A nested config dict as dotted keys (sft.lr: 1e-05)."""
+    """A nested config dict as dotted keys (sft.lr: 1e-05) to leaf values; an empty table or list
+    is a leaf of None (a config that omits a table and one that leaves it empty say the same)."""
     out = {}
     for key, value in data.items():
         if isinstance(value, dict) and value:
             out.update(flatten(value, f"{prefix}{key}."))
         else:
-            out[f"{prefix}{key}"] = value
+            out[f"{prefix}{key}"] = None if value in ({}, []) else value
     return out
 
 

@@ -146,7 +146,7 @@ def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage, trackers: T
     While it runs, `history` samples the machine; its SFT steps and results go to `trackers` too."""
     import torch
 
-    store.set_stage(ctx.run_id, t, stage, status=StageStatus.RUNNING, started=now(), ended=None, error=None)
+    store.start_stage(ctx.run_id, t, stage)
     ctx.log(f"[iter {t}] {stage}: started")
     seed = stage_seed(ctx.cfg.seed, t, stage)
     random.seed(seed)

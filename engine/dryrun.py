@@ -83,7 +83,7 @@ def describe(cfg: RunConfig) -> str:
         kind = "GGUF file, converted once into the home's models cache"
     else:
         kind = "local folder or hub id; not loaded"
-    lines.append(f"model: {cfg.model.path} ({kind}), dtype {cfg.model.dtype}, chat template {cfg.model.chat_template}")
+    lines.append(f"model: {cfg.model.path} ({kind}), dtype {cfg.model.dtype}, chat template: {'on' if cfg.model.chat_template else 'off'}")
     if cfg.teacher.path:
         lines.append(f"teacher (distillation; generates the samples): {cfg.teacher.path}")
 

@@ -78,6 +78,8 @@ class ImmApp(App):
     def open_run(self, run_id: str) -> None:
         from .screens.run_detail import RunDetailScreen
 
+        if isinstance(self.screen, RunDetailScreen) and self.screen.run_id == run_id:
+            return  # already there (`:run X` on X)
         self.push_screen(RunDetailScreen(run_id))
 
     def show_runs(self) -> None:

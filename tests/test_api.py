@@ -218,6 +218,54 @@ def test_export_and_compare(finished_run, tmp_path):
     assert cmp.config_diff == {} and set(cmp.results) == {run_id}
 
 
+def test_elapsed_counts_every_attempt_of_a_stage(tmp_path):
+    """A stage stopped after 30 s and started again: its 30 s stay in the run's elapsed time and
+    in the stage's time (the engine's own start_stage, as a resumed run calls it)."""
+    from app_fixtures import RUN_STOPPED, make_snapshot_home
+    from engine.runstate.store import Store
+
+    home = make_snapshot_home(tmp_path / "home")
+    store = Store(home)
+    store.start_stage(RUN_STOPPED, 1, "merge")
+    began = time.time() - 100
+    store.set_stage(RUN_STOPPED, 1, "merge", status="pending", started=began, ended=began + 30)  # stopped
+    before = api.run_detail(RUN_STOPPED, home).summary.elapsed
+    store.start_stage(RUN_STOPPED, 1, "merge")  # resumed
+    store.update_run(RUN_STOPPED, status="running", pid=os.getpid())
+    after = api.run_detail(RUN_STOPPED, home)
+    merge = next(s for s in after.stages if (s.iteration, s.stage) == (1, "merge"))
+    assert merge.status == "running" and merge.spent == pytest.approx(30)
+    assert after.summary.elapsed >= before
+    store.finish_stage(RUN_STOPPED, 1, "merge")
+    merge = next(s for s in api.run_detail(RUN_STOPPED, home).stages if (s.iteration, s.stage) == (1, "merge"))
+    assert merge.seconds >= 30
+    # An engine killed inside the stage: its attempt counts up to its last progress row.
+    store.start_stage(RUN_STOPPED, 1, "eval")
+    store.set_stage(RUN_STOPPED, 1, "eval", started=began)
+    store.set_progress(RUN_STOPPED, 1, "eval", step=5, total=10, unit="questions")
+    store.db["progress"].update((RUN_STOPPED, 1, "eval"), {"updated": began + 20})
+    store.start_stage(RUN_STOPPED, 1, "eval")
+    assert store.db["stages"].get((RUN_STOPPED, 1, "eval"))["spent"] == pytest.approx(20)
+
+
+def test_compare_lists_the_name_and_not_an_empty_table_against_a_missing_one(tmp_path):
+    from app_fixtures import RUN_DONE, RUN_STOPPED, make_snapshot_home
+    from engine.runstate.store import Store
+
+    home = make_snapshot_home(tmp_path / "home")
+    store = Store(home)
+    config = json.loads(store.db["runs"].get(RUN_STOPPED)["config"])
+    config["tasks"]["specs"] = {}  # an empty table where the other run has none
+    config["name"] = "other-name"
+    store.db["runs"].update(RUN_STOPPED, {"config": json.dumps(config)})
+    other = json.loads(store.db["runs"].get(RUN_DONE)["config"])
+    other["tasks"]["specs"] = None
+    store.db["runs"].update(RUN_DONE, {"config": json.dumps(other)})
+    diff = api.compare([RUN_DONE, RUN_STOPPED], home).config_diff
+    assert "tasks.specs" not in diff
+    assert diff["name"] == (other["name"], "other-name")
+
+
 @pytest.mark.slow
 def test_progress_rows_and_readers_during_a_real_run(home):
     """A detached run: readers in two threads poll every read function while the engine writes;
@@ -225,7 +273,7 @@ def test_progress_rows_and_readers_during_a_real_run(home):
     sets = [kv for kv in FAST if not kv.startswith("iterations")] + ["iterations=1", "analyze.when=every", "analyze.limit=32"]
     started = api.start_run(TINY_PRESET, sets, home=home)
     assert started.pid and started.status == "running"
-    seen, latencies, errors = set(), [], []
+    seen, latencies, errors, labels = set(), [], [], set()
     done = threading.Event()
 
     def poll():
@@ -240,6 +288,8 @@ def test_progress_rows_and_readers_during_a_real_run(home):
                 if p is not None:
                     assert 0 <= p.step <= p.total and p.unit
                     seen.add((p.stage, p.unit))
+                    if p.stage == "eval" and p.iteration == 1:
+                        labels.add(p.label)
             except Exception as exc:  # noqa: BLE001 - any error fails the test below
                 errors.append(repr(exc))
             latencies.append(time.perf_counter() - t0)
@@ -264,6 +314,9 @@ def test_progress_rows_and_readers_during_a_real_run(home):
     finished = {r[0] for r in rows if r[1] == r[2] and r[2] > 0}
     assert {"generate", "sft", "eval", "merge", "analyze"} <= finished, rows
     assert all(r[4] is not None for r in rows if r[0] == "sft")
+    # The eval bar names the checkpoint it answers with; the stored row is the last one's.
+    assert labels <= {"SFT1 (1 of 2)", "Merge1 (2 of 2)"} and labels, labels
+    assert db_rows(home, "SELECT label FROM progress WHERE stage = 'eval' AND iteration = 1") == [("Merge1 (2 of 2)",)]
 
 
 def test_the_app_contract_names_every_engine_module_but_the_api():

@@ -217,6 +217,34 @@ async def test_sample_with_markup_and_filters(snapshot_home):
         await until(pilot, lambda: pane.iteration == 2 and table.row_count == 0 and "no samples" in screen_text(app))
 
 
+async def test_samples_sets_in_stage_order_and_pages_past_2000_rows(snapshot_home):
+    import json
+
+    from engine.runstate.paths import RunPaths
+
+    path = RunPaths(snapshot_home / "runs" / RUN_DONE).eval_samples(1, "merge1")
+    path.write_text("".join(json.dumps({"task": "arith_add3", "id": f"q{i}", "question": "1 + 1", "gold": "2",
+                                        "completion": f"answer {i}", "extracted": "2", "correct": True}) + "\n"
+                            for i in range(4500)))
+    assert api.sample_sets(RUN_DONE, 1, home=snapshot_home)[-2:] == ["eval:sft1", "eval:merge1"]
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_detail(pilot, RUN_DONE)
+        await pilot.press("5")
+        pane = screen.query_one(SamplesPane)
+        await until(pilot, lambda: pane.which == "generated")
+        await pilot.press("g", "g", "g")
+        await until(pilot, lambda: pane.which == "eval:merge1" and len(pane.shown) == 2000, what="eval:merge1")
+        assert "rows 1-2,000 of 4,500" in screen_text(app)
+        await pilot.press("greater_than_sign", "greater_than_sign")
+        assert pane.shown[0].id == "q4000" and len(pane.shown) == 500
+        assert "rows 4,001-4,500 of 4,500" in screen_text(app)
+        await pilot.press("greater_than_sign")  # no page after the last
+        assert pane.shown[0].id == "q4000"
+        await pilot.press("less_than_sign")
+        assert pane.shown[0].id == "q2000"
+
+
 async def test_results_metric_cycles_and_best_is_starred(snapshot_home):
     app = ImmApp(snapshot_home)
     async with app.run_test(size=SIZE) as pilot:
@@ -254,7 +282,13 @@ async def test_running_stage_progress_rate_loss_and_tokens(snapshot_home):
 def test_progress_line_of_a_running_stage_has_an_eta():
     p = api.Progress(iteration=2, stage="generate", step=300, total=900, unit="samples", rate=10.0,
                      tokens_per_s=1234.0, loss=None, started=0.0, updated=30.0)
-    assert progress_line(p, "running") == "iter 2 generate · 300/900 samples · 10.0 samples/s · ETA 1m00 · 1,234 tok/s"
+    assert progress_line(p, "running") == "iter 2 generate · 300/900 samples · 10.0 samples/s · ETA 1m00s · 1,234 tok/s"
+
+
+def test_eval_progress_names_the_checkpoint_it_answers_with():
+    p = api.Progress(iteration=1, stage="eval", step=300, total=900, unit="questions", rate=None, tokens_per_s=None,
+                     loss=None, started=0.0, updated=30.0, label="SFT1 (1 of 2)")
+    assert progress_line(p, "running") == "iter 1 eval SFT1 (1 of 2) · 300/900 questions"
 
 
 async def test_a_run_failing_while_watched_says_so_with_the_engines_error(snapshot_home):
@@ -285,7 +319,7 @@ async def test_config_saves_a_preset_and_copies(snapshot_home, tmp_path, monkeyp
         await pilot.press("p", "ctrl+a", "ctrl+k", *"my-preset", "enter")  # taken: the engine says so
         await until(pilot, lambda: any("exists" in n.message and n.severity == "error" for n in app._notifications))
         await pilot.press("y")
-        assert any("copied" in n.message for n in app._notifications)
+        assert any("terminal's clipboard (OSC 52 escape)" in n.message for n in app._notifications)
         await pilot.press("1")  # the read-only view leaves the tab keys to the screen
         assert screen.query_one("#tabs").active == "progress"
 
@@ -296,10 +330,8 @@ async def test_resume_and_stop_answer_with_the_engines_text(snapshot_home):
         await open_detail(pilot, RUN_DONE)
         await pilot.press("r")
         await until(pilot, lambda: any("nothing left" in n.message for n in app._notifications))
-        await pilot.press("s")
-        await pilot.pause(0.1)
-        await pilot.press("y")  # asked first
-        await until(pilot, lambda: any("is not running" in n.message for n in app._notifications))
+        await pilot.press("s")  # a done run: refused without asking
+        await until(pilot, lambda: any("nothing to stop" in n.message for n in app._notifications))
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert not isinstance(app.screen, RunDetailScreen)

@@ -149,6 +149,43 @@ async def test_merge_lab_runs_a_real_trial_and_adopts_it(finished_run, tmp_path)
         await until(pilot, lambda: "✓ adopted" in column(table, 8), what="the adopted mark")
 
 
+async def test_merge_lab_grid_leaves_out_alphas_already_trialled_and_the_runs_own(snapshot_home, monkeypatch):
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_pane(pilot, RUN_DONE, MergeLabPane)
+        await until(pilot, lambda: pane.data and pane.iteration == 1, what="the trials")
+        queued = []
+        monkeypatch.setattr(pane, "queue", lambda alphas, drops: queued.append((alphas, drops)))
+        assert (pane.alpha, pane.drop) == (0.5, 0.1)
+        await pilot.press("g")  # trials at p 0.1: α 0.3 and 0.5, and the run's own merge is α 0.5, p 0.1
+        assert queued == [([0.1, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9], [0.1])]
+        await pilot.press("comma", "g")  # p 0.0: α 0.7 done, α 0.9 queued
+        assert queued[-1] == ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8], [0.0])
+
+
+async def test_charts_keep_their_height_and_keys_off_the_data_at_80x24(snapshot_home):
+    from textual_plotext import PlotextPlot
+
+    from app_helpers import screen_text
+    from imm_tui.panes.results import PLOT_ROWS
+
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, RUN_DONE, LayersPane)
+        await until(pilot, lambda: "Iteration 2 of 2" in text_of(pane.query_one("#layers-head")), what="the head")
+        assert "⅃" not in screen_text(app) and "█ importance   ░ weight change (right axis)" in screen_text(app)
+        lab = pilot.app.screen.query_one(MergeLabPane)
+        await pilot.press("4")
+        await until(pilot, lambda: lab.data is not None, what="the lab")
+        await pilot.pause(0.2)
+        assert lab.query_one("#lab-plot", PlotextPlot).size.height >= 14  # the tab scrolls instead
+        await pilot.press("3")
+        plot = pilot.app.screen.query_one("#results-plot", PlotextPlot)
+        await until(pilot, lambda: plot.size.height >= PLOT_ROWS, what="the results plot's height")
+        key = str(pilot.app.screen.query_one("#results-key", Static).render())
+        assert "● arith_add3 ID" in key and "x arith_add4 OOD" in key
+
+
 async def test_merge_lab_refuses_a_running_run_with_the_engines_text(snapshot_home):
     # The run is stored as running with a live engine pid (this process): the engine refuses a sweep.
     db = sqlite3.connect(snapshot_home / "imm.db")
@@ -174,7 +211,7 @@ async def test_compare_shows_results_with_differences_and_only_differing_config(
                        what="the config diff")
         config = app.screen.query_one("#compare-config", DataTable)
         diff = api.compare([RUN_DONE, RUN_FAILED], home=snapshot_home).config_diff
-        assert column(config, 0) == list(diff) and "method" in diff and "name" not in diff
+        assert column(config, 0) == list(diff) and "method" in diff and "name" in diff
         results = app.screen.query_one("#compare-results", DataTable)
         base_id = [results.get_row_at(r) for r in range(results.row_count)
                    if str(results.get_row_at(r)[0]) == "Base" and str(results.get_row_at(r)[2]) == "pass@1"]
@@ -183,6 +220,24 @@ async def test_compare_shows_results_with_differences_and_only_differing_config(
         assert str(merge[4]) == "-"  # the failed run has no Merge1
         await pilot.press("escape")
         assert not isinstance(app.screen, CompareScreen)
+
+
+async def test_compare_says_when_runs_were_evaluated_on_different_question_counts(snapshot_home):
+    from engine.runstate.store import Store
+
+    store = Store(snapshot_home)
+    with store.db.conn:  # the failed run's base measured on 30 questions a task, the other's on 300
+        store.db.execute("UPDATE metrics SET n = 30 WHERE run_id = ?", [RUN_FAILED])
+    app = ImmApp(snapshot_home)
+    async with app.run_test(size=SIZE) as pilot:
+        await on_runs_screen(pilot)
+        app.compare_runs([RUN_DONE, RUN_FAILED])
+        results = await until(pilot, lambda: app.screen.query_one("#compare-results", DataTable).row_count
+                              and app.screen.query_one("#compare-results", DataTable), what="the results")
+        base = next(results.get_row_at(r) for r in range(results.row_count) if str(results.get_row_at(r)[0]) == "Base")
+        assert [str(c) for c in base[3:]] == ["31.0 n=300", "31.0 n=30"]  # no difference computed
+        assert "different question counts (n)" in str(app.screen.query_one("#compare-results-title", Static).render())
+        assert "tiny-arith-vanilla" in str(app.screen.query_one("#compare-runs", Static).render())
 
 
 async def open_export(pilot, run_id: str) -> ExportScreen:

@@ -43,21 +43,23 @@ async def runs_screen(pilot) -> RunsScreen:
     raise AssertionError("the runs table never filled")
 
 
-def table_rows(screen: RunsScreen) -> dict[str, list[str]]:
+def table_rows(screen: RunsScreen) -> dict[str, dict[str, str]]:
+    """Run id -> column key -> the cell's text, for the columns the width leaves in the table."""
     table = screen.query_one("#runs")
-    return {key.value: [str(c) for c in table.get_row(key)] for key in table.rows}
+    columns = [c.key.value for c in table.ordered_columns]
+    return {key.value: dict(zip(columns, map(str, table.get_row(key)))) for key in table.rows}
 
 
 async def test_runs_table_lists_runs_with_statuses(snap_home):
-    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+    async with ImmApp(snap_home).run_test(size=(240, 30)) as pilot:  # wide enough for every column
         screen = await runs_screen(pilot)
         rows = table_rows(screen)
         assert list(rows) == [RUN_INTERRUPTED, RUN_STOPPED, RUN_FAILED, RUN_DONE]  # newest first
-        assert {k: r[2] for k, r in rows.items()} == {RUN_INTERRUPTED: "interrupted", RUN_STOPPED: "stopped",
+        assert {k: r["status"] for k, r in rows.items()} == {RUN_INTERRUPTED: "interrupted", RUN_STOPPED: "stopped",
                                                       RUN_FAILED: "failed", RUN_DONE: "done"}
         done = rows[RUN_DONE]
-        assert done[3] == "14/14" and done[4] == "71.0" and done[5] == "20.9" and done[6] == "aligned"
-        assert rows[RUN_INTERRUPTED][9] == MARKUP_NAME  # markup in a name shows literally
+        assert (done["stage"], done["best_id"], done["best_ood"], done["verdict"]) == ("14/14", "71.0", "20.9", "aligned")
+        assert rows[RUN_INTERRUPTED]["name"] == MARKUP_NAME  # markup in a name shows literally
         info = str(screen.query_one("#run-info").render())
         assert "interrupted: its engine" in info and MARKUP_NAME in info
         # The failed run's error shows under the table when its row is highlighted.
@@ -76,10 +78,67 @@ async def test_filter_and_marks(snap_home):
         assert list(table_rows(screen)) == [RUN_STOPPED]
         await pilot.press("escape", "space")  # the cursor stayed on the run it was on
         assert screen.marked == {RUN_STOPPED}
-        assert table_rows(screen)[RUN_STOPPED][0] == "*"
+        assert table_rows(screen)[RUN_STOPPED]["mark"] == "*"
         await pilot.press("c")  # one marked run: compare asks for more
         await pilot.pause(0.1)
         assert isinstance(pilot.app.screen, RunsScreen)
+
+
+async def test_runs_table_cells_fit_their_columns_from_the_first_draw_at_80x24(snap_home, monkeypatch):
+    """Columns are as wide as their cells when the rows land (not once the table is next idle),
+    and at 80 columns the less important columns go, never a digit of a number."""
+    from rich.cells import cell_len
+
+    cut: list[str] = []
+    show = RunsScreen.show
+
+    def checked_show(screen: RunsScreen) -> None:
+        show(screen)
+        table = screen.query_one("#runs")
+        for i, column in enumerate(table.ordered_columns):
+            room = column.get_render_width(table) - 2 * table.cell_padding
+            cut.extend([f"{column.key.value}: {cell.plain!r} in {room}" for cell in table.get_column_at(i)
+                        if cell_len(cell.plain) > room])
+
+    monkeypatch.setattr(RunsScreen, "show", checked_show)
+    async with ImmApp(snap_home).run_test(size=(80, 24)) as pilot:
+        screen = await runs_screen(pilot)
+        assert not cut, cut
+        columns = [c.key.value for c in screen.query_one("#runs").ordered_columns]
+        assert {"id", "status", "best_id", "best_ood"} <= set(columns) and "model" not in columns
+        text = screen_text(pilot.app)
+        assert RUN_DONE in text and " 71.0 " in text and " 20.9 " in text
+        assert sum(cell_len(c) for c in text.splitlines()[2]) <= 80
+        await pilot.resize_terminal(240, 24)  # wider: the columns left out come back
+        await until(pilot, lambda: "model" in [c.key.value for c in screen.query_one("#runs").ordered_columns],
+                    what="every column at 240 columns")
+        assert not cut, cut
+
+
+async def test_home_end_and_a_filter_without_matches(snap_home):
+    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+        screen = await runs_screen(pilot)
+        await pilot.press("end")
+        assert screen.current_id() == RUN_DONE
+        await pilot.press("home")
+        assert screen.current_id() == RUN_INTERRUPTED
+        await pilot.press("slash", *"nothing-like-this")
+        assert "No run matches the filter 'nothing-like-this'" in screen_text(pilot.app)
+        await pilot.press("escape")
+        assert "No run matches" not in screen_text(pilot.app)
+
+
+async def test_empty_home_hint_keeps_its_command_whole_at_80_columns(tmp_path):
+    import tempfile
+
+    # a home path as long as a user's (pytest's tmp_path alone is wider than 80 columns)
+    home = Path(tempfile.mkdtemp(prefix="imm-hint-", dir="/tmp")) / "experiments-home"
+    async with ImmApp(home).run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "imm run" in screen_text(pilot.app), what="the hint")
+        lines = [line.strip() for line in screen_text(pilot.app).splitlines()]
+        assert f"--home {home}" in lines
+        assert f"{api.BUNDLED_PRESETS / 'tiny-arith.toml'} \\" in lines
+    home.parent.rmdir()  # the app created nothing in it
 
 
 async def test_live_refresh_keeps_the_cursor(snap_home, monkeypatch):
@@ -94,9 +153,9 @@ async def test_live_refresh_keeps_the_cursor(snap_home, monkeypatch):
         store.db.conn.close()
         for _ in range(60):
             await pilot.pause(0.05)
-            if table_rows(screen)[RUN_STOPPED][2] == "failed":
+            if table_rows(screen)[RUN_STOPPED]["status"] == "failed":
                 break
-        assert table_rows(screen)[RUN_STOPPED][2] == "failed"
+        assert table_rows(screen)[RUN_STOPPED]["status"] == "failed"
         assert screen.current_id() == RUN_DONE
 
 
@@ -130,8 +189,18 @@ async def test_help_lists_every_key_of_the_screen(snap_home):
         assert isinstance(pilot.app.screen, HelpScreen)
         described = {d for _, d, _ in pilot.app.screen.rows()}
         assert {"Open", "New", "Resume", "Stop", "Mark", "Compare", "Export", "Filter", "Jump", "Quit"} <= described
+        rows = {d: (k, w) for k, d, w in pilot.app.screen.rows()}
+        assert rows["Quit"] == ("^q, q", "anywhere") and rows["New"][1] == "this screen"
+        assert rows["Open"][1] == "table"  # where, in words: no class names
         await pilot.press("escape")
         assert isinstance(pilot.app.screen, RunsScreen)
+        pilot.app.open_run(RUN_DONE)
+        await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None) == RUN_DONE, what="the run")
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), what="the keys")
+        places = {w for _, _, w in pilot.app.screen.rows()}
+        assert "Progress tab, focused part" in places or "Progress tab" in places, places
+        assert not any(w[0].isupper() and w.endswith(("Screen", "App", "Scroll", "Pane")) for w in places), places
 
 
 async def test_palette_reaches_every_run_and_action(snap_home):
@@ -157,10 +226,33 @@ async def test_palette_reaches_every_run_and_action(snap_home):
         await pilot.press("escape")
 
 
+async def test_stop_is_refused_for_a_run_that_is_not_running(snap_home):
+    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+        await runs_screen(pilot)
+        await pilot.press("end", "s")  # the done run
+        await until(pilot, lambda: pilot.app._notifications, what="the answer")
+        (note,) = list(pilot.app._notifications)
+        assert f"{RUN_DONE} is done: no engine runs it, nothing to stop" == note.message
+        assert isinstance(pilot.app.screen, RunsScreen)  # nothing asked
+
+
+async def test_jumping_to_the_run_on_screen_stacks_no_second_screen(snap_home):
+    async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
+        await runs_screen(pilot)
+        pilot.app.open_run(RUN_DONE)
+        await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None) == RUN_DONE, what="the run")
+        depth = len(pilot.app.screen_stack)
+        await pilot.press("colon", *"run tiny-arith-20261101", "enter")
+        await pilot.pause(0.3)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.1)
+        assert len(pilot.app.screen_stack) == depth
+
+
 async def test_engine_errors_are_notifications(snap_home):
     async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
         await runs_screen(pilot)
-        await pilot.press("down", "down", "down", "s")  # the done run: stop asks first
+        pilot.app.stop_run(RUN_DONE)  # past the screen's own check: the engine's answer
         await pilot.pause(0.1)
         assert isinstance(pilot.app.screen, ConfirmScreen)
         await pilot.press("y")
@@ -266,8 +358,8 @@ async def test_launch_stop_resume_and_reopen(home):
         # iteration, and shows that run's own numbers in every tab.
         async with ImmApp(home).run_test(size=(160, 48)) as pilot:
             screen = await runs_screen(pilot)
-            assert table_rows(screen)[run.id][2] in ("running", "done")
-            await until(pilot, lambda: table_rows(screen)[run.id][2] == "done", 300, "the run to finish")
+            assert table_rows(screen)[run.id]["status"] in ("running", "done")
+            await until(pilot, lambda: table_rows(screen)[run.id]["status"] == "done", 300, "the run to finish")
             await pilot.press("enter")
             await until(pilot, lambda: getattr(pilot.app.screen, "detail", None), 10, "the run's detail")
             results = api.results(run.id, home)

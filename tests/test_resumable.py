@@ -92,7 +92,7 @@ def test_chunked_sampling_is_the_same_after_an_interruption(tmp_path, base_model
     assert other_seed != whole
 
 
-def train_tiny(base_models, out, checkpoints=None, **overrides):
+def train_tiny(base_models, out, checkpoints=None, progress=None, **overrides):
     import torch
 
     from engine.config import SFTConfig
@@ -101,7 +101,7 @@ def train_tiny(base_models, out, checkpoints=None, **overrides):
     task = get_task("arith_add3")
     pairs = [(task.prompt(e, []), e.rationale) for e in task.load("train")[:40]]
     cfg = SFTConfig(epochs=2, lr=1e-3, batch_size=4, grad_accum=2, warmup=0.1, max_length=96, **overrides)
-    return train(base_models / "tiny-arith-v1", pairs, cfg, out, "cpu", torch.float32, 11, lambda _: None, None,
+    return train(base_models / "tiny-arith-v1", pairs, cfg, out, "cpu", torch.float32, 11, lambda _: None, progress,
                  checkpoints=checkpoints)
 
 
@@ -144,6 +144,32 @@ def test_sft_stopped_at_a_checkpoint_resumes_to_bit_identical_weights(tmp_path, 
     logs.clear()
     TrainingCheckpoints(path, 3, 0, "other", log=logs.append).restore(None, None, None, None)
     assert "of other data, settings or model" in logs[0]
+
+
+@pytest.mark.fault
+def test_a_resumed_sft_rate_counts_only_the_steps_of_this_attempt(tmp_path, base_models):
+    """Stopped at step 6 of 10 and resumed: the bar starts at 6/10 and the rate (so the ETA) is
+    the 4 steps trained now over the time taken, not the 6 restored ones too."""
+    from engine.runstate.progress import ProgressReporter
+    from engine.train.checkpointing import TrainingCheckpoints
+
+    def stop_at_six(when):
+        if when == "checkpoint6":
+            raise StopRequested(when)
+
+    path = tmp_path / "sft_checkpoint.pt"
+    with pytest.raises(StopRequested):
+        train_tiny(base_models, tmp_path / "out", TrainingCheckpoints(path, 3, 0, "fp", safe_point=stop_at_six))
+    clock = iter(range(1000))  # one second per reading: the rate is exact
+    rows = []
+    progress = ProgressReporter(lambda **row: rows.append(row), interval=0, clock=lambda: next(clock))
+    train_tiny(base_models, tmp_path / "out", TrainingCheckpoints(path, 3, 0, "fp"), progress)
+    assert (rows[0]["step"], rows[0]["total"], rows[0]["rate"]) == (6, 10, None)
+    last = rows[-1]
+    assert last["step"] == 10
+    # readings: start (t0), then a check and a flush per step -> 8 s for 4 steps
+    assert last["rate"] == pytest.approx(4 / 8)
+    assert all(r["rate"] <= 1 for r in rows[1:])
 
 
 @pytest.mark.fault

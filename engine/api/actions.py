@@ -295,12 +295,13 @@ def export(run: str, fmt: str = "md", what: str = "results", home=None, path: st
 
 
 def compare(runs: list[str], home=None) -> Comparison:
-    """Two or more runs: their summaries, results, and only the config keys that differ."""
+    """Two or more runs: their summaries, results, and only the config keys that differ (the
+    run's name among them)."""
     if len(runs) < 2:
         raise UserError(f"compare: got {len(runs)} run(s); allowed: two or more runs")
     details = [run_detail(r, home) for r in runs]
     flats = [flatten(d.config) for d in details]
     keys = sorted(set().union(*flats))
-    diff = {k: tuple(f.get(k) for f in flats) for k in keys if k != "name" and len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1}
+    diff = {k: tuple(f.get(k) for f in flats) for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1}
     return Comparison(runs=tuple(d.summary for d in details),
                       results={d.summary.id: tuple(results(d.summary.id, home)) for d in details}, config_diff=diff)

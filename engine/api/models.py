@@ -48,10 +48,12 @@ class StageRow:
     error: str | None
     artifact: str | None
     info: dict = field(default_factory=dict)
+    spent: float = 0.0  # seconds its earlier attempts took (stopped or killed, then resumed)
 
     @property
     def seconds(self) -> float | None:
-        return None if self.started is None or self.ended is None else self.ended - self.started
+        """The stage's time over all its attempts (None until it ends)."""
+        return None if self.started is None or self.ended is None else self.spent + self.ended - self.started
 
     @property
     def peak_gpu_gib(self) -> float | None:
@@ -136,7 +138,9 @@ class Trial:
 
 @dataclass(frozen=True)
 class Progress:
-    """Progress inside the running stage: step of total in `unit`, the rate (units/s) and ETA."""
+    """Progress inside the running stage: step of total in `unit`, the rate (units/s of this
+    attempt's work: steps restored by a resumed stage are not counted) and ETA; `label` names what
+    the stage works on now (the checkpoint an eval answers with), None when it is one thing."""
 
     iteration: int
     stage: str
@@ -148,6 +152,7 @@ class Progress:
     loss: float | None
     started: float | None
     updated: float
+    label: str | None = None
 
     @property
     def eta(self) -> float | None:

@@ -49,8 +49,9 @@ def _summary(home: Path, row: dict, stages: list[dict], metrics: list[dict], ver
     current = next((s for s in stages if s["status"] == StageStatus.RUNNING), None) \
         or next((s for s in stages if s["status"] != StageStatus.DONE), None)
     status = live_status(row)
-    elapsed = 0.0  # time in stages; a running stage counts up to now only while its engine lives
+    elapsed = 0.0  # time in stages, over every attempt; a running stage counts up to now only while its engine lives
     for s in stages:
+        elapsed += s.get("spent") or 0.0
         if s["started"] is not None:
             alive = s["status"] == StageStatus.RUNNING and status == RunStatus.RUNNING
             end = s["ended"] if s["ended"] is not None else (now if alive else s["started"])
@@ -94,7 +95,7 @@ def list_runs(home=None) -> list[RunSummary]:
 
 def _stage_row(s: dict) -> StageRow:
     return StageRow(iteration=s["iteration"], stage=s["stage"], status=s["status"], started=s["started"],
-                    ended=s["ended"], error=s["error"], artifact=s["artifact"] or None,
+                    ended=s["ended"], error=s["error"], artifact=s["artifact"] or None, spent=s.get("spent") or 0.0,
                     info=json.loads(s["info"]) if s["info"] else {})
 
 
@@ -171,7 +172,7 @@ def progress(run: str, home=None) -> Progress | None:
     p = rows[-1]
     return Progress(iteration=p["iteration"], stage=p["stage"], step=p["step"] or 0, total=p["total"] or 0,
                     unit=p["unit"] or "", rate=p["rate"], tokens_per_s=p["tokens_per_s"], loss=p["loss"],
-                    started=p["started"], updated=p["updated"])
+                    started=p["started"], updated=p["updated"], label=p.get("label"))
 
 
 def sft_steps(run: str, home=None, after: int = 0) -> list[StepPoint]:
@@ -264,8 +265,9 @@ def sample_sets(run: str, iteration: int, home=None) -> list[str]:
     r = reader(home)
     paths = run_paths(r.home, find_run(r, run)["run_dir"])
     found = [s for s, p in (("generated", paths.graded(iteration)), ("kept", paths.kept(iteration))) if p.exists()]
-    evals = sorted(paths.iteration(iteration).glob("eval_*.jsonl"))
-    return found + [f"eval:{p.stem.removeprefix('eval_')}" for p in evals]
+    evals = sorted((p.stem.removeprefix("eval_") for p in paths.iteration(iteration).glob("eval_*.jsonl")),
+                   key=lambda name: (checkpoint_order(name), name))  # base, sft1, merge1 (the stage's order)
+    return found + [f"eval:{name}" for name in evals]
 
 
 def samples(run: str, iteration: int, which: str = "generated", home=None, limit: int | None = None) -> list[Sample]:

@@ -1,5 +1,7 @@
-"""Progress inside a stage, as data the app can draw: step / total in a unit, the rate, tokens/s
-and the last loss where there is one. Rows are coalesced: at most one write every `interval`
+"""Progress inside a stage, as data the app can draw: step / total in a unit, what is being worked
+on (a label: the checkpoint an eval answers with), the rate, tokens/s and the last loss where
+there is one. The rate counts only the work of this attempt: steps a resumed stage restored from a
+checkpoint or a partial file move the bar but are not new work. Rows are coalesced: at most one write every `interval`
 seconds per stage (plus the first and the last), however often a stage reports."""
 from __future__ import annotations
 
@@ -17,13 +19,23 @@ class ProgressReporter:
         self.unit = ""
         self.loss: float | None = None
         self.tokens = 0
+        self.label: str | None = None
+        self._restored = 0  # steps of `step` restored, not done, in this attempt
         self._t0 = self._last = None
 
-    def start(self, total: int, unit: str) -> None:
-        """A new phase of the stage: `total` units (samples, steps, questions, tensors, examples)."""
-        self.step, self.total, self.unit, self.tokens, self.loss = 0, int(total), unit, 0, None
+    def start(self, total: int, unit: str, label: str | None = None, restored: int = 0) -> None:
+        """A new phase of the stage: `total` units (samples, steps, questions, tensors, examples),
+        `restored` of them already done by an earlier attempt; `label` names what the phase works on."""
+        self.step, self.total, self.unit, self.tokens, self.loss = int(restored), int(total), unit, 0, None
+        self.label, self._restored = label, int(restored)
         self._t0 = self._clock()
         self._flush(started=True)
+
+    def restore(self, n: int) -> None:
+        """n more units found done by an earlier attempt (a partial file's chunks): the bar moves,
+        the rate does not count them."""
+        self._restored += n
+        self.update(self.step + n)
 
     def advance(self, n: int = 1, loss: float | None = None, tokens: int = 0) -> None:
         self.update(self.step + n, loss=loss, tokens=tokens)
@@ -43,7 +55,7 @@ class ProgressReporter:
         now = self._last = self._clock()
         elapsed = max(now - self._t0, 1e-9)
         fields = {"step": self.step, "total": self.total, "unit": self.unit,
-                  "rate": None if started else self.step / elapsed,
+                  "rate": None if started else (self.step - self._restored) / elapsed, "label": self.label,
                   "tokens_per_s": None if started or not self.tokens else self.tokens / elapsed, "loss": self.loss}
         if started:
             fields["started"] = time.time()

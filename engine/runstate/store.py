@@ -113,6 +113,13 @@ def _v4(db: sqlite_utils.Database) -> None:
 
 
 def _v5(db: sqlite_utils.Database) -> None:
+    # What a stage's earlier attempts took (a stopped or killed stage starts again: `started` is
+    # the latest attempt's), so elapsed time counts every attempt; what the progress row is about.
+    db["stages"].add_column("spent", float)
+    db["progress"].add_column("label", str)
+
+
+def _v6(db: sqlite_utils.Database) -> None:
     # The curves: one row per SFT optimizer step (engine.runstate.steps), and the machine's load
     # sampled during each stage (engine.runstate.system_history; gpus: JSON, one entry per GPU).
     db["sft_steps"].create(
@@ -130,7 +137,7 @@ def _v5(db: sqlite_utils.Database) -> None:
     db["system_samples"].create_index(["run_id", "iteration", "stage", "ts"])
 
 
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 ROW_KEYS = {"metrics": ("run_id", "checkpoint", "task", "metric"),
             "layer_stats": ("run_id", "iteration", "checkpoint", "layer"),
@@ -211,6 +218,22 @@ class Store:
     def set_stage(self, run_id: str, iteration: int, stage: str, **fields) -> None:
         with self.db.conn:
             self.db["stages"].update((run_id, iteration, stage), fields)
+
+    def start_stage(self, run_id: str, iteration: int, stage: str) -> None:
+        """Mark a stage running from now, adding what its earlier attempt took to `spent`: until
+        it was stopped (ended), or, for an engine killed in it, until its last progress row."""
+        with self.db.conn:
+            row = self.db["stages"].get((run_id, iteration, stage))
+            spent = row.get("spent") or 0.0
+            if row["started"] is not None:
+                end = row["ended"]
+                if end is None:
+                    last = self.db.execute("SELECT updated FROM progress WHERE run_id = ? AND iteration = ? AND stage = ?",
+                                           [run_id, iteration, stage]).fetchone()
+                    end = last[0] if last and last[0] is not None else row["started"]
+                spent += max(end - row["started"], 0.0)
+            self.db["stages"].update((run_id, iteration, stage), {"status": StageStatus.RUNNING, "started": now(),
+                                                                  "ended": None, "error": None, "spent": spent})
 
     def finish_stage(self, run_id: str, iteration: int, stage: str, artifact: str = "",
                      info: dict | None = None, rows: dict[str, list[dict]] | None = None) -> None:

@@ -7,6 +7,7 @@ from math import comb
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..results_table import checkpoint_label
 from ..tasks import Task
 from .context import StageContext, StageResult
 from .resumable import PartialFile, generate_chunks, model_stamp
@@ -45,15 +46,17 @@ def eval_examples(task: Task, size: int):
 
 def evaluate_tasks(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size: int, seed: int,
                    samples_path: Path | None = None, chat: bool = False, progress=None,
-                   partial: PartialFile | None = None, safe_point=None) -> list[dict]:
+                   partial: PartialFile | None = None, safe_point=None, label: str | None = None) -> list[dict]:
     """Metric rows {task, domain, metric, value (0-100), n} for every task and k.
     tasks maps name -> (task, domain "id"/"ood"). Completions are saved to samples_path (JSONL).
     `progress` (a ProgressReporter) hears the questions answered, over all tasks. Questions are
-    answered in chunks of eval.batch_size, kept in `partial` as they finish (generate_chunks)."""
+    answered in chunks of eval.batch_size, kept in `partial` as they finish (generate_chunks).
+    `label` names the checkpoint on the progress bar."""
     examples_of = {name: eval_examples(task, size) for name, (task, _) in tasks.items()}
     if progress is not None:
-        progress.start(sum(map(len, examples_of.values())), "questions")
+        progress.start(sum(map(len, examples_of.values())), "questions", label=label)
     on_batch = None if progress is None else (lambda done, tokens: progress.advance(done, tokens=tokens))
+    on_restored = None if progress is None else progress.restore
     rows, records = [], []
     for name, (task, domain) in tasks.items():
         examples = examples_of[name]
@@ -61,7 +64,7 @@ def evaluate_tasks(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size
         max_new = eval_cfg.max_new_tokens or task.default_max_new_tokens
         completions = generate_chunks(generator, prompts, eval_cfg.temperature, eval_cfg.samples, max_new,
                                       task.stop_sequences, seed=seed, chunk_size=eval_cfg.batch_size, partial=partial,
-                                      safe_point=safe_point, on_batch=on_batch)
+                                      safe_point=safe_point, on_batch=on_batch, on_restored=on_restored)
         correct_counts = []
         for ex, outs in zip(examples, completions):
             graded = [task.grade(c, ex) for c in outs]
@@ -82,10 +85,11 @@ def evaluate_tasks(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size
 
 
 def evaluate_checkpoint(ctx: StageContext, path: str, checkpoint: str, t: int, size: int | None = None,
-                        samples_path: Path | None = None) -> list[dict]:
+                        samples_path: Path | None = None, label: str | None = None) -> list[dict]:
     """Metric rows of one checkpoint on every task (size: questions per task, default eval_size),
     seeded with ctx.seed; its completions go to eval_<checkpoint>.jsonl unless samples_path says,
-    and its finished chunks to that file's .partial until then (a resumed eval continues them)."""
+    and its finished chunks to that file's .partial until then (a resumed eval continues them).
+    The progress bar names it as `label` (default: its checkpoint label, e.g. SFT1)."""
     samples_path = samples_path or ctx.paths.eval_samples(t, checkpoint)
     partial = PartialFile(samples_path, model_stamp(path), ctx.log)
     gen = ctx.generator(path, ctx.cfg.eval.batch_size)
@@ -93,7 +97,8 @@ def evaluate_checkpoint(ctx: StageContext, path: str, checkpoint: str, t: int, s
     try:
         rows = evaluate_tasks(gen, ctx.tasks(), ctx.cfg.eval, ctx.cfg.tasks.eval_size if size is None else size, ctx.seed,
                               samples_path=samples_path, chat=ctx.cfg.model.chat_template, progress=ctx.progress,
-                              partial=partial, safe_point=lambda when: ctx.safe_point(f"{checkpoint}-{when}"))
+                              partial=partial, safe_point=lambda when: ctx.safe_point(f"{checkpoint}-{when}"),
+                              label=label or checkpoint_label(checkpoint))
     finally:
         gen.close()
     partial.remove()
@@ -111,14 +116,18 @@ def decoding(generator, temperature: float) -> dict:
 
 def evaluate(ctx: StageContext, t: int) -> StageResult:
     """Metric rows of the base (t = 0), or of SFT_t and Merge_t. Progress: questions, restarted
-    for each checkpoint. The stage info records the decoding settings."""
+    for each checkpoint and named by it ("SFT1 (1 of 2)"). The stage info records the decoding settings."""
     from ..models.generation import sampling_settings
 
     ctx.paths.iteration(t).mkdir(exist_ok=True)
     info = {"decoding": sampling_settings(ctx.cfg.eval.temperature)}
     if t == 0:
         return StageResult(None, info, {"metrics": evaluate_checkpoint(ctx, ctx.base_path, "base", 0)})
-    metrics = evaluate_checkpoint(ctx, str(ctx.paths.sft(t)), f"sft{t}", t)
+    checkpoints = [(str(ctx.paths.sft(t)), f"sft{t}")]
     if ctx.cfg.method == "imm":
-        metrics += evaluate_checkpoint(ctx, str(ctx.paths.merged(t)), f"merge{t}", t)
+        checkpoints.append((str(ctx.paths.merged(t)), f"merge{t}"))
+    metrics = []
+    for i, (path, checkpoint) in enumerate(checkpoints, 1):
+        label = checkpoint_label(checkpoint) + (f" ({i} of {len(checkpoints)})" if len(checkpoints) > 1 else "")
+        metrics += evaluate_checkpoint(ctx, path, checkpoint, t, label=label)
     return StageResult(None, info, {"metrics": metrics})

@@ -50,7 +50,8 @@ def generate(ctx: StageContext, t: int) -> StageResult:
             settings.append(decoding(gen, temperature))
             outs = generate_chunks(gen, prompts, temperature, n, g.max_new_tokens, task.stop_sequences, seed=ctx.seed,
                                    chunk_size=g.batch_size, partial=partial, safe_point=ctx.safe_point,
-                                   on_batch=lambda done, tokens, n=n: ctx.progress.advance(done * n, tokens=tokens))
+                                   on_batch=lambda done, tokens, n=n: ctx.progress.advance(done * n, tokens=tokens),
+                                   on_restored=lambda done, n=n: ctx.progress.restore(done * n))
             for ex, completions in zip(examples, outs):
                 records += [
                     {"id": ex.id, "question": ex.question, "gold": ex.answer, "temperature": temperature,

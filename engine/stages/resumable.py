@@ -83,10 +83,12 @@ class PartialFile:
 
 def generate_chunks(generator, prompts: list, temperature: float, n: int, max_new_tokens: int, stop: tuple[str, ...],
                     *, seed: int, chunk_size: int, partial: PartialFile | None = None,
-                    safe_point: Callable[[str], None] | None = None, on_batch=None) -> list[list[str]]:
+                    safe_point: Callable[[str], None] | None = None, on_batch=None,
+                    on_restored: Callable[[int], None] | None = None) -> list[list[str]]:
     """n completions of each prompt, generated chunk by chunk (chunk_size prompts) with each
-    chunk's own seed; chunks found in `partial` are taken from it, new ones are added to it and
-    then `safe_point("chunkN")` (N: chunks in the file) may stop the stage."""
+    chunk's own seed; chunks found in `partial` are taken from it (on_restored(prompts) hears
+    them), new ones are added to it and then `safe_point("chunkN")` (N: chunks in the file) may
+    stop the stage. on_batch(prompts, tokens) hears the prompts generated now."""
     out: list[list[str]] = []
     for start in range(0, len(prompts), chunk_size):
         chunk = prompts[start : start + chunk_size]
@@ -99,7 +101,7 @@ def generate_chunks(generator, prompts: list, temperature: float, n: int, max_ne
                 partial.add(key, done)
                 if safe_point is not None:
                     safe_point(f"chunk{len(partial.chunks)}")
-        elif on_batch is not None:
-            on_batch(len(chunk), 0)
+        elif on_restored is not None:
+            on_restored(len(chunk))
         out.extend(done)
     return out

@@ -79,10 +79,8 @@ def fit(model, items, pad_id: int, cfg: SFTConfig, device: str, seed: int,
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu)
     head_dtype = torch.bfloat16 if on_gpu else None
     at = checkpoints.restore(model, opt, sched, grad_mask) if checkpoints is not None else Position()
-    if progress is not None:
-        progress.start(total, "steps")
-        if at.step:  # resumed from a training checkpoint: the bar starts where it was
-            progress.update(at.step)
+    if progress is not None:  # resumed from a training checkpoint: the bar starts where it was
+        progress.start(total, "steps", restored=at.step)
     if steps is not None:
         steps.begin(at.step)
 

@@ -43,7 +43,10 @@ class ConfigPane(Vertical):
     def action_copy(self) -> None:
         if self.config is not None:
             self.app.copy_to_clipboard(self.query_one(TextArea).text)
-            self.notify("config TOML copied to the clipboard", markup=False)
+            # OSC 52 asks the terminal to set its clipboard: many do, tmux and some others drop it unasked.
+            self.notify("config TOML sent to the terminal's clipboard (OSC 52 escape); "
+                        "where nothing arrives (tmux without set-clipboard on), press s to save it as a preset",
+                        markup=False)
 
     def action_save_preset(self) -> None:
         if self.config is None:

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Static
 
 from engine import api
 
-from ..widgets.layer_chart import LayerChart
+from ..widgets.layer_chart import LayerChart, key
 from ..widgets.live_poll import LivePoll
 from ..widgets.plain import plain
 
@@ -159,9 +159,10 @@ class LayersPane(LivePoll, Vertical):
         rows = layer_values(stats, module_key, self.percent)
         scale = "% of total" if self.percent else "absolute"
         label = api.checkpoint_label(self.checkpoint)
-        self.query_one("#layers-head", Static).update(
-            f"Iteration {self.iteration} (of {', '.join(map(str, self.iterations()))}) · {label} · {scale} · "
-            f"{view_name}")
+        iterations = self.iterations()
+        which = (f"Iteration {self.iteration} of {len(iterations)}" if iterations == list(range(1, len(iterations) + 1))
+                 else f"Iteration {self.iteration} (analysed: {', '.join(map(str, iterations))})")
+        self.query_one("#layers-head", Static).update(f"{which} · {label} · {scale} · {view_name}\n{key(self.percent)}")
         verdict = next((v for v in self.data.verdicts if (v.iteration, v.checkpoint) == here), None)
         self.query_one("#layers-verdict", Static).update(
             plain(verdict_text(verdict) if stats else f"No layer rows for {label} yet."))

@@ -62,14 +62,14 @@ class TrialTable(DataTable):
 
 class MergeLabPane(LivePoll, Vertical):
     DEFAULT_CSS = """
-    MergeLabPane { height: 1fr; }
+    MergeLabPane { height: 1fr; overflow-y: auto; }
     MergeLabPane #lab-head { height: auto; }
     MergeLabPane #lab-note { height: auto; color: $text-muted; }
-    MergeLabPane #lab-trials { height: auto; max-height: 40%; min-height: 3; }
+    MergeLabPane #lab-trials { height: auto; max-height: 10; min-height: 3; }
     MergeLabPane #lab-detail { height: auto; max-height: 2; color: $text-muted; }
-    MergeLabPane #lab-charts { height: 1fr; min-height: 8; }
+    MergeLabPane #lab-charts { height: 1fr; min-height: 14; }
     MergeLabPane #lab-plot { width: 1fr; height: 1fr; }
-    MergeLabPane AlphaGrid { margin-left: 1; }
+    MergeLabPane AlphaGrid { margin-left: 1; height: 1fr; max-height: 12; }
     """
     ALPHA, DROP = Binding.Group("α", compact=True), Binding.Group("p", compact=True)
     ITER = Binding.Group("iter", compact=True)
@@ -213,11 +213,11 @@ class MergeLabPane(LivePoll, Vertical):
             points = sorted((a, trial_metrics(t)) for (a, q), t in done.items() if q == p)
             for name, marker in (("ID", "●"), ("OOD mean", "○")):
                 xy = [(a, m[name]) for a, m in points if name in m]
-                if xy:
-                    plt.plot([x for x, _ in xy], [y for _, y in xy], marker=marker,
-                             label=f"{'ID' if name == 'ID' else 'OOD'} p={p:g}")
+                if xy:  # braille lines (4 rows a cell), the points marked; the key is in the x label
+                    plt.plot([x for x, _ in xy], [y for _, y in xy], marker="braille")
+                    plt.scatter([x for x, _ in xy], [y for _, y in xy], marker=marker)
         plt.xlim(0, 1)
-        plt.xlabel("α (weight of the base)")
+        plt.xlabel("α (weight of the base) · ● ID  ○ OOD mean")
         self.query_one("#lab-plot", PlotextPlot).refresh()
 
     def metrics(self) -> list[str]:
@@ -280,7 +280,17 @@ class MergeLabPane(LivePoll, Vertical):
         self.queue([self.alpha], [self.drop])
 
     def action_queue_grid(self) -> None:
-        self.queue(GRID_ALPHAS, [self.drop])
+        """α 0.1..0.9 at the current p, less those with a trial at that p (queued, running or done)
+        and the run's own merge (its α and p)."""
+        merge = self.data.detail.config.get("merge", {}) if self.data else {}
+        own = (float(merge.get("alpha", -1)), float(merge.get("drop_rate", 0.0)))
+        have = {(t.alpha, t.drop_rate) for t in self.trials() if t.status != "failed"} | {own}
+        alphas = [a for a in GRID_ALPHAS if (a, self.drop) not in have]
+        if not alphas:
+            self.notify(f"Every α of the grid at p {self.drop:g} has a trial (or is the run's own merge).",
+                        markup=False)
+            return
+        self.queue(alphas, [self.drop])
 
     def queue(self, alphas: list[float], drops: list[float]) -> None:
         if self.iteration is None or self.alpha is None:

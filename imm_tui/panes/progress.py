@@ -9,12 +9,14 @@ from textual.widgets import ProgressBar, Static
 from engine import api
 
 from ..widgets.log_view import LogView
-from ..widgets.stage_timeline import StageTimeline, duration
+from ..widgets.fmt import duration
+from ..widgets.stage_timeline import StageTimeline
 
 
 def progress_line(p: api.Progress, status: str) -> str:
-    """iter 1 sft · 40/120 steps · 2.0 steps/s · ETA 1m00 · loss 0.734 · 5,400 tok/s"""
-    parts = [f"iter {p.iteration} {p.stage}", f"{p.step:,}/{p.total:,} {p.unit}"]
+    """iter 1 sft · 40/120 steps · 2.0 steps/s · ETA 1m00s · loss 0.734 · 5,400 tok/s; an eval names
+    its checkpoint: iter 1 eval SFT1 (1 of 2) · 300/900 questions · ..."""
+    parts = [f"iter {p.iteration} {p.stage}" + (f" {p.label}" if p.label else ""), f"{p.step:,}/{p.total:,} {p.unit}"]
     if p.rate:
         parts.append(f"{p.rate:,.1f} {p.unit}/s")
     if status == "running" and p.eta is not None:

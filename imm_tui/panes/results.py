@@ -1,6 +1,11 @@
 """The results tab of a run: the ID / OOD table (rows Base, SFT1, Merge1, ...; in-domain task
 first) with the best value per column marked (bold and a '*') and the change against Base, and
-a line plot of each task across checkpoints. k cycles the metric (pass@k). Live while visible."""
+a line plot of each task across checkpoints. k cycles the metric (pass@k). Live while visible.
+
+The plot draws its lines in braille dots (4 rows a cell: an 8-row plot no longer rounds 45.3 and
+54.0 onto one row), marks each point with its task's symbol and its value, keeps its key in a
+line of its own (plotext's legend sat on the Base points) and never gets shorter than
+PLOT_ROWS: the tab scrolls instead."""
 from __future__ import annotations
 
 import re
@@ -18,6 +23,8 @@ from ..widgets.live_poll import LivePoll
 from ..widgets.plain import clean, plain
 
 MARKERS = ("●", "x", "+", "o", "*", "#")  # one per task: lines stay apart in monochrome
+COLORS = ("cyan", "magenta", "green", "yellow", "blue", "red")  # one per task, named in the key line
+PLOT_ROWS = 14
 
 
 def metric_key(metric: str) -> tuple[int, str]:
@@ -49,11 +56,12 @@ class ResultsTable:
 
 class ResultsPane(LivePoll, Vertical):
     DEFAULT_CSS = """
-    ResultsPane { height: 1fr; }
-    ResultsPane > #results-note { height: 1; color: $text-muted; }
-    ResultsPane > DataTable { height: auto; max-height: 50%; }
-    ResultsPane > PlotextPlot { height: 1fr; min-height: 6; }
-    """
+    ResultsPane { height: 1fr; overflow-y: auto; }
+    ResultsPane > #results-note { height: auto; color: $text-muted; }
+    ResultsPane > DataTable { height: auto; }
+    ResultsPane > #results-key { height: auto; }
+    ResultsPane > PlotextPlot { height: 1fr; min-height: %d; }
+    """ % PLOT_ROWS
     BINDINGS = [Binding("k", "next_metric", "Next pass@k")]
     poll_s = 2.0
 
@@ -67,6 +75,7 @@ class ResultsPane(LivePoll, Vertical):
         yield Static("loading results…", id="results-note", markup=False)
         yield DataTable(cursor_type="none", zebra_stripes=True, id="results-table")
         yield PlotextPlot(id="results-plot")
+        yield Static("", id="results-key")
 
     def on_mount(self) -> None:
         self.start_polling()
@@ -115,12 +124,19 @@ class ResultsPane(LivePoll, Vertical):
         plt.clear_data()
         plt.clear_figure()
         xs = list(range(1, len(table.checkpoints) + 1))
+        key = Text()
         for n, (domain, task) in enumerate(table.tasks):
             points = [(x, table.value[c, task]) for x, c in zip(xs, table.checkpoints) if (c, task) in table.value]
+            marker, color = MARKERS[n % len(MARKERS)], COLORS[n % len(COLORS)]
             if points:
-                plt.plot([p[0] for p in points], [p[1] for p in points], marker=MARKERS[n % len(MARKERS)],
-                         label=clean(f"{task} {domain.upper()}"))
+                plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille", color=color)
+                plt.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, color=color)
+                for x, y in points:
+                    plt.text(f" {y:.1f}", x, y, color=color)
+            key.append(f"{marker} ", style=f"bold {color}").append(clean(f"{task} {domain.upper()}") + "   ")
         if xs:
             plt.xticks(xs, [api.checkpoint_label(c) for c in table.checkpoints])
+            plt.xlim(0.7, len(xs) + 0.6)  # room for the last point's value
         plt.title(f"{self.metric} (%) by checkpoint")
+        self.query_one("#results-key", Static).update(key)
         plot.refresh()

@@ -1,6 +1,6 @@
 """The samples tab of a run: what the model generated (graded, kept or not), what SFT trained on
 (kept) and how checkpoints answered (eval:CHECKPOINT), one iteration at a time; the highlighted
-sample in full below. Keys: g set, f correct / wrong / all, t task, [ ] iteration."""
+sample in full below. Keys: g set, f correct / wrong / all, t task, [ ] iteration, < > page."""
 from __future__ import annotations
 
 from textual import on, work
@@ -14,7 +14,7 @@ from engine import api
 
 from ..widgets.plain import clean, plain
 
-CAP = 2000  # rows shown at most (the filters narrow the rest down)
+CAP = 2000  # rows a page shows (< and > page through the rest)
 VERDICTS = ("all", "correct", "wrong")
 MARK = {True: "✓", False: "✗", None: "·"}
 
@@ -48,6 +48,8 @@ class SamplesPane(Vertical):
         Binding("t", "next_task", "Task"),
         Binding("left_square_bracket", "iteration(-1)", "Prev iter"),
         Binding("right_square_bracket", "iteration(1)", "Next iter"),
+        Binding("less_than_sign", "page(-1)", "Prev page", key_display="<"),
+        Binding("greater_than_sign", "page(1)", "Next page", key_display=">"),
     ]
 
     class Loaded(Message):
@@ -67,6 +69,7 @@ class SamplesPane(Vertical):
         self.shown: list[api.Sample] = []
         self.verdict_filter = "all"
         self.task_filter = "all"
+        self.page = 0  # of CAP rows
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -107,6 +110,7 @@ class SamplesPane(Vertical):
         if event.iteration != self.iteration:
             return  # the user stepped on meanwhile
         self.sets, self.which, self.samples = event.sets, event.which, event.samples
+        self.page = 0
         if self.task_filter not in self.tasks:
             self.task_filter = "all"
         self.draw(error=event.error)
@@ -115,18 +119,23 @@ class SamplesPane(Vertical):
     def tasks(self) -> list[str]:
         return ["all", *sorted({s.task for s in self.samples})]
 
+    def matching(self) -> list[api.Sample]:
+        return [s for s in self.samples
+                if (self.verdict_filter == "all" or s.correct is (self.verdict_filter == "correct"))
+                and (self.task_filter == "all" or s.task == self.task_filter)]
+
     def draw(self, error: str | None = None) -> None:
-        matching = [s for s in self.samples
-                    if (self.verdict_filter == "all" or s.correct is (self.verdict_filter == "correct"))
-                    and (self.task_filter == "all" or s.task == self.task_filter)]
-        self.shown = matching[:CAP]
+        matching = self.matching()
+        self.page = min(self.page, max(len(matching) - 1, 0) // CAP)
+        self.shown = matching[self.page * CAP:(self.page + 1) * CAP]
         if error:
             note = f"iter {self.iteration}: {clean(error)}"
         elif not self.sets:
             note = f"iter {self.iteration} of {self.iterations}: no samples yet · [ ] iteration"
         else:
-            count = (f"first {len(self.shown):,} of {len(matching):,} shown" if len(matching) > CAP
-                     else f"{len(matching):,} of {len(self.samples):,}")
+            first = self.page * CAP
+            count = (f"rows {first + 1:,}-{first + len(self.shown):,} of {len(matching):,} (< > page)"
+                     if len(matching) > CAP else f"{len(matching):,} of {len(self.samples):,}")
             note = (f"iter {self.iteration}/{self.iterations} · {self.which} ({self.sets.index(self.which) + 1}/"
                     f"{len(self.sets)}) · {self.verdict_filter} · task {self.task_filter} · {count}")
         self.query_one("#samples-note", Static).update(clean(note))
@@ -154,12 +163,20 @@ class SamplesPane(Vertical):
 
     def action_next_verdict(self) -> None:
         self.verdict_filter = VERDICTS[(VERDICTS.index(self.verdict_filter) + 1) % len(VERDICTS)]
+        self.page = 0
         self.draw()
 
     def action_next_task(self) -> None:
         tasks = self.tasks
         self.task_filter = tasks[(tasks.index(self.task_filter) + 1) % len(tasks)]
+        self.page = 0
         self.draw()
+
+    def action_page(self, step: int) -> None:
+        pages = max(-(-len(self.matching()) // CAP), 1)
+        if 0 <= self.page + step < pages:
+            self.page += step
+            self.draw()
 
     def action_iteration(self, step: int) -> None:
         if self.iterations:

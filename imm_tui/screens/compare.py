@@ -1,5 +1,6 @@
 """Two or more runs side by side: every result with its difference against the first run, and
-only the config keys that differ."""
+only the config keys that differ. Results measured on different question counts (n) are not
+diffed: each shows its n, and the title says so."""
 from __future__ import annotations
 
 import json
@@ -18,12 +19,15 @@ from ..widgets.footer import ImmFooter
 from ..widgets.plain import plain
 
 
-def diff_text(value: float | None, first: float | None) -> Text:
-    """'57.3 (+2.0)' against the first run's value; '' where a run has no such row."""
+def diff_text(value: float | None, first: float | None, n: int | None = None) -> Text:
+    """'57.3 (+2.0)' against the first run's value; '57.3 n=30' where the runs' question counts
+    differ (no difference then: first is None); '-' where a run has no such row."""
     if value is None:
         return Text("-", justify="right")
     text = Text(f"{value:.1f}", justify="right")
-    if first is not None:
+    if n is not None:
+        text.append(f" n={n}", style="yellow")
+    elif first is not None:
         delta = value - first
         text.append(f" ({delta:+.1f})", style="green" if delta > 0 else "red" if delta < 0 else "")
     return text
@@ -36,7 +40,7 @@ def config_value(v: object) -> str:
 class CompareScreen(Screen):
     DEFAULT_CSS = """
     CompareScreen #compare-runs { height: auto; padding: 0 1; }
-    CompareScreen .compare-title { height: 1; padding: 0 1; text-style: bold; }
+    CompareScreen .compare-title { height: auto; padding: 0 1; text-style: bold; }
     CompareScreen #compare-results { height: 2fr; }
     CompareScreen #compare-config { height: 1fr; min-height: 4; }
     """
@@ -54,7 +58,8 @@ class CompareScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(f"Comparing {len(self.run_ids)} runs...", id="compare-runs", markup=False)
-        yield Static("Results (pass@k %, change against run 1)", classes="compare-title", markup=False)
+        yield Static("Results (pass@k %, change against run 1)", classes="compare-title", id="compare-results-title",
+                     markup=False)
         yield DataTable(id="compare-results", zebra_stripes=True, cursor_type="row")
         yield Static("Config keys that differ", classes="compare-title", markup=False)
         yield DataTable(id="compare-config", zebra_stripes=True, cursor_type="row")
@@ -78,20 +83,30 @@ class CompareScreen(Screen):
         c = event.comparison
         names = [f"run {i}" for i in range(1, len(c.runs) + 1)]
         self.query_one("#compare-runs", Static).update(plain("\n".join(
-            f"{n}: {s.id} ({s.method}, {s.status})" for n, s in zip(names, c.runs))))
+            f"{n}: {s.id} · {s.name} ({s.method}, {s.status})" for n, s in zip(names, c.runs))))
 
-        rows: dict[tuple, dict[str, float]] = {}
+        rows: dict[tuple, dict[str, api.ResultRow]] = {}
         for s in c.runs:
             for r in c.results[s.id]:
                 rows.setdefault((api.checkpoint_order(r.checkpoint), r.label, r.domain != "id", r.task, r.metric),
-                                {})[s.id] = r.value
+                                {})[s.id] = r
         table = self.query_one("#compare-results", DataTable)
         table.clear(columns=True)
         table.add_columns("checkpoint", "task", "metric", *names)
         first = c.runs[0].id
-        for (_, label, ood, task, metric), values in sorted(rows.items()):
+        uneven = False
+        for (_, label, ood, task, metric), found in sorted(rows.items()):
+            values = {run_id: r.value for run_id, r in found.items()}
+            apart = len({r.n for r in found.values()}) > 1  # measured on different question counts
+            uneven |= apart
             table.add_row(plain(label), plain(f"{task} ({'ood' if ood else 'id'})"), plain(metric),
-                          *[diff_text(values.get(s.id), values.get(first) if i else None) for i, s in enumerate(c.runs)])
+                          *[diff_text(values.get(s.id), None if apart or not i else values.get(first),
+                                      found[s.id].n if apart and s.id in found else None)
+                            for i, s in enumerate(c.runs)])
+        self.query_one("#compare-results-title", Static).update(
+            "Results (pass@k %, change against run 1)" + (
+                " · some rows were measured on different question counts (n): those show each n and no change"
+                if uneven else ""))
 
         config = self.query_one("#compare-config", DataTable)
         config.clear(columns=True)

@@ -5,10 +5,25 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.app import App
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Label
+from textual.widgets import DataTable, Input, Label, TabPane
 
 from ..widgets.plain import plain
+
+
+def where(node) -> str:
+    """Where a key works, in words: anywhere, this screen, or the part of it that has the focus."""
+    if isinstance(node, App):
+        return "anywhere"
+    if isinstance(node, Screen):
+        return "this screen"
+    tab = next((a for a in node.ancestors if isinstance(a, TabPane)), None)
+    part = "text field" if isinstance(node, Input) else "table" if isinstance(node, DataTable) else "focused part"
+    if tab is not None:  # the tab's id names it (merge-lab: Merge lab)
+        name = (tab.id or "").replace("-", " ").capitalize()
+        return f"{name} tab" if node.parent is tab else f"{name} tab, {part}"
+    return part
 
 
 class HelpScreen(ModalScreen[None]):
@@ -19,16 +34,19 @@ class HelpScreen(ModalScreen[None]):
         self.below = screen
 
     def rows(self) -> list[tuple[str, str, str]]:
-        """(key, description, where) of each described binding, once per action."""
-        out, seen = [], set()
+        """(keys, description, where) of each described binding, once per action (its keys
+        together: q, ^q)."""
+        found: dict[tuple, tuple[list[str], str, str]] = {}
         # The screen's own keys first, then the app's, then the focused widget's.
         order = {self.below: 0, self.app: 1}
         for active in sorted(self.below.active_bindings.values(), key=lambda a: order.get(a.node, 2)):
             binding = active.binding
-            if binding.description and (binding.action, binding.description) not in seen:
-                seen.add((binding.action, binding.description))
-                out.append((self.app.get_key_display(binding), binding.description, type(active.node).__name__))
-        return out
+            if binding.description:
+                keys, _, _ = found.setdefault((binding.action, binding.description),
+                                              ([], binding.description, where(active.node)))
+                if (key := self.app.get_key_display(binding)) not in keys:
+                    keys.append(key)
+        return [(", ".join(keys), description, place) for keys, description, place in found.values()]
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box help-box"):

@@ -113,7 +113,7 @@ class NewRunScreen(Screen):
             with VerticalScroll(id="new-run-form"):
                 with Horizontal(classes="field"):
                     yield Label("Preset", classes="field-label")
-                    yield Select([], prompt="loading presets", id="preset", compact=True, allow_blank=True)
+                    yield self._preset_select()
                 for path, label in FIELDS:
                     with Horizontal(classes="field"):
                         yield Label(label, classes="field-label")
@@ -131,21 +131,15 @@ class NewRunScreen(Screen):
                 yield Static("The dry-run plan shows here once the settings are valid.", id="dry-run", markup=False)
         yield ImmFooter()
 
-    def on_mount(self) -> None:
-        self.load_presets()
-
     # ------------------------------------------------------------ presets and prefill
-    @work(thread=True, exclusive=True, group="presets", exit_on_error=False)
-    def load_presets(self) -> None:
+    def _preset_select(self) -> Select:
+        """The presets, the default chosen. Listed here, not in a worker (two small folders): a
+        list filled later offered its placeholder ("loading presets") as a choice."""
         presets = api.presets(self.app.home)
-        self.app.call_from_thread(self._show_presets, presets)
-
-    def _show_presets(self, presets: list[api.PresetInfo]) -> None:
-        select = self.query_one("#preset", Select)
-        select.set_options((plain(f"{p.name} ({p.source})"), str(p.path)) for p in presets)
         default = next((p for p in presets if p.name == DEFAULT_PRESET), presets[0] if presets else None)
-        if default is not None:
-            select.value = str(default.path)
+        return Select([(plain(f"{p.name} ({p.source})"), str(p.path)) for p in presets], id="preset", compact=True,
+                      prompt="no presets found", allow_blank=default is None,
+                      value=str(default.path) if default else Select.NULL)
 
     @on(Select.Changed, "#preset")
     def preset_chosen(self, event: Select.Changed) -> None:

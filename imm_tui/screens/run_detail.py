@@ -23,9 +23,10 @@ from ..panes.merge_lab import MergeLabPane
 from ..panes.progress import ProgressPane
 from ..panes.results import ResultsPane
 from ..panes.samples import SamplesPane
+from .runs import stoppable
 from ..widgets.footer import ImmFooter
 from ..widgets.plain import clean
-from ..widgets.stage_timeline import duration
+from ..widgets.fmt import duration
 
 POLL_S = 1.0
 TABS = ("progress", "layers", "results", "merge-lab", "samples", "config", "curves")
@@ -34,7 +35,7 @@ STATUS_STYLE = {"running": "bold yellow", "done": "bold green", "failed": "bold 
 
 
 def header_text(s: api.RunSummary) -> Text:
-    """run-id (name) · status · iter 1 sft · 5/14 stages · elapsed 3m05 (failed runs: the error)."""
+    """run-id (name) · status · iter 1 sft · 5/14 stages · elapsed 3m05s (failed runs: the error)."""
     text = Text(s.id, style="bold")
     if not s.id.startswith(s.name):
         text.append(f" ({clean(s.name)})")
@@ -182,7 +183,8 @@ class RunDetailScreen(Screen):
         self.app.push_screen(RunSystemScreen(self.run_id))
 
     def action_stop(self) -> None:
-        self.app.stop_run(self.run_id)  # asks first
+        if self.detail is None or stoppable(self.app, self.detail.summary):
+            self.app.stop_run(self.run_id)  # asks first
 
     def on_run_changed(self, event: RunChanged) -> None:
         if event.run_id == self.run_id:

@@ -1,7 +1,13 @@
 """The first screen: every run of the home folder in a live table (refreshed about once a second
-in a thread worker; rows update in place and the cursor stays on its run)."""
+in a thread worker; rows update in place and the cursor stays on its run).
+
+The table's columns get widths computed here from their cells, not measured by the DataTable
+when it is next idle: a table drawn before that measurement showed cut values (an OOD p@1 of
+21.2 as `2`, ids as `wei`) until the window was resized. Where the columns do not all fit the
+width, the less important ones are left out (the line under the table names the run in full)."""
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -23,13 +29,19 @@ POLL_SECONDS = 1.0
 COLUMNS = [("mark", " "), ("id", "Run"), ("status", "Status"), ("stage", "Stage"), ("best_id", "ID p@1"),
            ("best_ood", "OOD p@1"), ("verdict", "Verdict"), ("elapsed", "Elapsed"), ("started", "Started"),
            ("name", "Name"), ("preset", "Preset"), ("method", "Method"), ("model", "Model")]
+# Which columns stay when the width is short, most important first (shown in COLUMNS' order).
+PRIORITY = ("mark", "id", "status", "best_id", "best_ood", "verdict", "stage", "elapsed", "started", "name",
+            "preset", "method", "model")
+CELL_PADDING = 1  # the DataTable's default, on each side of a cell
 STATUS_STYLE = {"running": "bold", "done": "green", "failed": "bold red", "interrupted": "bold yellow reverse",
                 "stopped": "yellow", "created": "dim"}
 WELCOME = """No runs in {home} yet.
 
 Press n to configure and launch a new run (start from the tiny-arith preset: it runs on a CPU in a few minutes), or run one from a shell:
 
-    imm run {preset} --home {home}
+    imm run \\
+      {preset} \\
+      --home {home}
 
 It shows up here while it runs. ctrl+p finds any command, ? lists the keys."""
 
@@ -57,9 +69,36 @@ def cells(run: api.RunSummary, marked: bool) -> tuple[Text, ...]:
     )
 
 
+def column_widths(rows: list[tuple[Text, ...]]) -> dict[str, int]:
+    """Each column's width: its widest cell or its label."""
+    return {key: max([cell_len(label), *(cell_len(row[i].plain) for row in rows)])
+            for i, (key, label) in enumerate(COLUMNS)}
+
+
+def fitting_columns(widths: dict[str, int], room: int) -> list[str]:
+    """The columns that fit `room` cells, taken in PRIORITY order (a column that does not fit is
+    left out, a smaller later one may still fit), in COLUMNS' order. The run id always shows."""
+    kept, used = set(), 0
+    for key in PRIORITY:
+        need = widths[key] + 2 * CELL_PADDING
+        if used + need <= room or key in ("mark", "id"):
+            kept.add(key)
+            used += need
+    return [key for key, _ in COLUMNS if key in kept]
+
+
+def stoppable(app, run: api.RunSummary) -> bool:
+    """A run whose engine may be running (running, or created and starting); else says why not."""
+    if run.status in (api.RunStatus.RUNNING, api.RunStatus.CREATED):
+        return True
+    app.notify(f"{run.id} is {run.status}: no engine runs it, nothing to stop", markup=False)
+    return False
+
+
 def about(run: api.RunSummary) -> str:
-    """The line under the table for the highlighted run."""
-    line = f"{run.id} · {run.name} · {run.preset} · {run.model}"
+    """The line under the table for the highlighted run (with what a narrow table leaves out)."""
+    line = (f"{run.id} · {run.name} · {run.preset} · {run.method} · {run.model}\n{run.status} · {stage_text(run)}"
+            f" · elapsed {duration(run.elapsed)} · started {when(run.started)}")
     if run.status == api.RunStatus.INTERRUPTED:
         line += f"\ninterrupted: its engine (pid {run.pid}) is gone; r resumes from the unfinished stage"
     if run.error:
@@ -70,7 +109,10 @@ def about(run: api.RunSummary) -> str:
 
 
 class RunsTable(DataTable):
-    BINDINGS = [Binding("enter", "select_cursor", "Open")]
+    # Home / End go to the first / last run (the DataTable's own scroll sideways in row mode).
+    BINDINGS = [Binding("enter", "select_cursor", "Open"),
+                Binding("home", "scroll_top", "First run", show=False),
+                Binding("end", "scroll_bottom", "Last run", show=False)]
 
 
 class RunsScreen(Screen):
@@ -98,16 +140,14 @@ class RunsScreen(Screen):
         self.marked: set[str] = set()
         self._shown: list[str] = []
         self._cells: dict[str, tuple[Text, ...]] = {}
+        self._layout: list[tuple[str, int]] = []  # the table's (column, width)s
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="filter: id, name, preset, method, status", id="filter", compact=True)
         yield Static(id="welcome", markup=False)
-        table = RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        yield table
+        yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static(id="run-info", markup=False)
         yield ImmFooter()
 
@@ -146,22 +186,44 @@ class RunsScreen(Screen):
         table.display = bool(self.runs)
         if not self.runs:
             welcome.update(plain(WELCOME.format(home=self.app.home, preset=api.BUNDLED_PRESETS / "tiny-arith.toml")))
+        if not runs and self.runs:
+            welcome.display = True
+            welcome.update(plain(f"No run matches the filter {query!r}: escape clears it."))
         ids = [r.id for r in runs]
         rows = {r.id: cells(r, r.id in self.marked) for r in runs}
-        if ids != self._shown:
+        widths = column_widths(list(rows.values()))
+        layout = [(key, widths[key]) for key in fitting_columns(widths, self._room(len(ids)))]
+        index = {key: i for i, (key, _) in enumerate(COLUMNS)}
+        if ids != self._shown or layout != self._layout:
             current = self.current_id()
-            table.clear()
+            table.clear(columns=layout != self._layout)
+            if not table.columns:
+                for key, width in layout:
+                    table.add_column(dict(COLUMNS)[key], key=key, width=width)
             for run_id in ids:
-                table.add_row(*rows[run_id], key=run_id)
+                table.add_row(*[rows[run_id][index[key]] for key, _ in layout], key=run_id)
             if current in ids:
                 table.move_cursor(row=ids.index(current), animate=False)
         else:
             for run_id, row in rows.items():
-                for (key, _), new, old in zip(COLUMNS, row, self._cells[run_id]):
-                    if new != old:
-                        table.update_cell(run_id, key, new, update_width=True)
-        self._shown, self._cells = ids, rows
+                for key, _ in layout:
+                    if row[index[key]] != self._cells[run_id][index[key]]:
+                        table.update_cell(run_id, key, row[index[key]])
+        self._shown, self._cells, self._layout = ids, rows, layout
         self.show_about()
+
+    def _room(self, rows: int) -> int:
+        """The cells the table's columns may take: the screen's width, less the vertical
+        scrollbar when the rows (and the header) are more than the table's height."""
+        table = self.query_one(RunsTable)
+        width = self.size.width or self.app.size.width
+        if rows + 1 > (table.size.height or self.app.size.height):
+            width -= table.styles.scrollbar_size_vertical
+        return width
+
+    def on_resize(self) -> None:
+        if self.runs:
+            self.show()
 
     def current_id(self) -> str | None:
         table = self.query_one(RunsTable)
@@ -200,6 +262,9 @@ class RunsScreen(Screen):
         self._with_run(self.app.resume_run)
 
     def action_stop(self) -> None:
+        run = self.current()
+        if run is not None and not stoppable(self.app, run):
+            return
         self._with_run(self.app.stop_run)
 
     def action_export(self) -> None:

@@ -9,9 +9,15 @@ CHANGE_MARKER = "░"
 MAX_TICKS = 16
 
 
+def key(percent: bool) -> str:
+    return f"█ importance   {CHANGE_MARKER} weight change" + ("" if percent else " (right axis)")
+
+
 class LayerChart(PlotextPlot):
     """Two bars per layer. Shares (%) share one axis; absolute values differ by orders of
-    magnitude, so weight change then gets its own axis on the right."""
+    magnitude, so weight change then gets its own axis on the right. The bars carry no plotext
+    legend (it sat on the bars and marked each entry with its axis side as L or ⅃): `key` says
+    which is which, for a line beside the chart."""
 
     def draw(self, layers: list[int], importance: list[float | None], change: list[float | None],
              percent: bool, title: str) -> None:
@@ -20,10 +26,9 @@ class LayerChart(PlotextPlot):
         plt.title(title)
         if layers:
             xs = list(range(len(layers)))
-            plt.bar([x - 0.2 for x in xs], [v or 0.0 for v in importance], width=0.4,
-                    label="importance %" if percent else "importance")
+            plt.bar([x - 0.2 for x in xs], [v or 0.0 for v in importance], width=0.4)
             plt.bar([x + 0.2 for x in xs], [v or 0.0 for v in change], width=0.4, marker=CHANGE_MARKER,
-                    label="weight change %" if percent else "weight change", yside="left" if percent else "right")
+                    yside="left" if percent else "right")
             step = -(-len(xs) // MAX_TICKS)
             plt.xticks(xs[::step], [str(n) for n in layers[::step]])
             plt.xlabel("layer")

@@ -146,8 +146,10 @@ class LogView(LivePoll, Vertical):
     def show_state(self) -> None:
         log = self.log
         mode = "following" if log.following else "paused: End follows"
-        text = (f"log · {mode} · {log.line_count:,} line{'' if log.line_count == 1 else 's'}"
-                f" (last {self.window:,} kept) · / search" + (f" · {self._note}" if self._note else ""))
+        # The search's answer first: on a narrow terminal the end of the line is what gets cut.
+        kept = f" (the last {self.window:,} kept)" if log.line_count >= self.window else ""
+        text = ((f"{self._note} · " if self._note else "")
+                + f"log · {mode} · {log.line_count:,} line{'' if log.line_count == 1 else 's'}{kept} · / search")
         if text != self._state:  # each poll asked for a layout pass of the screen, mostly for nothing
             self._state = text
             self.query_one("#log-state", Static).update(text, layout=False)  # height 1, width 1fr

@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 from engine import api
 
+from .fmt import duration
 from .plain import clean
 
 MARK = {"done": "✓", "running": "▶", "pending": "·", "failed": "✗"}
@@ -18,22 +19,10 @@ ORDER = {str(s): i for i, s in enumerate(api.Stage)}  # build, generate, filter,
 STYLE = {"done": "green", "running": "bold yellow", "pending": "dim", "failed": "bold red", "stale": "bold magenta"}
 
 
-def duration(seconds: float | None) -> str:
-    """42s, 3m05, 1h02m."""
-    if seconds is None:
-        return ""
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
 def stage_cell(row: api.StageRow, now: float, live: bool) -> Text:
     if row.status == "running" and not live:
         return Text("⏸", style=STYLE["stale"])  # its engine is gone: no clock runs
-    took = row.seconds if row.status != "running" else (now - row.started if row.started else None)
+    took = row.seconds if row.status != "running" else (row.spent + now - row.started if row.started else None)
     text = Text(MARK.get(row.status, "?"), style=STYLE.get(row.status, ""))
     if took is not None and row.status != "pending":
         text.append(f" {duration(took)}")
