@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from app_fixtures import RUN_DONE, STEPS, freeze_clock, make_snapshot_home
+from app_fixtures import RUN_DONE, STEPS
 from app_helpers import tables_sized, until
-from imm_tui.app import ImmApp
 from imm_tui.panes.curves import CurvesPane
 from imm_tui.screens.run_system import RunSystemScreen
 from test_app_detail import open_detail
+from test_app_snapshots_lab import SIZES, app  # noqa: F401 - the fixture: the fixed home, clock frozen
 
-# A snapshot on a busy CPU can still catch a frame drawn before Textual re-measured a table's
-# columns (it does that when the app is next idle); a real change of the screen fails every try.
-pytestmark = pytest.mark.flaky(reruns=2)
-SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
-
-
-@pytest.fixture
-def app(tmp_path, monkeypatch) -> ImmApp:
-    freeze_clock(monkeypatch)
-    return ImmApp(make_snapshot_home(tmp_path / "home"))
+pytestmark = pytest.mark.flaky(reruns=2)  # as test_app_snapshots_lab: a frame caught before a re-measure
 
 
 @SIZES
