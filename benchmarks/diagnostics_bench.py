@@ -6,7 +6,10 @@
     a fresh subprocess (ru_maxrss), against 3x the largest shard; the interpreter + torch import
     baseline is reported and subtracted. Target: under 3x the largest shard.
 
-Usage: .venv/bin/python benchmarks/diagnostics_bench.py [--repeats 15] [--threads 1]
+(c) With --gpu B1,B2: the importance pass on a GPU, Qwen2.5-1.5B shape, 256 examples of ~256 tokens:
+    seconds and peak GPU memory at each analyze.batch_size (nothing of (a) or (b)).
+
+Usage: .venv/bin/python benchmarks/diagnostics_bench.py [--repeats 15] [--threads 1] [--gpu 8,16]
 Writes benchmarks/out/diagnostics_bench.json.
 """
 from __future__ import annotations
@@ -112,15 +115,54 @@ def bench_weight_change_rss() -> dict:
     }
 
 
+def bench_importance_gpu(batch_sizes: list[int]) -> list[dict]:
+    """(c) The importance pass as the analyze stage runs it on a GPU (fp32 weights, full logits):
+    a random-weight Qwen2.5-1.5B-shaped model, 256 examples of about 256 tokens (64 of prompt),
+    seconds (after one warm-up batch) and peak GPU memory per analyze.batch_size."""
+    import random
+
+    from sft_bench import qwen_config  # benchmarks/ is on sys.path when run as a script
+    from transformers import AutoModelForCausalLM
+
+    from engine.train.textdata import IGNORE, Encoded
+
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = AutoModelForCausalLM.from_config(qwen_config("1.5b"), dtype=torch.float32)
+    rng = random.Random(0)
+    items = []
+    for _ in range(256):
+        ids = [rng.randrange(1000, 150000) for _ in range(rng.randint(224, 288))]
+        items.append(Encoded(ids, [IGNORE] * 64 + ids[64:]))
+    rows = []
+    for batch_size in batch_sizes:
+        importance_of_model(model, items[:batch_size], batch_size, 0)  # warm-up
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        importance_of_model(model, items, batch_size, 0)
+        torch.cuda.synchronize()
+        rows.append({"shape": "1.5b", "examples": len(items), "batch_size": batch_size,
+                     "seconds": round(time.perf_counter() - start, 2),
+                     "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1), "card": torch.cuda.get_device_name()})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--gpu", default="", help="only (c), on a GPU, at these analyze.batch_size values, e.g. 8,16")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for (a); with 2 on a busy 2-core machine, OpenMP spin-waits "
                              "make single runs vary by 10x (measured 1.5 to 17 s for the same work)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.gpu:
+        rows = bench_importance_gpu([int(b) for b in args.gpu.split(",")])
+        (OUT / "diagnostics_gpu_bench.json").write_text(json.dumps(rows, indent=2))
+        return
+    torch.set_num_threads(args.threads)
     imp = bench_importance(args.repeats)
     rss = bench_weight_change_rss()
     print(f"(a) importance pass vs plain forward+backward: {imp['params'] / 1e6:.2f}M params, "

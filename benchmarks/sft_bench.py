@@ -14,8 +14,9 @@ tokens/s counts real (non-pad) tokens; MFU = 6 x parameters x tokens/s / the car
 peak (989 TFLOP/s for an H100 SXM, 989 for an H200; attention FLOPs not counted).
 
 --deepspeed runs the engine's deepspeed backend (engine.train.deepspeed_launcher.train) on the
-1.5B shape with 1 and then 2 GPUs (micro-batch 8, global batch 128, two epochs of --ds-steps
-steps; the second epoch is timed, so DeepSpeed's start and the first steps stay out).
+1.5B shape at each of --ds-stages (ZeRO 2 and/or 3) with 1 and then 2 GPUs where visible
+(micro-batch --ds-micro, global batch 128, two epochs of --ds-steps steps; the second epoch is
+timed, so DeepSpeed's start and the first steps stay out).
 
 Prints a table, writes benchmarks/out/sft_bench.json and, with --write-results, the "SFT on GPU"
 section of benchmarks/RESULTS.md.
@@ -98,7 +99,7 @@ class StepClock:
     def __init__(self):
         self.times, self.tokens = [], []
 
-    def start(self, total, unit):
+    def start(self, total, unit, restored=0):
         self.times.append(time.perf_counter())
 
     def update(self, step, loss=None, tokens=0):
@@ -176,8 +177,9 @@ def measure(shape: str, loop: str, micro: int, steps: int, compile_: bool = Fals
     return row
 
 
-def deepspeed_rows(shape: str, steps: int, micro: int = 8) -> list[dict]:
-    """The deepspeed backend on 1 and 2 GPUs; tokens/s of the second epoch from the worker's lines."""
+def deepspeed_rows(shape: str, steps: int, micro: int = 8, stages: tuple[int, ...] = (3,)) -> list[dict]:
+    """The deepspeed backend at each ZeRO stage on 1 and 2 GPUs (those visible); tokens/s of the
+    second epoch from the worker's lines."""
     import torch
 
     from engine.models.tiny import char_tokenizer
@@ -200,23 +202,24 @@ def deepspeed_rows(shape: str, steps: int, micro: int = 8) -> list[dict]:
         chars = "0123456789+-*/= abcdefghij"
         pairs = [("".join(rng.choices(chars, k=rng.randint(60, 120))), "".join(rng.choices(chars, k=rng.randint(180, 330))))
                  for _ in range(GLOBAL_BATCH * steps)]
-        for gpus in (1, 2):
+        for stage, gpus in [(stage, gpus) for stage in stages for gpus in (1, 2)]:
             if gpus > torch.cuda.device_count():
                 continue
             cfg = SFTConfig(backend="deepspeed", num_gpus=gpus, epochs=2, lr=1e-5, batch_size=micro,
-                            grad_accum=GLOBAL_BATCH // (micro * gpus), warmup=0.0, max_length=512)
+                            grad_accum=GLOBAL_BATCH // (micro * gpus), warmup=0.0, max_length=512, zero_stage=stage)
             lines = []
-            info = train(init, pairs, cfg, Path(tmp) / f"out{gpus}", "cuda", torch.bfloat16, 0, lines.append)
+            info = train(init, pairs, cfg, Path(tmp) / f"out{stage}-{gpus}", "cuda", torch.bfloat16, 0, lines.append)
             ends = [float(m.group(1)) for line in lines if (m := re.search(r"step \d+/\d+, ([0-9.]+) s\)", line))]
             epoch_s = ends[1] - ends[0]
             tokens_s = info["tokens"] / 2 / epoch_s
-            rows.append({"shape": shape, "loop": f"deepspeed ZeRO-3, {gpus} GPU", "micro_batch": micro,
+            rows.append({"shape": shape, "loop": f"deepspeed ZeRO-{stage}, {gpus} GPU", "micro_batch": micro,
                          "global_batch": GLOBAL_BATCH, "params": params, "tokens_per_s": round(tokens_s),
                          "step_s": round(epoch_s / steps, 3),
                          "mfu_pct": round(100 * 6 * params * tokens_s / (peak * 1e12 * gpus), 1),
                          "peak_gib": info.get("peak_gpu_gib"), "error": None})
-    if len(rows) == 2:
-        rows[1]["scaling"] = round(rows[1]["tokens_per_s"] / rows[0]["tokens_per_s"], 2)
+            if gpus == 2:
+                rows[-1]["scaling"] = round(rows[-1]["tokens_per_s"] / rows[-2]["tokens_per_s"], 2)
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -267,6 +270,8 @@ def main() -> None:
     parser.add_argument("--before-steps", type=int, default=1, help="timed steps of the `before` loop (slow)")
     parser.add_argument("--deepspeed", action="store_true", help="also the deepspeed backend on 1 and 2 GPUs (1.5B)")
     parser.add_argument("--ds-steps", type=int, default=4)
+    parser.add_argument("--ds-micro", type=int, default=8, help="micro-batch of the deepspeed runs")
+    parser.add_argument("--ds-stages", default="3", help="ZeRO stages of the deepspeed runs, e.g. 2,3")
     parser.add_argument("--profile", action="store_true", help="print the CUDA kernels that took the most time in each configuration")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
@@ -284,7 +289,7 @@ def main() -> None:
                 rows.append(measure(shape, "now", int(m.group(1)), args.steps, "c" in m.group(2), "g" in m.group(2)))
             print(json.dumps(rows[-1]), flush=True)
     if args.deepspeed:
-        rows += deepspeed_rows("1.5b", args.ds_steps)
+        rows += deepspeed_rows("1.5b", args.ds_steps, args.ds_micro, tuple(int(x) for x in args.ds_stages.split(",")))
     name, peak = card()
     result = {"card": name, "peak_tflops": peak, "date": time.strftime("%Y-%m-%d"), "versions": versions(),
               "steps": args.steps, "rows": rows}

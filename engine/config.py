@@ -29,6 +29,7 @@ GGUF_PACKAGES = ("gguf", "accelerate")  # what transformers needs to read one (t
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 REPORT_TO = ("tensorboard", "wandb", "mlflow")  # engine.trackers.BACKENDS
 MAX_THREADS = 1024
+MAX_WORKERS = 1024
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HOST_ENTRY = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s+slots=(\d+)")  # one line of a DeepSpeed hostfile
 # Run names and custom task names become parts of run ids, folder names and log lines.
@@ -40,8 +41,9 @@ SEED_MAX = 2**32 - 1  # numpy's and DARE's seeds are 32-bit
 INT_MAX = {
     "iterations": 1000, "seed": SEED_MAX, "tasks.train_size": 10**8, "tasks.eval_size": 10**8,
     "generation.k": 1024, "generation.max_new_tokens": 10**6, "generation.fewshot": 64,
-    "generation.batch_size": 2**16, "sft.num_gpus": 1024, "sft.epochs": 1000, "sft.batch_size": 2**16,
-    "sft.grad_accum": 2**16, "sft.global_batch_size": 2**24, "sft.max_length": 10**6, "merge.seed": SEED_MAX,
+    "generation.batch_size": 2**16, "generation.workers": MAX_WORKERS, "generation.vllm_tensor_parallel": 1024,
+    "eval.workers": MAX_WORKERS, "sft.num_gpus": 1024, "sft.epochs": 1000, "sft.batch_size": 2**16,
+    "sft.grad_accum": 2**16, "sft.zero_stage": 3, "sft.global_batch_size": 2**24, "sft.max_length": 10**6, "merge.seed": SEED_MAX,
     "sft.checkpoint_every": 10**9,
     "eval.k": 1024, "eval.samples": 1024, "eval.fewshot": 64, "eval.max_new_tokens": 10**6,
     "eval.batch_size": 2**16, "analyze.limit": 10**8, "analyze.batch_size": 2**16, "threads": MAX_THREADS,
@@ -92,12 +94,23 @@ class GenerationConfig:
     # model: the model (or the teacher) writes the samples; gold: the train split's gold rationales
     # are the SFT data (one per question; no generation)
     source: str = "model"
+    # worker processes, each with its own copy of the model: "auto" (one per visible GPU, one on
+    # the CPU) or a number (engine.models.placement)
+    workers: int | str = "auto"
+    # vllm backend: GPUs per model copy (tensor parallelism, for models larger than one GPU); the
+    # workers take the groups of this many GPUs (data parallelism over the rest)
+    vllm_tensor_parallel: int = 1
 
 
 @dataclass
 class SFTConfig:
-    backend: str = "hf"  # hf (transformers + PyTorch, CPU or one GPU) | deepspeed (ZeRO-3, several GPUs)
+    # hf (transformers + PyTorch, CPU or one GPU) | deepspeed (ZeRO, several GPUs) | auto (deepspeed
+    # where several GPUs are visible or sft.hosts is set, unless an hf-only option is on; else hf)
+    backend: str = "hf"
     num_gpus: int = 0  # deepspeed backend: GPUs to train on (0 = all visible)
+    # deepspeed backend: ZeRO stage 2 (optimizer state and gradients sharded; where the model and
+    # its gradients fit each GPU) or 3 (the parameters sharded too, for larger models)
+    zero_stage: int = 3
     epochs: int = 3
     lr: float = 2e-5
     batch_size: int = 4  # per device
@@ -150,6 +163,7 @@ class EvalConfig:
     exemplars: str = "fixed"  # fixed | random, as generation.exemplars
     max_new_tokens: int = 0  # 0 = the task's default
     batch_size: int = 64
+    workers: int | str = "auto"  # as generation.workers
 
 
 @dataclass
@@ -378,6 +392,11 @@ def check_drop_rate(path: str, value: float) -> None:
         raise ConfigError(path, value, "a number in [0, 1)")
 
 
+def check_workers(path: str, value: int | str) -> None:
+    if value != "auto" and not (isinstance(value, int) and 1 <= value <= MAX_WORKERS):
+        raise ConfigError(path, value, f'"auto" (one per visible GPU, one on the CPU) or a number from 1 to {MAX_WORKERS}')
+
+
 def check_threads(path: str, value: int | str) -> None:
     if value != "auto" and not (isinstance(value, int) and 1 <= value <= MAX_THREADS):
         raise ConfigError(path, value, f'"auto" or a number of threads from 1 to {MAX_THREADS}')
@@ -398,6 +417,19 @@ def derived_grad_accum(s: SFTConfig, gpus: int) -> int:
         raise ConfigError("sft.global_batch_size", s.global_batch_size,
                           f"a multiple of sft.batch_size x GPUs = {s.batch_size} x {gpus} = {per_micro}")
     return s.global_batch_size // per_micro
+
+
+def hf_only_options(s: SFTConfig) -> list[str]:
+    """The SFT settings only the hf backend has that are on (sft.backend auto then picks hf)."""
+    return [k for k, on in (("grad_decay", s.grad_decay != 1), ("mask_top_p", s.mask_top_p != 1), ("compile", s.compile)) if on]
+
+
+def sft_backend(s: SFTConfig, visible_gpus: int) -> str:
+    """The SFT backend a stage runs: sft.backend, with auto resolved for `visible_gpus` GPUs."""
+    if s.backend != "auto":
+        return s.backend
+    several = bool(s.hosts) or (s.num_gpus or visible_gpus) > 1
+    return "deepspeed" if several and not hf_only_options(s) else "hf"
 
 
 def check_hosts(path: str, hosts: list[str]) -> None:
@@ -490,6 +522,8 @@ def validate(cfg: RunConfig) -> None:
     from .tasks import task_names
 
     check_threads("threads", cfg.threads)  # first: its message says "auto" or a count
+    check_workers("generation.workers", cfg.generation.workers)
+    check_workers("eval.workers", cfg.eval.workers)
     _check_int_bounds(cfg)
     check_name("name", cfg.name)
     _at_least("iterations", cfg.iterations, 1)
@@ -539,11 +573,15 @@ def validate(cfg: RunConfig) -> None:
     _choice("generation.exemplars", g.exemplars, EXEMPLAR_MODES)
     _at_least("generation.batch_size", g.batch_size, 1)
     _choice("generation.source", g.source, ("model", "gold"))
+    _at_least("generation.vllm_tensor_parallel", g.vllm_tensor_parallel, 1)
+    if g.vllm_tensor_parallel > 1 and g.backend != "vllm":
+        raise ConfigError("generation.vllm_tensor_parallel", g.vllm_tensor_parallel, "1 with generation.backend = 'hf'")
     if g.source == "gold" and cfg.teacher.path:
         raise ConfigError("generation.source", g.source, "model when teacher.path is set (gold rationales need no teacher)")
 
     s = cfg.sft
-    _choice("sft.backend", s.backend, ("hf", "deepspeed"))
+    _choice("sft.backend", s.backend, ("hf", "deepspeed", "auto"))
+    _choice("sft.zero_stage", s.zero_stage, (2, 3))
     _at_least("sft.num_gpus", s.num_gpus, 0)
     _at_least("sft.epochs", s.epochs, 1)
     if not s.lr > 0:
@@ -552,18 +590,18 @@ def validate(cfg: RunConfig) -> None:
     _at_least("sft.grad_accum", s.grad_accum, 1)
     _at_least("sft.global_batch_size", s.global_batch_size, 0)
     if s.global_batch_size:  # GPUs unknown until run time (num_gpus 0 = all visible): one at least
-        derived_grad_accum(s, s.num_gpus if s.backend == "deepspeed" and s.num_gpus else 1)
+        derived_grad_accum(s, s.num_gpus if s.backend != "hf" and s.num_gpus else 1)
     _at_least("sft.max_grad_norm", s.max_grad_norm, 0)
     _share("sft.grad_decay", s.grad_decay, "1 = no decay")
     _share("sft.mask_top_p", s.mask_top_p, "1 = no mask")
     for key, value in (("grad_decay", s.grad_decay), ("mask_top_p", s.mask_top_p)):
-        if value != 1 and s.backend != "hf":
+        if value != 1 and s.backend == "deepspeed":
             raise ConfigError(f"sft.{key}", value, "1 with sft.backend = 'deepspeed' (the interventions run on the hf backend)")
-    if s.compile and s.backend != "hf":
+    if s.compile and s.backend == "deepspeed":
         raise ConfigError("sft.compile", s.compile, "false with sft.backend = 'deepspeed' (compilation is the hf backend's)")
     check_hosts("sft.hosts", s.hosts)
-    if s.hosts and s.backend != "deepspeed":
-        raise ConfigError("sft.hosts", s.hosts, "[] with sft.backend = 'hf' (several machines need 'deepspeed')")
+    if s.hosts and s.backend == "hf":
+        raise ConfigError("sft.hosts", s.hosts, "[] with sft.backend = 'hf' (several machines need 'deepspeed' or 'auto')")
     if not 0 <= s.warmup < 1:
         raise ConfigError("sft.warmup", s.warmup, "a share of the steps in [0, 1)")
     _choice("sft.schedule", s.schedule, ("cosine", "linear"))
@@ -608,7 +646,7 @@ def validate(cfg: RunConfig) -> None:
 # What `imm resume RUN --set KEY=VALUE` may change: how much memory a stage takes, where it runs
 # and which trackers hear of it, not what it computes, so finished stages keep their meaning. Anything else (lr, alpha,
 # tasks, seed, k, lengths, ...) would make one run two experiments: a new run does that.
-RESUMABLE_KEYS = ("device", "generation.batch_size", "eval.batch_size", "analyze.batch_size",
+RESUMABLE_KEYS = ("device", "generation.batch_size", "generation.workers", "eval.batch_size", "eval.workers", "analyze.batch_size",
                   "sft.batch_size", "sft.grad_accum", "sft.num_gpus", "sft.grad_checkpointing", "sft.compile",
                   "sft.checkpoint_every", "sft.checkpoint_minutes",
                   "merge.device", "report_to")
@@ -619,7 +657,7 @@ def sft_step_examples(s: SFTConfig):
     per-device batch x grad_accum and, with DeepSpeed, the GPUs."""
     if s.global_batch_size:
         return s.global_batch_size
-    return s.batch_size * s.grad_accum, s.num_gpus if s.backend == "deepspeed" else 1
+    return s.batch_size * s.grad_accum, s.num_gpus if s.backend != "hf" else 1
 
 
 def resume_config(config: dict, overrides: list[str]) -> RunConfig:

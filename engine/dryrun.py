@@ -9,7 +9,7 @@ import os
 import shlex
 from pathlib import Path
 
-from .config import BUILTIN_PREFIX, RunConfig, derived_grad_accum, is_gguf, samples_per_temperature
+from .config import BUILTIN_PREFIX, RunConfig, derived_grad_accum, is_gguf, samples_per_temperature, sft_backend
 from .errors import ConfigError, UserError
 from .runstate.plan import plan
 from .train.deepspeed_launcher import host_gpus, hostfile_text, launch_command
@@ -23,10 +23,10 @@ def split_size(task, split: str) -> str | int:
         return f"unavailable here ({str(exc).splitlines()[0][:120]})"
 
 
-def dry_run_gpus(cfg: RunConfig) -> tuple[int, str]:
-    """GPUs SFT would train on, and the assumption behind the number."""
+def dry_run_gpus(cfg: RunConfig, backend: str) -> tuple[int, str]:
+    """GPUs SFT would train on with `backend`, and the assumption behind the number."""
     s = cfg.sft
-    if s.backend != "deepspeed":
+    if backend == "hf":
         return 1, "backend hf: one device"
     if s.hosts:
         return host_gpus(s.hosts, s.num_gpus), f"sft.hosts: {len(s.hosts)} machine(s)"
@@ -40,10 +40,32 @@ def dry_run_gpus(cfg: RunConfig) -> tuple[int, str]:
     return 8, "sft.num_gpus 0 = all visible at run time; none visible here, so 8 (the method's) assumed"
 
 
-def deepspeed_launch_line(s) -> str:
-    """The DeepSpeed launch the SFT stage would run (JOB = its job folder, made at run time), and
-    the hostfile it would write there with sft.hosts."""
-    cmd = launch_command(Path("JOB/job.json"), s.num_gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), 0, s.hosts)
+def workers_line(cfg: RunConfig, workers: int | str, key: str) -> str:
+    """The worker processes of a generation or evaluation stage and their devices, as they would
+    start on this machine (engine.models.placement), or over sft.hosts with their launch."""
+    import torch
+
+    if cfg.sft.hosts:
+        from .models.host_workers import host_labels
+
+        labels = host_labels(cfg.sft.hosts, cfg.sft.num_gpus, "cuda")
+        return (f"  workers (sft.hosts): {len(labels)} ranks on {', '.join(labels)}; "
+                + launch_line(cfg.sft, "engine.models.rank_worker"))
+
+    from .models.placement import slots, visible_gpus
+
+    device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    gpus = visible_gpus() if device == "cuda" else []
+    places = slots(workers, device, gpus, cfg.generation.vllm_tensor_parallel)
+    how = "in the engine process" if len(places) == 1 else "worker processes, chunks dealt to the free one"
+    threads = "" if gpus else f", the torch threads split between them" * (len(places) > 1)
+    return f"  workers ({key} = {workers}): {len(places)} on {', '.join(s.label for s in places)} ({how}{threads})"
+
+
+def launch_line(s, module: str = "engine.train.deepspeed_worker") -> str:
+    """The DeepSpeed launch a stage would run (JOB = its job folder, made at run time): the SFT
+    worker's, or with sft.hosts the generation ranks'; and the hostfile it would write there."""
+    cmd = launch_command(Path("JOB/job.json"), s.num_gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), 0, s.hosts, module)
     cmd[0], cmd[cmd.index("--master_port") + 1] = "python", "PORT"  # this interpreter; a free port at run time
     line = "launch: " + shlex.join(cmd)
     if s.hosts:
@@ -114,17 +136,24 @@ def describe(cfg: RunConfig) -> str:
                      f"-> {samples} (at most {g.max_new_tokens} new tokens, backend {g.backend})")
         lines.append(f"  prompt: {exemplar_line(cfg, in_domain)}; decoding top_p 1.0, top_k off, repetition penalty 1.0, "
                      "every EOS id of the checkpoint (none of its generation_config.json settings)")
+        lines.append(workers_line(cfg, g.workers, "generation.workers")
+                     + (f"; vLLM tensor parallel over {g.vllm_tensor_parallel} GPUs each" if g.vllm_tensor_parallel > 1 else ""))
     data = {"imm": "this iteration's kept samples", "vanilla": "this iteration's kept samples",
             "mixture": f"this iteration's kept samples + {cfg.mixture.share:g}x as many from earlier iterations",
             "accumulate": "all kept samples so far"}[cfg.method]
-    gpus, why = dry_run_gpus(cfg)
+    import torch
+
+    backend = sft_backend(s, torch.cuda.device_count())
+    gpus, why = dry_run_gpus(cfg, backend)
     accum = derived_grad_accum(s, gpus)
     per_epoch = "unknown (train split unavailable here)"
     if n_train:
         per_epoch = f"at most {optimizer_steps(n_train * per_question, dataclasses.replace(s, grad_accum=accum, epochs=1), gpus):,}"
     start = " (SFT starts from the base each iteration: vanilla_from base)" if cfg.method == "vanilla" and cfg.vanilla_from == "base" else ""
+    shown = f"{s.backend} ({backend} here)" if s.backend == "auto" else s.backend
+    zero = f", ZeRO stage {s.zero_stage}" if backend == "deepspeed" else ""
     lines.append(f"sft: {data}{start}; {s.epochs} epochs, lr {s.lr:g}, warm-up {s.warmup:g}, {s.schedule}, max length {s.max_length}, "
-                 f"backend {s.backend}")
+                 f"backend {shown}{zero}")
     lines.append(f"  batch: per-device {s.batch_size} x grad-accum {accum} x {gpus} GPU(s) ({why}) = global batch "
                  f"{s.batch_size * accum * gpus}; optimizer steps per epoch {per_epoch} (if every sample is kept)")
     interventions = [f"gradient clipping at {s.max_grad_norm:g}" if s.max_grad_norm else "no gradient clipping"]
@@ -133,8 +162,8 @@ def describe(cfg: RunConfig) -> str:
     if s.mask_top_p != 1:
         interventions.append(f"weight masking: top {s.mask_top_p:g} of each tensor by |grad * W| trained")
     lines.append("  " + "; ".join(interventions))
-    if s.backend == "deepspeed":
-        lines.append("  " + deepspeed_launch_line(s))
+    if backend == "deepspeed":
+        lines.append("  " + launch_line(s))
     if cfg.method == "imm":
         lines.append(f"merge: theta = {m.alpha:g} * base + {1 - m.alpha:g} * (prev + DARE_p(sft - prev)), p {m.drop_rate:g}, "
                      f"mode {m.mode}" + (" (layer scales N * I_n / sum I)" if m.mode == "importance" else ""))
@@ -142,6 +171,7 @@ def describe(cfg: RunConfig) -> str:
     shots = f"{e.fewshot}-shot {e.exemplars}" if e.fewshot else "0-shot"
     lines.append(f"eval: {', '.join(f'pass@{k}' for k in e.k)} from {e.samples} samples per question at temperature {e.temperature:g}, "
                  f"{shots}, on base once and {checkpoints} every iteration")
+    lines.append(workers_line(cfg, e.workers, "eval.workers"))
     steps = plan(cfg)
     lines.append(f"stages ({len(steps)}): " + ", ".join(f"{t}:{st}" for t, st in steps))
     lines.append("resolved config: " + json.dumps(cfg.to_dict(), sort_keys=True))

@@ -48,9 +48,20 @@ def memory_hint(cfg: RunConfig, run_id: str, stage: Stage) -> str:
     return hint + (f"; {results} bounds memory too, but changing it changes results (a new run)" if results else "")
 
 
+def worker_hint(run_id: str, stage: Stage) -> str:
+    """What to do after a generation worker failed for another reason than memory."""
+    key = "generation.workers" if stage == Stage.GENERATE else "eval.workers"
+    return (f"its traceback is in the run's log; once the cause is fixed (or with fewer workers: --set {key}=N), "
+            f"`imm resume {run_id}` continues with every chunk the workers finished")
+
+
 def stage_error(exc: BaseException, cfg: RunConfig, run_id: str, stage: Stage) -> str:
+    from .models.worker_pool import WorkerFailed
+
     error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return f"{error} ({memory_hint(cfg, run_id, stage)})" if is_out_of_memory(exc) else error
+    if is_out_of_memory(exc) or getattr(exc, "out_of_memory", False):
+        return f"{error} ({memory_hint(cfg, run_id, stage)})"
+    return f"{error} ({worker_hint(run_id, stage)})" if isinstance(exc, WorkerFailed) else error
 
 
 def fail_for_test(t: int, stage: Stage) -> None:

@@ -92,7 +92,7 @@ async def test_the_system_history_shows_each_stage_and_where_the_gpus_sat_idle(h
         assert header == ["stage", "time", "CPU avg %", "CPU max %", "mem GiB", "GPU0 %", "GPU0 idle %", "GPU0 GiB",
                           "GPU1 %", "GPU1 idle %", "GPU1 GiB"]
         assert len(rows) == 14
-        assert rows["1 filter"][1:] == ["1m00", "95", "95", "12.0", "0", "100", "1.0", "0", "100", "1.0"]
+        assert rows["1 filter"][1:] == ["1m00s", "95", "95", "12.0", "0", "100", "1.0", "0", "100", "1.0"]
         assert rows["1 generate"][5:] == ["90", "0", "40.0", "0", "100", "1.0"]  # GPU1 idle while generating
         assert rows["2 sft"][5:] == ["90", "0", "40.0", "90", "0", "40.0"]
         assert "84 samples · CPU and memory, 2 GPU(s) (NVML)" in screen_text(app)

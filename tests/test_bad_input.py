@@ -186,7 +186,8 @@ def test_every_integer_field_has_an_upper_bound_stated_in_its_error(capsys):
                 yield prefix + name, isinstance(value, list)
 
     fields = dict(int_fields(RunConfig()))
-    assert set(fields) | {"threads"} == set(INT_MAX)  # threads: "auto" by default (tests/test_cpu_threads.py)
+    # threads and the workers: "auto" by default (tests/test_cpu_threads.py, tests/test_workers.py)
+    assert set(fields) | {"threads", "generation.workers", "eval.workers"} == set(INT_MAX)
     for field, is_list in fields.items():
         huge = 10**20
         code = main(["run", str(TINY_PRESET), "--dry-run", "--set", f"{field}={[huge] if is_list else huge}"])

@@ -159,7 +159,7 @@ def test_a_real_sft_stores_every_step_with_the_loss_lr_and_norm_the_loop_used(tm
     cfg = SFTConfig(epochs=2, lr=1e-3, batch_size=4, grad_accum=1, warmup=0.2, max_length=96, max_grad_norm=1.0)
     rec = StepRecorder(lambda rows: store.record_sft_steps(RUN, 1, rows), lambda after: store.trim_sft_steps(RUN, 1, after))
     info = train(base_models / "tiny-arith-v1", pairs, cfg, tmp_path / "out", "cpu", torch.float32, 3, lambda _: None,
-                 None, steps=rec)
+                 None, recorder=rec)
     rec.flush()
     points = api.sft_steps(RUN, home=tmp_path)
     total = info["optimizer_steps"]

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from engine.errors import StopRequested
-from engine.stages.resumable import PartialFile, generate_chunks, model_stamp
+from engine.stages.resumable import PartialFile, chunks_of, model_stamp, run_chunks
 from engine.tasks import get_task
 from imm_tui.cli import main
 
@@ -48,6 +48,13 @@ def test_model_stamp_changes_when_the_checkpoint_is_made_again(tmp_path):
     (folder / "model.safetensors").write_bytes(b"y" * 11)
     assert model_stamp(str(folder)) != before
     assert model_stamp("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"
+
+
+def generate_chunks(gen, prompts, temperature, n, max_new, stop, *, seed, chunk_size, partial=None, safe_point=None):
+    """The completions of each prompt, generated in seeded chunks (what the stages do)."""
+    chunks = chunks_of(prompts, temperature, n, max_new, stop, seed=seed, chunk_size=chunk_size)
+    done = run_chunks(gen, chunks, partial, safe_point)
+    return [outs for c in chunks for outs in done[c.key]]
 
 
 class Counting:

@@ -26,33 +26,13 @@ def test_ds_config_follows_sft_config():
     assert c["bf16"] == {"enabled": True}
     assert c["zero_optimization"]["stage"] == 3
     assert c["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    two = ds_config(SFTConfig(zero_stage=2), world_size=1)["zero_optimization"]
+    assert two["stage"] == 2 and "stage3_gather_16bit_weights_on_model_save" not in two
     assert c["optimizer"]["type"] == "AdamW"
     p = c["optimizer"]["params"]
     assert (p["lr"], p["weight_decay"], p["betas"], p["eps"]) == (3e-4, 0.01, [0.9, 0.999], 1e-8)
     assert "scheduler" not in c  # the worker passes a LambdaLR over engine.train.schedule.lr_factor
     assert "fp16" not in c
-
-
-def test_one_rank_sees_the_hf_backends_batches_and_ranks_split_evenly():
-    from engine.train.deepspeed_launcher import rank_order
-    from engine.train.schedule import optimizer_steps
-    from engine.train.textdata import Encoded, batches
-
-    items = [Encoded([i + 1] * (1 + i % 5), [i + 1] * (1 + i % 5)) for i in range(23)]
-    seed = 7 * 1000 + 1
-    ours = list(batches([items[i] for i in rank_order(len(items), 0, 1, seed)], 4, 0))
-    theirs = list(batches(items, 4, 0, seed))
-    assert len(ours) == len(theirs)
-    for a, b in zip(ours, theirs):
-        assert all((x == y).all() for x, y in zip(a, b))
-    cfg = SFTConfig(batch_size=4, grad_accum=2, epochs=3)
-    assert optimizer_steps(23, cfg, 1) == optimizer_steps(23, cfg) == 9  # 6 micro-batches -> 3 steps an epoch
-
-    parts = [rank_order(23, r, 3, seed) for r in range(3)]
-    assert {len(p) for p in parts} == {8}  # padded to 24, dealt round-robin
-    assert set().union(*parts) == set(range(23))
-    assert sorted(sum(parts, [])) == sorted(list(range(23)) + [parts[0][0]])
-    assert optimizer_steps(23, cfg, 3) == 3  # 8 items per rank -> 2 micro-batches -> 1 step an epoch
 
 
 def test_launch_command_and_environment():
@@ -83,7 +63,7 @@ def test_pytorch_model_bin_becomes_a_safetensors_folder_with_identical_weights(t
     new_tiny_model(init, seed=0)
     trained, _ = new_tiny_model(None, seed=1)  # other weights, as if trained
     trained = trained.to(torch.bfloat16)
-    state = {k: v for k, v in trained.state_dict().items() if k != "lm_head.weight"}  # as ZeRO-3 saves a tied model
+    state = {"model." + k: v for k, v in trained.state_dict().items() if k != "lm_head.weight"}  # as ZeRO-3 saves a tied model
     (tmp_path / "w").mkdir()
     torch.save(state, tmp_path / "w" / "pytorch_model.bin")
 
@@ -111,7 +91,7 @@ def test_conversion_rejects_tensors_of_another_model(tmp_path):
     from engine.models.tiny import new_tiny_model
 
     new_tiny_model(tmp_path / "init")
-    torch.save({"model.embed_tokens.weight": torch.zeros(3, 3), "bogus.weight": torch.zeros(1)}, tmp_path / "w.bin")
+    torch.save({"model.model.embed_tokens.weight": torch.zeros(3, 3), "model.bogus.weight": torch.zeros(1)}, tmp_path / "w.bin")
     with pytest.raises((UserError, RuntimeError)):
         convert_checkpoint(tmp_path / "init", tmp_path / "w.bin", tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -186,7 +166,7 @@ def test_train_streams_the_child_output_and_converts_its_weights(tmp_path, monke
     from engine.models.tiny import new_tiny_model
 
     model, _ = new_tiny_model(tmp_path / "init", seed=3)
-    torch.save({k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}, tmp_path / "trained.bin")
+    torch.save({"model." + k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}, tmp_path / "trained.bin")
     _fake_launch(monkeypatch, f"""
 import json, shutil, sys, pathlib
 spec = json.loads(pathlib.Path(sys.argv[1]).read_text())

@@ -1,4 +1,4 @@
-"""The hf SFT loop's loss (engine/train/loss.py) and batching (engine/train/textdata.py): the
+"""The hf SFT loop's loss and batching (engine/train/loss.py): the
 chunked head loss gives the loss and the gradients of the model's own loss; bucketing a step's
 examples by length gives the update of the step as one padded batch; a real fit on the tiny
 model lowers its loss. The last test needs a GPU (pytest -m gpu)."""
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from engine.config import SFTConfig
-from engine.train.loss import loss_positions, response_loss_sum
-from engine.train.textdata import IGNORE, batches, collate, encode_pairs, step_batches
+from engine.train.loss import loss_positions, optimizer_step_batches, response_loss_sum
+from engine.train.textdata import IGNORE, batches, collate, encode_pairs
 
 
 def tiny(seed: int = 0):
@@ -66,7 +66,7 @@ def test_a_bucketed_step_gives_the_update_of_the_step_as_one_padded_batch():
     model, tokenizer = tiny(seed=2)
     items = encode_pairs(tokenizer, pairs(22, 3), 96)
     seed, bs, accum = 5, 3, 4
-    steps = list(step_batches(items, bs, accum, tokenizer.pad_token_id, seed))
+    steps = [step.micro_batches for step in optimizer_step_batches(items, bs, accum, tokenizer.pad_token_id, seed)]
     # the same examples per step as the unsorted batches, the last step taking the rest
     plain = list(batches(items, bs * accum, tokenizer.pad_token_id, seed))
     assert [sum(len(m[0]) for m in step) for step in steps] == [12, 10] == [len(b[0]) for b in plain]
@@ -92,7 +92,7 @@ def test_fit_lowers_the_loss_and_reports_every_step():
     class Progress:
         unit = None
 
-        def start(self, total, unit):
+        def start(self, total, unit, restored=0):
             seen.append(("start", total))
 
         def update(self, step, loss=None, tokens=0):

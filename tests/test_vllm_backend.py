@@ -77,7 +77,7 @@ def unknown(calls: dict[str, set[str]], allowed: dict[str, set[str]]) -> dict[st
 def test_every_keyword_the_backend_passes_is_accepted_by_the_vllm_wheel():
     calls = backend_calls(BACKEND.read_text())
     # the parse found the real calls (not a vacuous pass)
-    assert {"model", "dtype", "seed", "generation_config"} <= calls["LLM"]
+    assert {"model", "dtype", "seed", "generation_config", "tensor_parallel_size"} <= calls["LLM"]
     assert {"n", "temperature", "top_p", "max_tokens", "stop", "stop_token_ids"} <= calls["SamplingParams"]
     assert "sampling_params" in calls["generate"] and "sampling_params" in calls["chat"]
     assert unknown(calls, accepted(WHEELS[-1])) == {}, Path(WHEELS[-1]).name

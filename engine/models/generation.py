@@ -144,9 +144,10 @@ class HFGenerator:
             torch.cuda.empty_cache()
 
 
-def make_generator(backend: str, path, device: str, dtype, batch_size: int, trust_remote_code: bool = False):
+def make_generator(backend: str, path, device: str, dtype, batch_size: int, trust_remote_code: bool = False,
+                   tensor_parallel: int = 1):
     if backend == "vllm":
         from .vllm_backend import VLLMGenerator
 
-        return VLLMGenerator(path, dtype, trust_remote_code=trust_remote_code)
+        return VLLMGenerator(path, dtype, trust_remote_code=trust_remote_code, tensor_parallel=tensor_parallel)
     return HFGenerator(path, device, dtype, batch_size=batch_size, trust_remote_code=trust_remote_code)

@@ -3,25 +3,31 @@
 the lent GPU machines (see README); tests/test_vllm_backend.py checks every keyword it passes
 against a vLLM wheel's source. Selected with `generation.backend = "vllm"`.
 
+generation.vllm_tensor_parallel > 1 shards a model too large for one GPU over that many GPUs
+(vLLM's tensor_parallel_size); the generation workers (engine.models.worker_pool) add data
+parallelism over the GPU groups that remain, one vLLM engine per group.
+
 vLLM runs in a child process (multiprocessing, spawn): close() ends that process, so all the GPU
 memory vLLM took (its KV cache reserves most of the card) is returned before the next stage (SFT)
 starts, whatever vLLM's own teardown leaves behind."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import traceback
 
 from .generation import eos_token_ids, sampling_settings
 
 
 class VLLMGenerator:
-    def __init__(self, path, dtype, seed: int = 0, trust_remote_code: bool = False):
+    def __init__(self, path, dtype, seed: int = 0, trust_remote_code: bool = False, tensor_parallel: int = 1):
         from .loading import load_tokenizer
 
         self.eos_ids = eos_token_ids(path, load_tokenizer(path, trust_remote_code=trust_remote_code), trust_remote_code)
         self._conn, child = multiprocessing.get_context("spawn").Pipe()
         self._process = multiprocessing.get_context("spawn").Process(
-            target=serve, args=(child, str(path), str(dtype).removeprefix("torch."), seed, trust_remote_code), daemon=True)
+            target=serve, args=(child, str(path), str(dtype).removeprefix("torch."), seed, trust_remote_code, tensor_parallel,
+                                      os.getpid()), daemon=True)
         self._process.start()
         child.close()
         self._answer()  # vLLM is up (or its error is raised here)
@@ -64,14 +70,21 @@ class VLLMGenerator:
         self._process = None
 
 
-def serve(conn, path: str, dtype: str, seed: int, trust_remote_code: bool = False) -> None:
-    """The child process: build the engine, then answer (prompts, request) messages with
-    (completions per prompt, tokens generated) until a None arrives."""
+def serve(conn, path: str, dtype: str, seed: int, trust_remote_code: bool = False, tensor_parallel: int = 1,
+          parent: int | None = None) -> None:
+    """The child process: build the engine on the first `tensor_parallel` visible GPUs (a
+    generation worker's group: engine.models.placement), then answer (prompts, request) messages
+    with (completions per prompt, tokens generated) until a None arrives."""
+    from .worker_pool import exit_with_parent
+
+    if parent is not None:
+        exit_with_parent(parent)
     try:
         from vllm import LLM, SamplingParams
 
         # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's generation_config.json
-        llm = LLM(model=path, dtype=dtype, seed=seed, generation_config="vllm", trust_remote_code=trust_remote_code)
+        llm = LLM(model=path, dtype=dtype, seed=seed, generation_config="vllm", trust_remote_code=trust_remote_code,
+                  tensor_parallel_size=tensor_parallel)
         conn.send(("ok", None))
         while (message := conn.recv()) is not None:
             prompts, r = message

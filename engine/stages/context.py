@@ -98,9 +98,12 @@ class StageContext:
         device = resolve_device(self.cfg.device)
         return device, torch_dtype(self.cfg.model.dtype, device)
 
-    def generator(self, path: str, batch_size: int, dtype_name: str | None = None, trust_remote_code: bool | None = None):
-        """A generation backend (cfg.generation.backend) over the checkpoint at `path`; close() it.
-        Its code runs as model.trust_remote_code says, unless the caller (the teacher) says."""
+    def generator(self, path: str, batch_size: int, workers: int | str = 1, dtype_name: str | None = None,
+                  trust_remote_code: bool | None = None):
+        """A generation backend (cfg.generation.backend) over the checkpoint at `path`, in this
+        process for one worker, else a pool of worker processes (engine.models.worker_pool), or
+        with sft.hosts one rank per GPU of every host (engine.models.host_workers); close() it. `.devices` names where it runs. Its code runs as model.trust_remote_code says,
+        unless the caller (the teacher) says."""
         from ..models.generation import make_generator
         from ..models.loading import torch_dtype
 
@@ -108,7 +111,43 @@ class StageContext:
         if dtype_name:
             dtype = torch_dtype(dtype_name, device)
         trust = self.cfg.model.trust_remote_code if trust_remote_code is None else trust_remote_code
-        return make_generator(self.cfg.generation.backend, path, device, dtype, batch_size, trust)
+        g, hosts = self.cfg.generation, self.cfg.sft.hosts
+        if hosts:  # several machines: one rank per GPU of every host (engine.models.host_workers)
+            from ..models.host_workers import HostPool, deepspeed_command
+            from ..train.deepspeed_launcher import hostfile_text
+
+            spec = {"path": str(path), "backend": g.backend, "device": "cuda", "dtype": str(dtype).removeprefix("torch."),
+                    "batch_size": batch_size, "trust_remote_code": trust, "tensor_parallel": g.vllm_tensor_parallel,
+                    "threads": 1}
+            return HostPool(deepspeed_command(hosts, self.cfg.sft.num_gpus), self.worker_labels(workers), spec,
+                            self.paths.root, hostfile_text(hosts), self.log)
+        places = self.worker_slots(workers)
+        if len(places) == 1:
+            gen = make_generator(g.backend, path, device, dtype, batch_size, trust, g.vllm_tensor_parallel)
+            gen.devices = [places[0].label]
+            return gen
+        import torch
+
+        from ..models.placement import threads_per_worker
+        from ..models.worker_pool import WorkerPool
+
+        threads = threads_per_worker(torch.get_num_threads(), len(places))
+        return WorkerPool(places, threads, g.backend, path, str(dtype).removeprefix("torch."), batch_size, trust, self.log)
+
+    def worker_labels(self, workers: int | str) -> list[str]:
+        """Where a generation or evaluation stage's workers run: a device each (the stage info)."""
+        if self.cfg.sft.hosts:
+            from ..models.host_workers import host_labels
+
+            return host_labels(self.cfg.sft.hosts, self.cfg.sft.num_gpus, "cuda")
+        return [slot.label for slot in self.worker_slots(workers)]
+
+    def worker_slots(self, workers: int | str) -> list:
+        """The worker places of a generation or evaluation stage (engine.models.placement)."""
+        from ..models.placement import slots, visible_gpus
+
+        device, _ = self.device_and_dtype()
+        return slots(workers, device, visible_gpus() if device == "cuda" else [], self.cfg.generation.vllm_tensor_parallel)
 
     # ------------------------------------------------------------ data
     def tasks(self) -> dict:

@@ -10,7 +10,7 @@ from ..errors import ConfigError
 from ..results_table import checkpoint_label
 from ..tasks import Task
 from .context import StageContext, StageResult
-from .resumable import PartialFile, generate_chunks, model_stamp
+from .resumable import PartialFile, chunks_of, model_stamp, run_chunks
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -50,21 +50,25 @@ def evaluate_tasks(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size
     """Metric rows {task, domain, metric, value (0-100), n} for every task and k.
     tasks maps name -> (task, domain "id"/"ood"). Completions are saved to samples_path (JSONL).
     `progress` (a ProgressReporter) hears the questions answered, over all tasks. Questions are
-    answered in chunks of eval.batch_size, kept in `partial` as they finish (generate_chunks).
-    `label` names the checkpoint on the progress bar."""
+    answered in chunks of eval.batch_size, every task's at once (run_chunks: dealt over the
+    generator's workers, if it has them), kept in `partial` as they finish. `label` names the
+    checkpoint on the progress bar."""
     examples_of = {name: eval_examples(task, size) for name, (task, _) in tasks.items()}
     if progress is not None:
         progress.start(sum(map(len, examples_of.values())), "questions", label=label)
-    on_batch = None if progress is None else (lambda done, tokens: progress.advance(done, tokens=tokens))
-    on_restored = None if progress is None else progress.restore
+    on_batch = None if progress is None else (lambda chunk, done, tokens: progress.advance(done, tokens=tokens))
+    on_restored = None if progress is None else (lambda chunk: progress.restore(len(chunk.prompts)))
+    chunks = {}
+    for name, (task, _) in tasks.items():
+        prompts = build_prompts(task, examples_of[name], eval_cfg.fewshot, eval_cfg.exemplars, seed, chat, "eval.fewshot")
+        chunks[name] = chunks_of(prompts, eval_cfg.temperature, eval_cfg.samples,
+                                 eval_cfg.max_new_tokens or task.default_max_new_tokens, task.stop_sequences,
+                                 seed=seed, chunk_size=eval_cfg.batch_size)
+    done = run_chunks(generator, [c for cs in chunks.values() for c in cs], partial, safe_point, on_batch, on_restored)
     rows, records = [], []
     for name, (task, domain) in tasks.items():
         examples = examples_of[name]
-        prompts = build_prompts(task, examples, eval_cfg.fewshot, eval_cfg.exemplars, seed, chat, "eval.fewshot")
-        max_new = eval_cfg.max_new_tokens or task.default_max_new_tokens
-        completions = generate_chunks(generator, prompts, eval_cfg.temperature, eval_cfg.samples, max_new,
-                                      task.stop_sequences, seed=seed, chunk_size=eval_cfg.batch_size, partial=partial,
-                                      safe_point=safe_point, on_batch=on_batch, on_restored=on_restored)
+        completions = [outs for c in chunks[name] for outs in done[c.key]]
         correct_counts = []
         for ex, outs in zip(examples, completions):
             graded = [task.grade(c, ex) for c in outs]
@@ -92,8 +96,8 @@ def evaluate_checkpoint(ctx: StageContext, path: str, checkpoint: str, t: int, s
     The progress bar names it as `label` (default: its checkpoint label, e.g. SFT1)."""
     samples_path = samples_path or ctx.paths.eval_samples(t, checkpoint)
     partial = PartialFile(samples_path, model_stamp(path), ctx.log)
-    gen = ctx.generator(path, ctx.cfg.eval.batch_size)
-    ctx.log(f"[iter {t}] eval {checkpoint}: decoding {decoding(gen, ctx.cfg.eval.temperature)}")
+    gen = ctx.generator(path, ctx.cfg.eval.batch_size, ctx.cfg.eval.workers)
+    ctx.log(f"[iter {t}] eval {checkpoint}: decoding {decoding(gen, ctx.cfg.eval.temperature)} on {', '.join(gen.devices)}")
     try:
         rows = evaluate_tasks(gen, ctx.tasks(), ctx.cfg.eval, ctx.cfg.tasks.eval_size if size is None else size, ctx.seed,
                               samples_path=samples_path, chat=ctx.cfg.model.chat_template, progress=ctx.progress,
@@ -116,11 +120,12 @@ def decoding(generator, temperature: float) -> dict:
 
 def evaluate(ctx: StageContext, t: int) -> StageResult:
     """Metric rows of the base (t = 0), or of SFT_t and Merge_t. Progress: questions, restarted
-    for each checkpoint and named by it ("SFT1 (1 of 2)"). The stage info records the decoding settings."""
+    for each checkpoint and named by it ("SFT1 (1 of 2)"). The stage info records the decoding
+    settings and the workers' devices."""
     from ..models.generation import sampling_settings
 
     ctx.paths.iteration(t).mkdir(exist_ok=True)
-    info = {"decoding": sampling_settings(ctx.cfg.eval.temperature)}
+    info = {"decoding": sampling_settings(ctx.cfg.eval.temperature), "workers": ctx.worker_labels(ctx.cfg.eval.workers)}
     if t == 0:
         return StageResult(None, info, {"metrics": evaluate_checkpoint(ctx, ctx.base_path, "base", 0)})
     checkpoints = [(str(ctx.paths.sft(t)), f"sft{t}")]

@@ -8,7 +8,7 @@ from ..config import samples_per_temperature
 from ..jsonl import write_records
 from .context import StageContext, StageResult
 from .evaluate import build_prompts, decoding
-from .resumable import PartialFile, generate_chunks, model_stamp
+from .resumable import PartialFile, chunks_of, model_stamp, run_chunks
 
 
 def gold_samples(ctx: StageContext, t: int) -> StageResult:
@@ -38,31 +38,33 @@ def generate(ctx: StageContext, t: int) -> StageResult:
     ctx.paths.iteration(t).mkdir(exist_ok=True)
     partial = PartialFile(ctx.paths.samples(t), model_stamp(model), ctx.log)
     if teacher.path:
-        gen = ctx.generator(teacher.path, g.batch_size, teacher.dtype, teacher.trust_remote_code)
+        gen = ctx.generator(teacher.path, g.batch_size, g.workers, teacher.dtype, teacher.trust_remote_code)
     else:
-        gen = ctx.generator(model, g.batch_size)
+        gen = ctx.generator(model, g.batch_size, g.workers)
     ctx.progress.start(len(prompts) * g.k, "samples")
-    records, settings = [], []
+    parts = [(temperature, n) for temperature, n in zip(g.temperatures, samples_per_temperature(g)) if n]
+    # every temperature's chunks at once, so that workers never wait for each other between them
+    chunks = [chunks_of(prompts, temperature, n, g.max_new_tokens, task.stop_sequences, seed=ctx.seed,
+                        chunk_size=g.batch_size) for temperature, n in parts]
     try:
-        for temperature, n in zip(g.temperatures, samples_per_temperature(g)):
-            if n == 0:
-                continue
-            settings.append(decoding(gen, temperature))
-            outs = generate_chunks(gen, prompts, temperature, n, g.max_new_tokens, task.stop_sequences, seed=ctx.seed,
-                                   chunk_size=g.batch_size, partial=partial, safe_point=ctx.safe_point,
-                                   on_batch=lambda done, tokens, n=n: ctx.progress.advance(done * n, tokens=tokens),
-                                   on_restored=lambda done, n=n: ctx.progress.restore(done * n))
-            for ex, completions in zip(examples, outs):
-                records += [
-                    {"id": ex.id, "question": ex.question, "gold": ex.answer, "temperature": temperature,
-                     "sample": i, "completion": c}
-                    for i, c in enumerate(completions)
-                ]
-            ctx.log(f"[iter {t}] generate: temperature {temperature}: {len(examples) * n} samples ({settings[-1]})")
+        settings = [decoding(gen, temperature) for temperature, _ in parts]
+        done = run_chunks(gen, [c for cs in chunks for c in cs], partial, ctx.safe_point,
+                          lambda chunk, prompts, tokens: ctx.progress.advance(prompts * chunk.n, tokens=tokens),
+                          lambda chunk: ctx.progress.restore(len(chunk.prompts) * chunk.n))
     finally:
         gen.close()
+    records = []
+    for (temperature, n), setting, part in zip(parts, settings, chunks):
+        outs = [completions for c in part for completions in done[c.key]]
+        for ex, completions in zip(examples, outs):
+            records += [
+                {"id": ex.id, "question": ex.question, "gold": ex.answer, "temperature": temperature,
+                 "sample": i, "completion": c}
+                for i, c in enumerate(completions)
+            ]
+        ctx.log(f"[iter {t}] generate: temperature {temperature}: {len(examples) * n} samples ({setting})")
     write_records(ctx.paths.samples(t), records)
     partial.remove()
     info = {"questions": len(examples), "samples": len(records), "generator": teacher.path or "model",
-            "decoding": settings}
+            "decoding": settings, "workers": ctx.worker_labels(g.workers)}
     return StageResult(ctx.paths.samples(t), info)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -81,27 +82,64 @@ class PartialFile:
         self.path.unlink(missing_ok=True)
 
 
-def generate_chunks(generator, prompts: list, temperature: float, n: int, max_new_tokens: int, stop: tuple[str, ...],
-                    *, seed: int, chunk_size: int, partial: PartialFile | None = None,
-                    safe_point: Callable[[str], None] | None = None, on_batch=None,
-                    on_restored: Callable[[int], None] | None = None) -> list[list[str]]:
-    """n completions of each prompt, generated chunk by chunk (chunk_size prompts) with each
-    chunk's own seed; chunks found in `partial` are taken from it (on_restored(prompts) hears
-    them), new ones are added to it and then `safe_point("chunkN")` (N: chunks in the file) may
-    stop the stage. on_batch(prompts, tokens) hears the prompts generated now."""
-    out: list[list[str]] = []
+@dataclass(frozen=True)
+class Chunk:
+    """chunk_size prompts of one call with their own seed; `key` names it in the partial file."""
+
+    key: str
+    prompts: list
+    temperature: float
+    n: int
+    max_new_tokens: int
+    stop: tuple[str, ...]
+    seed: int
+
+    def run(self, generator, on_batch=None) -> list[list[str]]:
+        return generator.generate(self.prompts, self.temperature, self.n, self.max_new_tokens, self.stop,
+                                  on_batch=on_batch, seed=self.seed)
+
+
+def chunks_of(prompts: list, temperature: float, n: int, max_new_tokens: int, stop: tuple[str, ...], *, seed: int,
+              chunk_size: int) -> list[Chunk]:
+    """The prompts cut into chunks of chunk_size, each seeded from (seed, temperature, start)."""
+    out = []
     for start in range(0, len(prompts), chunk_size):
         chunk = prompts[start : start + chunk_size]
         cseed = chunk_seed(seed, temperature, start)
         key = digest([chunk, temperature, n, max_new_tokens, list(stop), cseed])
-        done = partial.chunks.get(key) if partial is not None else None
-        if done is None:
-            done = generator.generate(chunk, temperature, n, max_new_tokens, stop, on_batch=on_batch, seed=cseed)
-            if partial is not None:
-                partial.add(key, done)
-                if safe_point is not None:
-                    safe_point(f"chunk{len(partial.chunks)}")
-        elif on_restored is not None:
-            on_restored(len(chunk))
-        out.extend(done)
+        out.append(Chunk(key, chunk, temperature, n, max_new_tokens, tuple(stop), cseed))
     return out
+
+
+def run_chunks(generator, chunks: list[Chunk], partial: PartialFile | None = None,
+               safe_point: Callable[[str], None] | None = None, on_batch=None,
+               on_restored: Callable[[Chunk], None] | None = None) -> dict[str, list[list[str]]]:
+    """The completions of every chunk by key. Chunks found in `partial` are taken from it; the
+    others run on the generator, or are dealt over its workers (engine.models.worker_pool) when it
+    has them; each is added to `partial` as it finishes, then `safe_point("chunkN")` (N: chunks in
+    the file) may stop the stage. on_batch(chunk, prompts, tokens) hears each batch generated now,
+    on_restored(chunk) each chunk taken from `partial`."""
+    done: dict[str, list[list[str]]] = {}
+    todo: dict[str, Chunk] = {}
+    for chunk in chunks:
+        if partial is not None and chunk.key in partial.chunks:
+            done[chunk.key] = partial.chunks[chunk.key]
+            if on_restored is not None:
+                on_restored(chunk)
+        else:
+            todo.setdefault(chunk.key, chunk)
+
+    def finished(chunk: Chunk, completions: list[list[str]]) -> None:
+        done[chunk.key] = completions
+        if partial is not None:
+            partial.add(chunk.key, completions)
+            if safe_point is not None:
+                safe_point(f"chunk{len(partial.chunks)}")
+
+    if hasattr(generator, "run_chunks"):
+        generator.run_chunks(list(todo.values()), finished, on_batch)
+    else:
+        for chunk in todo.values():
+            report = None if on_batch is None else lambda prompts, tokens, chunk=chunk: on_batch(chunk, prompts, tokens)
+            finished(chunk, chunk.run(generator, report))
+    return done

@@ -6,7 +6,7 @@ import dataclasses
 import random
 from pathlib import Path
 
-from ..config import RunConfig, SFTConfig, derived_grad_accum
+from ..config import RunConfig, SFTConfig, derived_grad_accum, sft_backend
 from ..errors import UserError
 from ..jsonl import read_records
 from ..runstate.paths import RunPaths
@@ -29,20 +29,22 @@ def training_pairs(cfg: RunConfig, paths: RunPaths, t: int, seed: int) -> list[t
     return [(r["prompt"], r["response"]) for r in data]
 
 
+def visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def training_gpus(cfg: SFTConfig) -> int:
     """GPUs SFT runs on: 1 (hf), the slots of sft.hosts, sft.num_gpus, or every visible one
     (deepspeed, num_gpus 0)."""
-    if cfg.backend != "deepspeed":
+    if sft_backend(cfg, visible_gpus()) != "deepspeed":
         return 1
     if cfg.hosts:
         from ..train.deepspeed_launcher import host_gpus
 
         return host_gpus(cfg.hosts, cfg.num_gpus)
-    if cfg.num_gpus:
-        return cfg.num_gpus
-    import torch
-
-    return max(1, torch.cuda.device_count())
+    return cfg.num_gpus or max(1, visible_gpus())
 
 
 def training_checkpoints(ctx: StageContext, t: int, pairs, cfg: SFTConfig, device: str, dtype):
@@ -62,7 +64,8 @@ def sft(ctx: StageContext, t: int) -> StageResult:
     records every optimizer step (ctx.steps: the curves; the deepspeed worker records none yet)."""
     from ..models.loading import clear_stale
 
-    if ctx.cfg.sft.backend == "deepspeed":
+    backend = sft_backend(ctx.cfg.sft, visible_gpus())
+    if backend == "deepspeed":
         from ..train.deepspeed_launcher import train
     else:
         from ..train.sft import train
@@ -76,15 +79,16 @@ def sft(ctx: StageContext, t: int) -> StageResult:
     device, dtype = ctx.device_and_dtype()
     gpus = training_gpus(ctx.cfg.sft)
     cfg = dataclasses.replace(ctx.cfg.sft, grad_accum=derived_grad_accum(ctx.cfg.sft, gpus))
-    ctx.log(f"[iter {t}] sft: per-device batch {cfg.batch_size} x grad-accum {cfg.grad_accum} x {gpus} GPU(s) = "
+    ctx.log(f"[iter {t}] sft: backend {backend}" + (f" (ZeRO stage {cfg.zero_stage})" if backend == "deepspeed" else "")
+            + f"; per-device batch {cfg.batch_size} x grad-accum {cfg.grad_accum} x {gpus} GPU(s) = "
             f"{cfg.batch_size * cfg.grad_accum * gpus} per optimizer step")
     init = Path(ctx.sft_init_path(t))
     trust = ctx.cfg.model.trust_remote_code
-    if ctx.cfg.sft.backend == "deepspeed":  # no training checkpoints: a killed DeepSpeed SFT starts over
+    if backend == "deepspeed":  # no training checkpoints: a killed DeepSpeed SFT starts over
         info = train(init, pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress, trust_remote_code=trust)
     else:
         checkpoints = training_checkpoints(ctx, t, pairs, cfg, device, dtype)
         info = train(init, pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress, trust_remote_code=trust,
-                     checkpoints=checkpoints, steps=ctx.steps)
+                     checkpoints=checkpoints, recorder=ctx.steps)
         checkpoints.remove()
-    return StageResult(out, {**info, "grad_accum": cfg.grad_accum, "global_batch": cfg.batch_size * cfg.grad_accum * gpus})
+    return StageResult(out, {**info, "backend": backend, "grad_accum": cfg.grad_accum, "global_batch": cfg.batch_size * cfg.grad_accum * gpus})

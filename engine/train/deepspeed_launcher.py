@@ -1,4 +1,4 @@
-"""SFT backend `deepspeed`: full fine-tuning with DeepSpeed ZeRO-3 (bf16) over several GPUs.
+"""SFT backend `deepspeed`: full fine-tuning with DeepSpeed ZeRO (stage 2 or 3, bf16) over several GPUs.
 
 The engine process never imports DeepSpeed. It writes the pairs (JSONL) and a job spec to a
 temporary folder, launches
@@ -11,25 +11,22 @@ turns the 16-bit weights that the worker saved with `save_16bit_model` (pytorch_
 normal Hugging Face folder (safetensors, config, generation config, tokenizer), written to a
 temporary sibling and renamed into place by `engine.models.loading.save_checkpoint`.
 
-Training matches the `hf` backend where it can (engine/train/sft.py): loss on the response tokens only
-(engine.train.textdata), AdamW (torch's, betas 0.9/0.999, eps 1e-8) with sft.lr and sft.weight_decay,
-the warm-up + cosine/linear factor, gradient clipping at sft.max_grad_norm, and the same per-epoch shuffle
-(seed * 1000 + epoch; all three from engine.train.schedule). With W GPUs each epoch's shuffled order
-is dealt round-robin like torch's DistributedSampler (rank r takes positions r, r + W, ...; the order is
-padded with its own first items to a multiple of W so every rank runs the same number of
-micro-batches); each rank cuts its share into micro-batches of sft.batch_size. The effective batch
-is therefore batch_size * grad_accum * W: with W = 1 the batches and steps are the hf backend's.
-Differences: the parameters live in bf16 with fp32 master weights in the optimizer (ZeRO's bf16
-mode) where hf keeps fp32 weights under bf16 autocast; the worker takes the model's own loss (the
-mean over each micro-batch's response tokens, over the full logits) where hf averages over the
-response tokens of the whole optimizer step with its chunked head loss (engine.train.loss).
+Training is the `hf` backend's (engine/train/sft.py) on the objective both take from
+engine.train.loss: loss on the response tokens only, averaged over the response tokens of each
+optimizer step over all GPUs, the step's examples sorted by length and dealt over the ranks
+(every rank runs as many micro-batches), the chunked head loss; AdamW (torch's, betas
+0.9/0.999, eps 1e-8) with sft.lr and sft.weight_decay, the warm-up + cosine/linear factor,
+gradient clipping at sft.max_grad_norm and the same per-epoch shuffle (engine.train.schedule).
+A step is batch_size * grad_accum * W examples on W GPUs: with W = 1 the hf backend's steps.
+What differs: the parameters live in bf16 with fp32 master weights in the optimizer (ZeRO's bf16
+mode) where hf keeps fp32 weights under bf16 autocast. sft.zero_stage picks ZeRO-2 (parameters
+whole on every GPU) or ZeRO-3 (parameters sharded, gathered layer by layer).
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import json
-import math
 import os
 import re
 import socket
@@ -43,15 +40,15 @@ from typing import Callable
 from ..config import SFTConfig
 from ..cpu_threads import with_wait_policy
 from ..errors import UserError
-from .schedule import shuffled
 
 WEIGHTS_FILE = "pytorch_model.bin"
+WRAPPER_PREFIX = "model."
 HOSTFILE = "hostfile"
 TAIL_LINES = 40
 
 
 def ds_config(cfg: SFTConfig, world_size: int) -> dict:
-    """The DeepSpeed config (ZeRO-3, bf16) for an SFT run on `world_size` GPUs. The learning-rate
+    """The DeepSpeed config (ZeRO stage sft.zero_stage, bf16) for an SFT run on `world_size` GPUs. The learning-rate
     schedule is not in it: the worker hands DeepSpeed a LambdaLR over engine.train.schedule.lr_factor."""
     return {
         "train_micro_batch_size_per_gpu": cfg.batch_size,
@@ -60,10 +57,10 @@ def ds_config(cfg: SFTConfig, world_size: int) -> dict:
         "gradient_clipping": cfg.max_grad_norm,  # 0: none
         "bf16": {"enabled": True},
         "zero_optimization": {
-            "stage": 3,
+            "stage": cfg.zero_stage,
             "overlap_comm": True,
             "contiguous_gradients": True,
-            "stage3_gather_16bit_weights_on_model_save": True,
+            **({"stage3_gather_16bit_weights_on_model_save": True} if cfg.zero_stage == 3 else {}),
         },
         "optimizer": {
             "type": "AdamW",
@@ -74,16 +71,6 @@ def ds_config(cfg: SFTConfig, world_size: int) -> dict:
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
-
-
-def rank_order(n_items: int, rank: int, world_size: int, shuffle_seed: int) -> list[int]:
-    """Indices of the items that `rank` trains on in one epoch, in order: the hf backend's shuffle
-    (engine.train.textdata.batches with the same seed), padded to a multiple of world_size with its own
-    first items, then dealt round-robin (like torch's DistributedSampler)."""
-    order = shuffled(n_items, shuffle_seed)
-    per_rank = math.ceil(n_items / world_size)
-    padded = order + order[: per_rank * world_size - n_items]
-    return padded[rank::world_size]
 
 
 def hostfile_text(hosts: list[str]) -> str:
@@ -97,8 +84,10 @@ def host_gpus(hosts: list[str], num_gpus: int) -> int:
     return sum(min(n, num_gpus) if num_gpus else n for n in slots)
 
 
-def launch_command(job: Path, num_gpus: int, visible: str | None, port: int, hosts: list[str] = ()) -> list[str]:
-    """The launcher's argv. num_gpus 0 = all visible GPUs; with CUDA_VISIBLE_DEVICES set, the
+def launch_command(job: Path, num_gpus: int, visible: str | None, port: int, hosts: list[str] = (),
+                   module: str = "engine.train.deepspeed_worker") -> list[str]:
+    """The launcher's argv, starting `module` (the SFT worker; engine.models.rank_worker for
+    generation over several machines) once per GPU. num_gpus 0 = all visible GPUs; with CUDA_VISIBLE_DEVICES set, the
     runner ignores it whenever --num_gpus is given, so the first N visible ids are named instead.
     With sft.hosts the runner reads the hostfile beside the job (write_job writes it) and starts
     the ranks of the other machines over ssh (pdsh, its default); the first host is the master,
@@ -114,7 +103,7 @@ def launch_command(job: Path, num_gpus: int, visible: str | None, port: int, hos
             cmd += ["--include", "localhost:" + ",".join(ids[:num_gpus])]
         else:
             cmd += ["--num_gpus", str(num_gpus)]
-    return cmd + ["--module", "engine.train.deepspeed_worker", "--job", str(job)]
+    return cmd + ["--module", module, "--job", str(job)]
 
 
 def child_env(base: dict | None = None) -> dict:
@@ -183,6 +172,8 @@ def convert_checkpoint(init_path: Path, weights: Path, out: Path, save_dtype=Non
     from ..models.loading import load_tokenizer, save_checkpoint
 
     state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+    # the worker trains engine.train.loss.response_loss_module, which holds the model as `.model`
+    state = {k.removeprefix(WRAPPER_PREFIX): v for k, v in state.items()}
     config = AutoConfig.from_pretrained(str(init_path), trust_remote_code=trust_remote_code)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)

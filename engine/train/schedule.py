@@ -32,10 +32,9 @@ def lr_scheduler(opt, total: int, warmup: int, schedule: str):
 
 
 def optimizer_steps(n_items: int, cfg, world_size: int = 1) -> int:
-    """Optimizer steps of an SFT run: each rank's share cut into micro-batches of cfg.batch_size,
-    a step every cfg.grad_accum micro-batches and at the end of each epoch."""
-    micro = math.ceil(math.ceil(n_items / world_size) / cfg.batch_size)
-    return math.ceil(micro / cfg.grad_accum) * cfg.epochs
+    """Optimizer steps of an SFT run: a step every cfg.batch_size x cfg.grad_accum x world_size
+    examples and at the end of each epoch (engine.train.loss.optimizer_step_batches)."""
+    return math.ceil(n_items / (cfg.batch_size * cfg.grad_accum * world_size)) * cfg.epochs
 
 
 def optimizer_step(model, opt, sched, max_grad_norm: float, grad_mask=None):

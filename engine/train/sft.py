@@ -6,7 +6,7 @@ runs plain PyTorch on the CPU or one GPU.
 The loss of an optimizer step is the mean over the response tokens of all its micro-batches
 (engine.train.loss sums each micro-batch's token losses; the step divides by the step's count,
 known on the CPU before the step starts). So the examples of a step may be ordered by length
-inside the step (engine.train.textdata.step_batches) without changing the update, and a
+inside the step (engine.train.loss.optimizer_step_batches) without changing the update, and a
 micro-batch with a long response weighs by its tokens, not as one micro-batch among grad_accum.
 With grad_accum 1 (the tiny default) this is the model's own loss: the default's metrics are the
 same as before (45.3 -> SFT1 56.3 -> Merge1 54.3 % in-domain on 2 CPU cores, 2026-11-27).
@@ -20,6 +20,7 @@ an optimizer step; sft.compile and sft.grad_checkpointing are opt-in.
 """
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,17 +29,17 @@ from ..config import SFTConfig
 from ..runstate.steps import StepRecorder
 from .checkpointing import Position, TrainingCheckpoints
 from .interventions import WeightMask, param_groups
-from .loss import loss_positions, response_loss_sum
+from .loss import accumulate_step, optimizer_step_batches, response_loss_sum
 from .schedule import epoch_seed, lr_scheduler, optimizer_step, optimizer_steps, warmup_steps
-from .textdata import IGNORE, encode_pairs, step_batches
+from .textdata import encode_pairs
 
 
 def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Path, device: str,
           save_dtype, seed: int, log: Callable[[str], None] = print, progress=None,
           trust_remote_code: bool = False, checkpoints: TrainingCheckpoints | None = None,
-          steps: StepRecorder | None = None) -> dict:
+          recorder: StepRecorder | None = None) -> dict:
     """Fine-tune the model at init_path on (prompt, response) pairs; save it to `out` atomically.
-    `checkpoints` saves training checkpoints and resumes from the last one; `steps` records every
+    `checkpoints` saves training checkpoints and resumes from the last one; `recorder` records every
     optimizer step (the curves)."""
     import torch
 
@@ -48,18 +49,18 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
     tokenizer = load_tokenizer(init_path, padding_side="right", trust_remote_code=trust_remote_code)
     model = load_model(init_path, device, torch.float32, trust_remote_code)
     items = encode_pairs(tokenizer, pairs, cfg.max_length)
-    info = fit(model, items, tokenizer.pad_token_id, cfg, device, seed, log, progress, checkpoints=checkpoints, steps=steps)
+    info = fit(model, items, tokenizer.pad_token_id, cfg, device, seed, log, progress, checkpoints=checkpoints, recorder=recorder)
     save_checkpoint(model, tokenizer, out, dtype=save_dtype)
     return info
 
 
 def fit(model, items, pad_id: int, cfg: SFTConfig, device: str, seed: int,
         log: Callable[[str], None] = print, progress=None, max_steps: int = 0,
-        checkpoints: TrainingCheckpoints | None = None, steps: StepRecorder | None = None) -> dict:
+        checkpoints: TrainingCheckpoints | None = None, recorder: StepRecorder | None = None) -> dict:
     """Train `model` (fp32, on `device`) in place on encoded items. `progress` (a ProgressReporter)
     hears every optimizer step with its loss and tokens. max_steps > 0 stops early (benchmarks).
     `checkpoints` (engine.train.checkpointing) restores the last training checkpoint first and
-    hears every optimizer step; `steps` (engine.runstate.steps) records each step's loss, lr,
+    hears every optimizer step; `recorder` (engine.runstate.steps) records each step's loss, lr,
     gradient norm and tokens, and is flushed before each checkpoint."""
     import torch
 
@@ -77,40 +78,31 @@ def fit(model, items, pad_id: int, cfg: SFTConfig, device: str, seed: int,
     grad_mask = WeightMask(cfg.mask_top_p) if cfg.mask_top_p < 1 else None
     sched = lr_scheduler(opt, total, warmup, cfg.schedule)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu)
-    head_dtype = torch.bfloat16 if on_gpu else None
+    loss_of = functools.partial(response_loss_sum, model, compute_dtype=torch.bfloat16 if on_gpu else None)
     at = checkpoints.restore(model, opt, sched, grad_mask) if checkpoints is not None else Position()
     if progress is not None:  # resumed from a training checkpoint: the bar starts where it was
         progress.start(total, "steps", restored=at.step)
-    if steps is not None:
-        steps.begin(at.step)
+    if recorder is not None:
+        recorder.begin(at.step)
 
     # the losses of the steps before the checkpoint: of finished epochs, and of the epoch at hand
     step, step_losses = at.step, at.losses[: len(at.losses) - at.batch]
     started = time.perf_counter()
     for epoch in range(at.epoch, cfg.epochs):
         epoch_losses = [torch.tensor(x, device=device) for x in at.losses[len(step_losses):]] if epoch == at.epoch else []
-        for b, micro_batches in enumerate(step_batches(items, cfg.batch_size, cfg.grad_accum, pad_id, epoch_seed(seed, epoch))):
+        steps = optimizer_step_batches(items, cfg.batch_size, cfg.grad_accum, pad_id, epoch_seed(seed, epoch))
+        for b, batch in enumerate(steps):
             if epoch == at.epoch and b < at.batch:
                 continue  # done before the checkpoint this run resumed from
-            n_targets = sum(int((labels[:, 1:] != IGNORE).sum()) for _, _, labels in micro_batches)
-            n_tokens = sum(int(mask.sum()) for _, mask, _ in micro_batches)
-            loss_sum = torch.zeros((), device=device)
-            for ids, _, labels in micro_batches:
-                positions, targets = loss_positions(labels)
-                with autocast:
-                    part = response_loss_sum(model, ids.to(device, non_blocking=True),
-                                             positions.to(device, non_blocking=True),
-                                             targets.to(device, non_blocking=True), head_dtype)
-                (part / max(1, n_targets)).backward()
-                loss_sum += part.detach()
+            loss_sum = accumulate_step(loss_of, batch, device, autocast)
             lr = max(group["lr"] for group in opt.param_groups)  # the step's (peak group's) learning rate
             grad_norm = optimizer_step(model, opt, sched, cfg.max_grad_norm, grad_mask)
             step += 1
-            epoch_losses.append(loss_sum / max(1, n_targets))
+            epoch_losses.append(loss_sum / max(1, batch.targets))
             if progress is not None:
-                progress.update(step, loss=epoch_losses[-1].item(), tokens=n_tokens)  # the one sync a step
-            if steps is not None:
-                steps.record(step, epoch_losses[-1], lr, grad_norm, n_tokens)
+                progress.update(step, loss=epoch_losses[-1].item(), tokens=batch.tokens)  # the one sync a step
+            if recorder is not None:
+                recorder.record(step, epoch_losses[-1], lr, grad_norm, batch.tokens)
             if checkpoints is not None:
                 checkpoints.after_step(step, total, lambda: Position(epoch, b + 1, step, step_losses + [float(x) for x in epoch_losses]),
                                        model, opt, sched, grad_mask)

@@ -56,17 +56,3 @@ def batches(items: list[Encoded], batch_size: int, pad_id: int, shuffle_seed: in
     order = list(range(len(items))) if shuffle_seed is None else shuffled(len(items), shuffle_seed)
     for start in range(0, len(order), batch_size):
         yield collate([items[i] for i in order[start : start + batch_size]], pad_id)
-
-
-def step_batches(items: list[Encoded], batch_size: int, grad_accum: int, pad_id: int, shuffle_seed: int):
-    """One epoch as optimizer steps: each a list of collated micro-batches. A step takes the next
-    batch_size x grad_accum items of the shuffled order (the last step of an epoch takes what is
-    left), exactly the examples that `batches` gives that step; inside the step they are sorted by
-    length before being cut into micro-batches, so each micro-batch pads to a similar length. With
-    the loss averaged over the response tokens of the whole step, the order inside the step does
-    not change the update."""
-    order = shuffled(len(items), shuffle_seed)
-    per_step = batch_size * grad_accum
-    for start in range(0, len(order), per_step):
-        group = sorted(order[start : start + per_step], key=lambda i: len(items[i].input_ids))
-        yield [collate([items[i] for i in group[m : m + batch_size]], pad_id) for m in range(0, len(group), batch_size)]
