@@ -34,7 +34,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HOST_ENTRY = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s+slots=(\d+)")  # one line of a DeepSpeed hostfile
 # Run names and custom task names become parts of run ids, folder names and log lines.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-NAME_ALLOWED = "1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+NAME_ALLOWED = "1-64 ASCII letters, digits, '_', '-' or '.', starting with a letter or digit"
 SEED_MAX = 2**32 - 1  # numpy's and DARE's seeds are 32-bit
 # The upper bound of every integer field (a typo like iterations=99999999999999999999 must not
 # reach the planner); each is far above any real run. A test checks that every int field is here.

@@ -17,6 +17,24 @@ def checkpoint_order(name: str) -> tuple[int, int]:
     return (int(m.group(2)), 0 if m.group(1) == "sft" else 1) if m else (0, -1)
 
 
+def adoptions(stages: list[dict]) -> dict[str, dict]:
+    """The checkpoints that are adopted sweep trials (a merge stage whose info has adopted_trial):
+    mergeT -> {iteration, trial, alpha, drop_rate, seed}."""
+    out = {}
+    for s in stages:
+        info = json.loads(s["info"]) if isinstance(s.get("info"), str) and s["info"] else (s.get("info") or {})
+        if s["stage"] == "merge" and isinstance(info, dict) and info.get("adopted_trial") is not None:
+            out[f"merge{s['iteration']}"] = {"iteration": s["iteration"], "trial": info["adopted_trial"],
+                                             "alpha": info.get("alpha"), "drop_rate": info.get("drop_rate"),
+                                             "seed": info.get("seed")}
+    return out
+
+
+def adoption_text(adopted: dict) -> str:
+    """adopted trial 7 (alpha 0.2, p 0.3): the mark of a checkpoint that came from a trial."""
+    return f"adopted trial {adopted['trial']} (alpha {adopted['alpha']:g}, p {adopted['drop_rate']:g})"
+
+
 def results(metric_rows: list[dict]) -> list[dict]:
     """The `results` list of `imm show --format json`."""
     return [
@@ -25,8 +43,10 @@ def results(metric_rows: list[dict]) -> list[dict]:
     ]
 
 
-def table(metric_rows: list[dict], metric: str = "pass@1") -> tuple[list[str], list[list[str]]]:
-    """Header and rows: one row per checkpoint, one column per task (in-domain first), values in %."""
+def table(metric_rows: list[dict], metric: str = "pass@1", adopted: dict[str, dict] | None = None
+          ) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: one row per checkpoint, one column per task (in-domain first), values in %;
+    where a checkpoint is an adopted sweep trial (`adopted`, see adoptions), a last column says so."""
     rows = [r for r in results(metric_rows) if r["metric"] == metric]
     tasks = list(dict.fromkeys(f"{r['task']} ({r['domain']})" for r in sorted(rows, key=lambda r: r["domain"] != "id")))
     by_ckpt: dict[str, dict[str, float]] = {}
@@ -37,6 +57,10 @@ def table(metric_rows: list[dict], metric: str = "pass@1") -> tuple[list[str], l
         [checkpoint_label(c)] + [f"{vals[t]:.1f}" if t in vals else "" for t in tasks]
         for c, vals in sorted(by_ckpt.items(), key=lambda kv: checkpoint_order(kv[0]))
     ]
+    if adopted:
+        header.append("merge")
+        for row, c in zip(body, sorted(by_ckpt, key=checkpoint_order)):
+            row.append(adoption_text(adopted[c]) if c in adopted else "")
     return header, body
 
 
@@ -62,7 +86,9 @@ STEP_COLUMNS = ("iteration", "step", "loss", "lr", "grad_norm", "tokens", "token
 
 def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict], metric: str = "pass@1",
            step_rows: list[dict] = ()) -> str:
-    """The results in a format; JSON also holds the config, the stages and every SFT step."""
+    """The results in a format; JSON also holds the config, the stages, the adopted trials and
+    every SFT step."""
+    adopted = adoptions(stages)
     if fmt == "json":
         return json.dumps(
             {
@@ -74,11 +100,14 @@ def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict], met
                     for s in stages
                 ],
                 "results": results(metric_rows),
+                # Checkpoints that are adopted sweep trials, with the trial's alpha and p (the config's
+                # merge.alpha / merge.drop_rate are the run's settings, not theirs).
+                "adopted": [{"checkpoint": c, **a} for c, a in adopted.items()],
                 "sft_steps": [{k: r[k] for k in STEP_COLUMNS} for r in step_rows],
             },
             indent=2,
         )
-    header, body = table(metric_rows, metric)
+    header, body = table(metric_rows, metric, adopted)
     return {"table": render_text, "md": render_markdown, "csv": render_csv}[fmt](header, body)
 
 

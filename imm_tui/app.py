@@ -7,6 +7,11 @@ where they are. Screens import lazily, so the first screen comes up fast.
 from __future__ import annotations
 
 import gc
+import os
+import sys
+import tempfile
+import time
+import traceback
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -44,6 +49,7 @@ class ImmApp(App):
     def __init__(self, home: str | Path | None = None):
         super().__init__()
         self.home = api.home_dir(home)
+        self.crash_report: Path | None = None  # where an unhandled error's traceback was written
         self.sub_title = self.home.name  # the folder's name: the full path shows on an empty runs screen
 
     def on_mount(self) -> None:
@@ -52,6 +58,9 @@ class ImmApp(App):
         self._gc_timer = None
         self.screen_change_signal.subscribe(self, self._screen_changed)
         self.push_screen(RunsScreen())
+        problem = api.write_problem(self.home)
+        if problem:
+            self.notify(clean(problem), title="read-only home", severity="warning", timeout=30, markup=False)
 
     # ------------------------------------------------------------ garbage collection
     # Drawing a live screen (a log at 2,000 lines a second) makes enough short-lived containers
@@ -70,6 +79,12 @@ class ImmApp(App):
         gc.unfreeze()
         gc.collect()
         gc.freeze()
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An unhandled error ends the app (Textual); its traceback also goes to a file first, as
+        the one Textual prints is lost with the screen of a closed terminal."""
+        self.crash_report = write_crash_report(self.home, error)
+        super()._handle_exception(error)
 
     def on_unmount(self) -> None:
         gc.unfreeze()  # the next collection may free this app (tests run many in one process)
@@ -90,6 +105,10 @@ class ImmApp(App):
     def new_run(self) -> None:
         from .screens.new_run import NewRunScreen
 
+        problem = api.write_problem(self.home)
+        if problem:  # before the user fills a form that cannot be launched
+            self.notify(clean(problem), title="new run", severity="error", markup=False)
+            return
         self.push_screen(NewRunScreen())
 
     def show_system(self) -> None:
@@ -177,6 +196,29 @@ class ImmApp(App):
         if changed:
             self.screen.post_message(RunChanged(changed))
 
+def write_crash_report(home: Path, error: BaseException) -> Path | None:
+    """The traceback in HOME/imm-crash-TIME-PID.txt, else in the temporary folder; None if neither
+    can be written."""
+    text = "".join(traceback.format_exception(error))
+    name = f"imm-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    for folder in (home, Path(tempfile.gettempdir())):
+        try:
+            fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            return folder / name
+        except OSError:
+            continue
+    return None
+
+
 def run_app(home: str | None = None) -> int:
-    ImmApp(home).run()
-    return 0
+    """Run the app; a non-zero status after an unhandled error, with where its traceback went."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UserError("the app needs a terminal (stdin and stdout are not one); "
+                        "for scripts use the commands: imm ls, imm show RUN, imm run PRESET (imm --help)")
+    app = ImmApp(home)
+    app.run()
+    if app.crash_report is not None:
+        print(f"imm: the app stopped on an unexpected error; its traceback is in {app.crash_report}", file=sys.stderr)
+    return app.return_code or 0

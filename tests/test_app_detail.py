@@ -316,8 +316,10 @@ async def test_config_saves_a_preset_and_copies(snapshot_home, tmp_path, monkeyp
         assert "[merge]" in saved.read_text() and 'name = "my-preset"' in saved.read_text()
         await pilot.press("p", "enter")  # the offered name
         await until(pilot, lambda: (tmp_path / "presets" / "tiny-arith-copy.toml").exists())
-        await pilot.press("p", "ctrl+a", "ctrl+k", *"my-preset", "enter")  # taken: the engine says so
-        await until(pilot, lambda: any("exists" in n.message and n.severity == "error" for n in app._notifications))
+        await pilot.press("p", "ctrl+a", "ctrl+k", *"my-preset", "enter")  # taken: the dialog says so, stays open
+        await until(pilot, lambda: "exists" in str(app.screen.query_one("#prompt-error").render()))
+        assert app.screen.query_one("#prompt").value == "my-preset"
+        await pilot.press("escape")
         await pilot.press("y")
         assert any("terminal's clipboard (OSC 52 escape)" in n.message for n in app._notifications)
         await pilot.press("1")  # the read-only view leaves the tab keys to the screen

@@ -321,8 +321,8 @@ def kill(pid: int | None) -> None:
             pass
 
 
-FAST = ["tasks.train_size=64", "tasks.eval_size=32", "generation.max_new_tokens=40", "sft.batch_size=16",
-        "analyze.limit=32"]
+# More takes only keys without a field of their own (sft.batch_size has one: see the test).
+FAST = ["tasks.train_size=64", "tasks.eval_size=32", "generation.max_new_tokens=40", "analyze.limit=32"]
 
 
 async def test_launch_stop_resume_and_reopen(home):
@@ -330,7 +330,7 @@ async def test_launch_stop_resume_and_reopen(home):
     try:
         async with ImmApp(home).run_test(size=SIZE) as pilot:
             screen = await new_run_form(pilot)
-            fill(screen, {"generation.temperatures": "0.5", "sft.epochs": "1", "iterations": "1"})
+            fill(screen, {"generation.temperatures": "0.5", "sft.epochs": "1", "iterations": "1", "sft.batch_size": "16"})
             screen.query_one("#f-extra").value = "; ".join(FAST)
             await until(pilot, lambda: "stages (8)" in str(screen.query_one("#dry-run").render()), 30, "the plan")
             await pilot.press("ctrl+r")
@@ -343,6 +343,8 @@ async def test_launch_stop_resume_and_reopen(home):
 
             await pilot.press("escape")  # back to the runs table; stop asks first
             await runs_screen(pilot)
+            # Stop is offered once the engine has recorded that it runs (before, the run is `created`).
+            await until(pilot, lambda: api.list_runs(home)[0].status == "running", 60, "the engine to run")
             await pilot.press("s")
             await pilot.pause(0.1)
             assert isinstance(pilot.app.screen, ConfirmScreen)

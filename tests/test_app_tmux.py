@@ -1,9 +1,15 @@
 """The installed `imm` in a real terminal (tmux, TERM=xterm-256color, 80x24): keys go in with
 send-keys, the screen comes back with capture-pane. On the fixed home: the first screen lists the
-finished run, Enter opens it, key 3 shows its Results table."""
+finished run, Enter opens it, key 3 shows its Results table. Then the flows a new user met
+(issue 16): New run -> ctrl+d -> launch; export onto an existing file; an adopted trial marked
+in Config, Results and the export."""
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from app_fixtures import RUN_DONE, make_snapshot_home
+from app_fixtures import RUN_DONE, RUN_INTERRUPTED, make_snapshot_home
 
 IMM = Path(sys.executable).parent / "imm"
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (CI installs it with apt-get)")
@@ -22,7 +28,7 @@ def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
 
 
-def wait_for_screen(session: str, text: str, timeout: float = 20.0) -> str:
+def wait_for_screen(session: str, text: str, timeout: float = 30.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
         screen = tmux("capture-pane", "-p", "-t", session)
@@ -33,18 +39,33 @@ def wait_for_screen(session: str, text: str, timeout: float = 20.0) -> str:
         time.sleep(0.2)
 
 
-@pytest.fixture
-def session(tmp_path):
-    home = make_snapshot_home(tmp_path / "home")
+@contextlib.contextmanager
+def imm_in_tmux(tmp_path: Path, home: Path):
+    """A tmux session running the installed `imm --home HOME` at 80x24; after it quits, the pane
+    shows `imm exited N`."""
     name = f"imm-test-{uuid.uuid4().hex[:8]}"
     env = {"TERM": "xterm-256color", "TZ": "UTC", "IMM_PRESETS_DIR": str(tmp_path / "presets")}
     exports = " ".join(f"{k}={v}" for k, v in env.items())
     tmux("new-session", "-d", "-x", "80", "-y", "24", "-s", name,
-         f"env {exports} {IMM} --home {home}; sleep 30")
+         f"env {exports} {IMM} --home {home}; echo imm exited $?; sleep 30")
     try:
         yield name
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+@pytest.fixture
+def session(tmp_path):
+    with imm_in_tmux(tmp_path, make_snapshot_home(tmp_path / "home")) as name:
+        yield name
+
+
+def keys(session: str, *names: str) -> None:
+    tmux("send-keys", "-t", session, *names)
+
+
+def text(session: str, typed: str) -> None:
+    tmux("send-keys", "-t", session, "-l", typed)
 
 
 def test_installed_imm_in_tmux(session):
@@ -60,3 +81,80 @@ def test_installed_imm_in_tmux(session):
     results = wait_for_screen(session, "Merge2")
     assert "Base" in results and "SFT1" in results and "arith_add3" in results
     tmux("send-keys", "-t", session, "q")  # quits: the pane's shell line takes over
+
+
+def test_new_run_dry_run_then_launch_keeps_the_app_up(tmp_path):
+    """ctrl+d then ctrl+r: the run starts and the app stays up (the dry run's zero-delay timer
+    used to end it with a ZeroDivisionError when the form closed)."""
+    from engine import api
+
+    home = tmp_path / "home"
+    with imm_in_tmux(tmp_path, home) as session:
+        wait_for_screen(session, "No runs in")
+        keys(session, "n")
+        wait_for_screen(session, "plan of tiny-arith", 60)  # the plan of the default preset
+        keys(session, "C-d")
+        wait_for_screen(session, "plan of tiny-arith", 60)
+        keys(session, "C-r")  # the engine it starts is killed below, once the app shows the run
+        try:
+            screen = wait_for_screen(session, "Progress", 60)
+            [run] = api.list_runs(home)
+            assert run.id in screen
+            keys(session, "Escape")
+            wait_for_screen(session, "Status")  # the runs table (an escape and a q sent together read as alt+q)
+            keys(session, "q")
+            wait_for_screen(session, "imm exited 0")
+        finally:
+            for r in api.list_runs(home):
+                with contextlib.suppress(ProcessLookupError, TypeError):
+                    os.killpg(r.pid, signal.SIGKILL)
+
+
+def test_export_onto_an_existing_file_asks_and_keeps_it_on_no(tmp_path):
+    target = tmp_path / "notes.md"
+    target.write_text("IMPORTANT DATA\n")
+    with imm_in_tmux(tmp_path, make_snapshot_home(tmp_path / "home")) as session:
+        wait_for_screen(session, f"{RUN_INTERRUPTED} ·")  # the line under the table: a run is highlighted
+        keys(session, "e")
+        wait_for_screen(session, "Results as Markdown")
+        keys(session, "Tab", "End", "C-u")  # the path field, emptied
+        text(session, str(target))
+        keys(session, "Enter")
+        wait_for_screen(session, "exists. Replace it")
+        keys(session, "n")
+        wait_for_screen(session, "nothing written")
+        assert target.read_text() == "IMPORTANT DATA\n"
+        keys(session, "Enter")
+        wait_for_screen(session, "exists. Replace it")
+        keys(session, "y")
+        wait_for_screen(session, "wrote")
+        assert target.read_text().startswith("| checkpoint |")
+
+
+def test_an_adopted_trial_is_marked_in_config_results_and_export(tmp_path):
+    """Trial 1 adopted as Merge1 (recorded by the engine's writer, as `imm sweep --adopt` does):
+    the Config tab, the Results tab and the exported Markdown say so, with its alpha and p."""
+    from test_app_user_flows import MARK, adopt_in_fixture
+
+    home = make_snapshot_home(tmp_path / "home")
+    adopt_in_fixture(home)
+    with imm_in_tmux(tmp_path, home) as session:
+        wait_for_screen(session, RUN_DONE)
+        for _ in range(3):
+            keys(session, "Down")
+        wait_for_screen(session, f"{RUN_DONE} ·")  # the line under the table names the highlighted run
+        keys(session, "Enter")
+        wait_for_screen(session, "Progress")
+        keys(session, "6")
+        wait_for_screen(session, "# Merge1 is adopted trial 1")
+        keys(session, "3")
+        wait_for_screen(session, "Merge1†")
+        keys(session, "Escape")
+        wait_for_screen(session, "Status")  # the runs table (an escape and an e sent together read as alt+e)
+        keys(session, "e")
+        wait_for_screen(session, "Results as Markdown")
+        keys(session, "Tab", "End", "C-u")
+        text(session, str(tmp_path / "r.md"))
+        keys(session, "Enter")
+        wait_for_screen(session, "wrote")
+    assert MARK in (tmp_path / "r.md").read_text()

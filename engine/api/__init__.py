@@ -6,11 +6,11 @@ torch, numpy, transformers, safetensors or sqlite-utils; actions start engine pr
 takes `home=None`: then $IMM_HOME, then ./imm-runs.
 """
 from .actions import (
-    BUNDLED_PRESETS, EXPORT_FORMATS, adopt_trial, compare, config_toml, dry_run, export, presets, resolved_config,
+    BUNDLED_PRESETS, EXPORT_FORMATS, adopt_trial, compare, config_toml, dry_run, export, preset_path, presets, resolved_config,
     resume, save_preset, start_run, start_sweep, stop, user_presets_dir, validate,
 )
 from .models import (
-    Comparison, FieldError, LayerStat, ModuleStat, PresetInfo, Progress, ResultRow, RunDetail, RunSummary,
+    Adoption, Comparison, FieldError, LayerStat, ModuleStat, PresetInfo, Progress, ResultRow, RunDetail, RunSummary,
     Sample, StageRow, Started, StepPoint, SystemPoint, Trial, Verdict, checkpoint_label, checkpoint_order,
 )
 from .reads import (
@@ -22,6 +22,6 @@ from ..plain_text import clean, json_line
 from ..results_table import render_text, trial_table
 from ..runstate.machine import GpuReading, MachineSample, Sampler
 from ..runstate.names import RunStatus, Stage, StageStatus
-from ..runstate.paths import home_dir
+from ..runstate.paths import home_dir, write_problem
 
 __all__ = [name for name in dir() if not name.startswith("_")]

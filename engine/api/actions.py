@@ -15,7 +15,7 @@ from ..runstate.launcher import PROJECT_ROOT, pid_alive, request_stop, spawn_det
 from ..runstate.names import RunStatus, StageStatus
 from ..runstate.paths import RunPaths, home_dir, private_files, require_run_folder, run_paths
 from .models import Comparison, FieldError, PresetInfo, Started
-from .reads import find_run, layer_stats, live_status, reader, results, run_detail, system_history
+from .reads import find_run, layer_stats, live_status, reader, results, run_detail, run_status, system_history
 
 BUNDLED_PRESETS = PROJECT_ROOT / "presets"
 
@@ -113,23 +113,34 @@ def presets(home=None) -> list[PresetInfo]:
     return out
 
 
-def save_preset(name: str, preset, overrides=(), folder: Path | None = None, source: str | None = None) -> Path:
-    """Write preset (a file or a config dict) + overrides, resolved, as a new preset NAME.toml in
-    the user presets folder (or `folder`), its first line saying where it came from (`source`, else
-    the preset's path); refuses an existing file and an invalid config (nothing is written then)."""
-    from ..config import resolve, to_toml
+def preset_path(name: str, folder: Path | None = None) -> Path:
+    """Where a new preset NAME goes: NAME.toml in the user presets folder (or `folder`). The name
+    follows the rule of a run's `name` (what `imm run` checks; `x.toml` is the name `x`), and must
+    not be taken; else a UserError naming the rule."""
+    from ..config import check_name
 
-    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
-        raise UserError(f"preset name: got {name!r}; allowed: letters, digits, '-', '_' and '.'")
-    cfg = resolve(preset, list(overrides)).to_dict()
-    cfg["name"] = name
-    folder = Path(folder) if folder else user_presets_dir()
-    path = folder / f"{name}.toml"
+    stem = name.strip().removesuffix(".toml")
+    check_name("preset name", stem)
+    path = (Path(folder) if folder else user_presets_dir()) / f"{stem}.toml"
     if path.exists():
         raise UserError(f"preset name: {path} exists; allowed: a name not taken")
-    folder.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_preset(name: str, preset, overrides=(), folder: Path | None = None, source: str | None = None) -> Path:
+    """Write preset (a file or a config dict) + overrides, resolved, as a new preset NAME.toml in
+    the user presets folder (or `folder`; see preset_path), readable by its owner only like the
+    home, its first line saying where it came from (`source`, else the preset's path); refuses a
+    bad or taken name and an invalid config (nothing is written then)."""
+    from ..config import resolve, to_toml
+
+    path = preset_path(name, folder)
+    cfg = resolve(preset, list(overrides)).to_dict()
+    cfg["name"] = path.stem
     origin = source or (str(preset) if not isinstance(preset, dict) else "a run's config")
-    write_atomic(path, f"# saved by imm from {origin}\n" + to_toml(cfg))
+    with private_files():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, f"# saved by imm from {origin}\n" + to_toml(cfg))
     return path
 
 
@@ -209,13 +220,15 @@ def start_sweep(run: str, iteration: int, alphas: list[float], drops: list[float
     row = find_run(r, run)
     if live_status(row) == RunStatus.RUNNING:
         raise RunStateError(f"run {row['id']} is running (engine pid {row['pid']}); sweep once it stops or finishes")
+    paths = run_paths(home_dir(home), row["run_dir"])
+    require_run_folder(row["id"], paths, any_stage_done=True)  # nothing queued that no worker could run
     store = _store(home)
     ids = queue_sweep(store, row["id"], iteration, alphas, drops, seed=seed, subset=subset, keep_weights=keep_weights)
     if not detach:
         with private_files():
             work_queue(store, row["id"], log=log)
     elif not (row.get("sweep_pid") and pid_alive(row["sweep_pid"])):
-        spawn_detached(home_dir(home), row["id"], run_paths(home_dir(home), row["run_dir"]), job="sweep")
+        spawn_detached(home_dir(home), row["id"], paths, job="sweep")
     return ids
 
 
@@ -228,6 +241,7 @@ def adopt_trial(run: str, iteration: int, trial_id: int, home=None, detach: bool
     row = find_run(reader(home), run)
     _require_idle(row)
     paths = run_paths(home_dir(home), row["run_dir"])
+    require_run_folder(row["id"], paths, any_stage_done=True)
     store = _store(home)
     if detach:
         check_adoptable(store, row["id"], iteration, trial_id)  # refuse now, not in a detached process
@@ -259,8 +273,8 @@ def export(run: str, fmt: str = "md", what: str = "results", home=None, path: st
     if what == "results":
         if fmt not in EXPORT_FORMATS:
             raise UserError(f"format: got {fmt!r}; allowed: {', '.join(EXPORT_FORMATS)}")
-        text = render(fmt, row, r.stages(row["id"]), r.metrics(row["id"]), metric=metric,
-                      step_rows=r.sft_steps(row["id"]) if fmt == "json" else ())
+        text = render(fmt, {**row, "status": run_status(r.home, row)}, r.stages(row["id"]), r.metrics(row["id"]),
+                      metric=metric, step_rows=r.sft_steps(row["id"]) if fmt == "json" else ())
     elif what == "curves":
         text = render_csv(list(STEP_COLUMNS), [["" if s[k] is None else str(s[k]) for k in STEP_COLUMNS]
                                                for s in r.sft_steps(row["id"])])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..results_table import checkpoint_label, checkpoint_order  # noqa: F401 - re-exported by the API
+from ..results_table import adoption_text, checkpoint_label, checkpoint_order  # noqa: F401 - re-exported by the API
 from ..runstate.machine import GpuReading
 from ..runstate.names import PEAK_GPU_KEY
 
@@ -19,7 +19,8 @@ class RunSummary:
     preset: str
     method: str
     model: str
-    status: str  # a RunStatus value; "interrupted" when stored as running but the engine is gone
+    status: str  # a RunStatus value; "interrupted" when stored as running but the engine is gone, "missing" when
+    # the run's folder is gone
     iteration: int | None  # where the run is (running stage, else the next pending one); None when all done
     stage: str | None
     stages_done: int
@@ -62,11 +63,33 @@ class StageRow:
 
 
 @dataclass(frozen=True)
+class Adoption:
+    """Merge_t is sweep trial `trial`, adopted after the run merged: its alpha and p (and mask seed)
+    are the trial's, not the config's merge.alpha / merge.drop_rate."""
+
+    iteration: int
+    trial: int
+    alpha: float
+    drop_rate: float
+    seed: int | None
+
+    @property
+    def checkpoint(self) -> str:
+        return f"merge{self.iteration}"
+
+    @property
+    def text(self) -> str:
+        """adopted trial 7 (alpha 0.2, p 0.3)"""
+        return adoption_text({"trial": self.trial, "alpha": self.alpha, "drop_rate": self.drop_rate})
+
+
+@dataclass(frozen=True)
 class RunDetail:
     summary: RunSummary
     config: dict  # the resolved config
     stages: tuple[StageRow, ...]
     log_path: Path
+    adoptions: tuple[Adoption, ...] = ()  # the merges that are adopted sweep trials
 
 
 @dataclass(frozen=True)
@@ -78,6 +101,7 @@ class ResultRow:
     metric: str  # pass@k
     value: float  # %
     n: int  # questions
+    adopted: Adoption | None = None  # set when the checkpoint is an adopted sweep trial
 
     @property
     def label(self) -> str:

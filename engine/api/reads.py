@@ -12,9 +12,10 @@ from ..runstate.launcher import pid_alive
 from ..runstate.machine import GpuReading
 from ..runstate.names import RunStatus, StageStatus
 from ..runstate.paths import home_dir, run_paths
+from ..results_table import adoptions as adopted_checkpoints
 from ..runstate.reader import Reader, stored_config
 from .models import (
-    LayerStat, ModuleStat, Progress, ResultRow, RunDetail, RunSummary, Sample, StageRow, StepPoint,
+    Adoption, LayerStat, ModuleStat, Progress, ResultRow, RunDetail, RunSummary, Sample, StageRow, StepPoint,
     SystemPoint, Trial, Verdict, checkpoint_order,
 )
 
@@ -41,6 +42,11 @@ def live_status(row: dict) -> str:
     return row["status"]
 
 
+def run_status(home: Path, row: dict) -> str:
+    """What a reader shows: live_status, or missing when the run's folder is gone."""
+    return live_status(row) if run_paths(home, row["run_dir"]).root.is_dir() else RunStatus.MISSING
+
+
 def _summary(home: Path, row: dict, stages: list[dict], metrics: list[dict], verdicts: list[dict], now: float) -> RunSummary:
     try:
         config = stored_config(row)
@@ -48,7 +54,7 @@ def _summary(home: Path, row: dict, stages: list[dict], metrics: list[dict], ver
         config = {}
     current = next((s for s in stages if s["status"] == StageStatus.RUNNING), None) \
         or next((s for s in stages if s["status"] != StageStatus.DONE), None)
-    status = live_status(row)
+    status = run_status(home, row)
     elapsed = 0.0  # time in stages, over every attempt; a running stage counts up to now only while its engine lives
     for s in stages:
         elapsed += s.get("spent") or 0.0
@@ -99,24 +105,32 @@ def _stage_row(s: dict) -> StageRow:
                     info=json.loads(s["info"]) if s["info"] else {})
 
 
+def _adoptions(stages: list[dict]) -> dict[str, Adoption]:
+    return {c: Adoption(a["iteration"], a["trial"], a["alpha"], a["drop_rate"], a["seed"])
+            for c, a in adopted_checkpoints(stages).items()}
+
+
 def run_detail(run: str, home=None) -> RunDetail:
     r = reader(home)
     row = find_run(r, run)
     stages = r.stages(row["id"])
     summary = _summary(r.home, row, stages, r.metrics(row["id"]), r.verdicts(row["id"]), time.time())
     return RunDetail(summary=summary, config=stored_config(row), stages=tuple(_stage_row(s) for s in stages),
-                     log_path=run_paths(r.home, row["run_dir"]).log)
+                     log_path=run_paths(r.home, row["run_dir"]).log, adoptions=tuple(_adoptions(stages).values()))
 
 
-def _result(m: dict) -> ResultRow:
+def _result(m: dict, adopted: Adoption | None = None) -> ResultRow:
     return ResultRow(checkpoint=m["checkpoint"], iteration=m["iteration"], task=m["task"], domain=m["domain"],
-                     metric=m["metric"], value=m["value"], n=m["n"])
+                     metric=m["metric"], value=m["value"], n=m["n"], adopted=adopted)
 
 
 def results(run: str, home=None) -> list[ResultRow]:
-    """Metric rows, ordered Base, SFT1, Merge1, ...; in-domain first; then task and metric."""
+    """Metric rows, ordered Base, SFT1, Merge1, ...; in-domain first; then task and metric. A row of
+    an adopted sweep trial's checkpoint carries the adoption."""
     r = reader(home)
-    rows = [_result(m) for m in r.metrics(find_run(r, run)["id"])]
+    run_id = find_run(r, run)["id"]
+    adopted = _adoptions(r.stages(run_id))
+    rows = [_result(m, adopted.get(m["checkpoint"])) for m in r.metrics(run_id)]
     return sorted(rows, key=lambda x: (checkpoint_order(x.checkpoint), x.domain != "id", x.task, x.metric))
 
 

@@ -36,6 +36,8 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     # Never stored: a run stored as running whose engine process is gone.
     INTERRUPTED = "interrupted"
+    # Never stored: the run's folder is gone (deleted or moved by hand); nothing more can run on it.
+    MISSING = "missing"
 
 
 # Adopting a sweep trial as Merge_t keeps these stages of iteration t (adopt re-evaluates Merge_t

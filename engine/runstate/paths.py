@@ -50,6 +50,20 @@ def db_path(home: Path) -> Path:
     return Path(home) / DB_NAME
 
 
+def write_problem(home: Path) -> str | None:
+    """Why this user cannot write the home's database (a read-only file, folder or mount), in
+    words naming the file; None when it can (or will be able to create it)."""
+    db = db_path(home)
+    if db.exists() and not os.access(db, os.W_OK):
+        where = db
+    elif Path(home).exists() and not os.access(home, os.W_OK):  # its -wal / -shm files and run folders go there
+        where = Path(home)
+    else:
+        return None
+    return (f"{where} is read-only for this user (file mode or a read-only mount): its runs can be looked at, "
+            "but not started, stopped, resumed or swept here")
+
+
 def run_paths(home: Path, run_dir: str) -> "RunPaths":
     """A run's paths from its row: run_dir is stored relative to the home (runs/RUN_ID), so a
     copied or moved home still finds its runs; older rows hold absolute paths, which stay as they are."""

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import sqlite_utils
 
-from ..errors import BrokenStateError
+from ..errors import BrokenStateError, RunStateError
 
 from .names import RunStatus, Stage, StageStatus
-from .paths import db_path, private_files
+from .paths import db_path, private_files, write_problem
 
 BUSY_TIMEOUT_MS = 10_000
 SYNCHRONOUS = "FULL"
@@ -147,6 +147,9 @@ ROW_KEYS = {"metrics": ("run_id", "checkpoint", "task", "metric"),
 class Store:
     def __init__(self, home: Path):
         self.home = Path(home)
+        problem = write_problem(self.home)
+        if problem:  # said before a write fails as sqlite's "attempt to write a readonly database"
+            raise RunStateError(problem)
         with private_files():  # the home, imm.db and its -wal / -shm files: owner only
             self.home.mkdir(parents=True, exist_ok=True)
             self.db = sqlite_utils.Database(db_path(self.home))

@@ -24,6 +24,9 @@ def run(args) -> int:
         seeds = [f"iter {st.iteration} {st.info['seed']}" for st in detail.stages if st.stage == "merge" and "seed" in st.info]
         if seeds:
             print("DARE mask seeds used: " + ", ".join(seeds))
+        for a in detail.adoptions:
+            print(f"{api.checkpoint_label(a.checkpoint)} is {a.text}; the config's merge.alpha / merge.drop_rate "
+                  "do not apply to it")
         peaks = [f"{st.iteration}:{st.stage} {st.peak_gpu_gib:g}" for st in detail.stages if st.peak_gpu_gib is not None]
         if peaks:  # none on a CPU run
             print("peak GPU memory (GiB): " + ", ".join(peaks))

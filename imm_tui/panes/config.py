@@ -11,8 +11,15 @@ from textual.widgets import TextArea
 from engine import api
 from engine.errors import UserError
 
-from ..widgets.dialogs import PromptScreen
+from ..widgets.dialogs import PresetNameScreen
 from ..widgets.plain import clean
+
+
+def adoption_comments(adoptions: tuple[api.Adoption, ...]) -> str:
+    """TOML comments over the config: which merges are adopted trials, whose alpha and p are not
+    merge.alpha / merge.drop_rate below."""
+    return "".join(f"# {api.checkpoint_label(a.checkpoint)} is {a.text}: merge.alpha / merge.drop_rate below "
+                   "do not apply to it\n" for a in adoptions)
 
 
 class ConfigPane(Vertical):
@@ -29,6 +36,7 @@ class ConfigPane(Vertical):
         super().__init__(**kw)
         self.run_id = run_id
         self.config: dict | None = None
+        self.adoptions: tuple[api.Adoption, ...] = ()
 
     def compose(self) -> ComposeResult:
         text = TextArea("# loading…", language="toml", read_only=True, show_line_numbers=False, id="config-toml")
@@ -36,9 +44,9 @@ class ConfigPane(Vertical):
         yield text
 
     def show(self, detail: api.RunDetail) -> None:
-        if detail.config != self.config:
-            self.config = detail.config
-            self.query_one(TextArea).load_text(api.config_toml(detail.config))
+        if (detail.config, detail.adoptions) != (self.config, self.adoptions):
+            self.config, self.adoptions = detail.config, detail.adoptions
+            self.query_one(TextArea).load_text(adoption_comments(detail.adoptions) + api.config_toml(detail.config))
 
     def action_copy(self) -> None:
         if self.config is not None:
@@ -57,7 +65,8 @@ class ConfigPane(Vertical):
                 self._save(name, self.config)
 
         default = f"{self.config.get('name', 'run')}-copy"
-        self.app.push_screen(PromptScreen("Save this config as preset:", "preset name", default), named)
+        self.app.push_screen(PresetNameScreen(f"Save this config as a preset in {api.user_presets_dir()}, named:",
+                                              default), named)
 
     @work(thread=True, group="save-preset", exit_on_error=False)
     def _save(self, name: str, config: dict) -> None:

@@ -40,8 +40,13 @@ class ResultsTable:
         self.checkpoints = sorted({r.checkpoint for r in rows}, key=api.checkpoint_order)
         self.tasks = sorted({(r.domain, r.task) for r in rows}, key=lambda d_t: (d_t[0] != "id", d_t[1]))
         self.value = {(r.checkpoint, r.task): r.value for r in rows}
+        self.adopted = {r.checkpoint: r.adopted for r in rows if r.adopted is not None}
         self.best = {t: max((self.value[c, t] for c in self.checkpoints if (c, t) in self.value), default=None)
                      for _, t in self.tasks}
+
+    def label(self, checkpoint: str) -> str:
+        """Merge2† for an adopted sweep trial (the note line says which)."""
+        return api.checkpoint_label(checkpoint) + ("†" if checkpoint in self.adopted else "")
 
     def cell(self, checkpoint: str, task: str) -> Text:
         """56.3 (+11.0)* — bold and starred when best in its column."""
@@ -107,14 +112,15 @@ class ResultsPane(LivePoll, Vertical):
         table = ResultsTable(self.rows or [], self.metric)
         metrics = self.metrics
         note = (f"{self.metric} (%) · * best per column · (±) against Base"
-                + (f" · k: metric ({', '.join(metrics)})" if len(metrics) > 1 else ""))
+                + (f" · k: metric ({', '.join(metrics)})" if len(metrics) > 1 else "")
+                + "".join(f" · {table.label(c)} {a.text}" for c, a in table.adopted.items()))
         self.query_one("#results-note", Static).update(note if table.checkpoints else "no results yet")
         dt = self.query_one(DataTable)
         dt.clear(columns=True)
         dt.add_column(Text("checkpoint"), key="checkpoint")
         for domain, task in table.tasks:
             dt.add_column(plain(f"{task} {domain.upper()}"), key=task)
-        dt.add_rows([[plain(api.checkpoint_label(c)), *[table.cell(c, t) for _, t in table.tasks]]
+        dt.add_rows([[plain(table.label(c)), *[table.cell(c, t) for _, t in table.tasks]]
                      for c in table.checkpoints])
         self.plot(table)
 
@@ -135,7 +141,7 @@ class ResultsPane(LivePoll, Vertical):
                     plt.text(f" {y:.1f}", x, y, color=color)
             key.append(f"{marker} ", style=f"bold {color}").append(clean(f"{task} {domain.upper()}") + "   ")
         if xs:
-            plt.xticks(xs, [api.checkpoint_label(c) for c in table.checkpoints])
+            plt.xticks(xs, [table.label(c) for c in table.checkpoints])
             plt.xlim(0.7, len(xs) + 0.6)  # room for the last point's value
         plt.title(f"{self.metric} (%) by checkpoint")
         self.query_one("#results-key", Static).update(key)

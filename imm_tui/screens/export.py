@@ -1,5 +1,7 @@
 """Export a run to a file: results as Markdown, CSV or JSON, or the layer charts' data, the SFT
-curves or the system history as CSV (engine.api.export writes it); the dialog says where it wrote, or the engine's refusal."""
+curves or the system history as CSV (engine.api.export writes it); the dialog says where it wrote,
+or the engine's refusal. A path ending in .md, .csv or .json chooses that format; an existing file
+is replaced only when the user says so."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +16,7 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 from engine import api
 from engine.errors import UserError
 
+from ..widgets.dialogs import ConfirmScreen
 from ..widgets.plain import plain
 
 # (what, format, label); layer data, the SFT curves and the system history exist as CSV only.
@@ -24,6 +27,39 @@ CHOICES = (("results", "md", "Results as Markdown"), ("results", "csv", "Results
 
 def default_path(run_id: str, what: str, fmt: str) -> str:
     return f"./{run_id}-{what}.{fmt}"
+
+
+def named_format(path: str) -> str | None:
+    """The format a path's extension names (md, csv, json), if any."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    return suffix if suffix in ("md", "csv", "json") else None
+
+
+def choice_for(path: str, choice: int) -> int | str:
+    """The choice that writes `path`: `choice`, or the one its extension names (same data); a
+    message when the extension names a format the chosen data has not."""
+    what, fmt, label = CHOICES[choice]
+    named = named_format(path)
+    if named is None or named == fmt:
+        return choice
+    match = next((i for i, c in enumerate(CHOICES) if c[:2] == (what, named)), None)
+    if match is None:
+        return f"{label}: the path ends in .{named}; allowed: a .{fmt} path (or another extension)"
+    return match
+
+
+class FormatChoice(RadioSet):
+    """The arrow keys choose (not only highlight) and enter writes, as the dialog's hint says."""
+
+    BINDINGS = [Binding("enter", "screen.export", "Export", show=False)]
+
+    def action_next_button(self) -> None:
+        super().action_next_button()
+        self.action_toggle_button()
+
+    def action_previous_button(self) -> None:
+        super().action_previous_button()
+        self.action_toggle_button()
 
 
 class ExportScreen(ModalScreen[str | None]):
@@ -49,7 +85,7 @@ class ExportScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(plain(f"Export run {self.run_id}"))
-            with RadioSet(id="export-choice"):
+            with FormatChoice(id="export-choice"):
                 for i, (_, _, label) in enumerate(CHOICES):
                     yield RadioButton(label, value=i == 0, id=f"choice-{i}")
             yield Input(default_path(self.run_id, *CHOICES[0][:2]), id="export-path")
@@ -59,7 +95,7 @@ class ExportScreen(ModalScreen[str | None]):
                 yield Button("Close", id="close", compact=True)
 
     def on_mount(self) -> None:
-        self.query_one(RadioSet).focus()
+        self.query_one("#export-choice").focus()
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         path = self.query_one("#export-path", Input)
@@ -67,6 +103,12 @@ class ExportScreen(ModalScreen[str | None]):
         if path.value == default_path(self.run_id, *CHOICES[self.choice][:2]):
             path.value = default_path(self.run_id, *CHOICES[event.index][:2])
         self.choice = event.index
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """A typed extension picks its format at once, so the choice shown is what gets written."""
+        choice = choice_for(event.value, self.choice)
+        if isinstance(choice, int) and choice != self.choice:
+            self.query_one(f"#choice-{choice}", RadioButton).value = True
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -82,8 +124,25 @@ class ExportScreen(ModalScreen[str | None]):
         self.dismiss(self.written)
 
     def action_export(self) -> None:
-        what, fmt, _ = CHOICES[self.choice]
-        self.write(what, fmt, self.query_one("#export-path", Input).value.strip())
+        path = self.query_one("#export-path", Input).value.strip()
+        choice = choice_for(path, self.choice)
+        if isinstance(choice, str):
+            self.result(choice, True)
+            return
+        what, fmt, _ = CHOICES[choice]
+        target = Path(path).expanduser()
+        if path and target.exists():
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.write(what, fmt, path)
+                else:
+                    self.result(f"kept {target}; nothing written", False)
+
+            label = CHOICES[choice][2]
+            self.app.push_screen(ConfirmScreen(f"{target} exists. Replace it with the {label[0].lower()}{label[1:]}?"),
+                                 answered)
+            return
+        self.write(what, fmt, path)
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
     def write(self, what: str, fmt: str, path: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from functools import partial
+from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -22,7 +23,7 @@ from textual.widgets import Button, Header, Input, Label, Select, Static
 from engine import api
 from engine.errors import UserError
 
-from ..widgets.dialogs import PromptScreen
+from ..widgets.dialogs import ConfirmScreen, PresetNameScreen
 from ..widgets.footer import ImmFooter
 from ..widgets.plain import plain
 
@@ -65,6 +66,12 @@ def shown(value) -> str:
     return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
+def quoted(text: str) -> str:
+    """A TOML string of text as typed: non-ASCII stays itself (an emoji as \\ud83d\\ude00 is no
+    valid TOML, so the engine would see, and show back, the escapes)."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")  # TOML wants DEL escaped too
+
+
 def assignment(path: str, text: str, original) -> str:
     """The override for a field's text, typed like the preset's value (strings quoted, lists of
     strings quoted item by item), so the engine sees what the user meant."""
@@ -72,10 +79,17 @@ def assignment(path: str, text: str, original) -> str:
     if isinstance(original, list):
         items = [i.strip() for i in text.split(",") if i.strip()]
         strings = any(isinstance(v, str) for v in original)
-        return f"{path}=[{', '.join(json.dumps(i) if strings else i for i in items)}]"
+        return f"{path}=[{', '.join(quoted(i) if strings else i for i in items)}]"
     if isinstance(original, str):
-        return f"{path}={json.dumps(text)}"
+        return f"{path}={quoted(text)}"
     return f"{path}={text}"
+
+
+def field_of(entry: str) -> str | None:
+    """The label of the form field a More entry `key=value` would set (its key is the field's path,
+    or a table holding it, e.g. merge={alpha=0.3}); None for a key without a field."""
+    key = entry.partition("=")[0].strip()
+    return next((label for path, label in FIELDS if path == key or path.startswith(key + ".")), None)
 
 
 def form_field(error_field: str) -> str:
@@ -89,7 +103,7 @@ class NewRunScreen(Screen):
         Binding("ctrl+r", "launch", "Launch", priority=True),
         Binding("ctrl+d", "dry_run", "Dry run", priority=True),
         Binding("ctrl+s", "save_preset", "Save preset", priority=True),
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "back", "Back"),
     ]
 
     class Checked(Message):
@@ -143,9 +157,38 @@ class NewRunScreen(Screen):
 
     @on(Select.Changed, "#preset")
     def preset_chosen(self, event: Select.Changed) -> None:
-        if event.value is not Select.NULL:
-            self.preset = event.value
-            self.load_config(event.value)
+        if event.value is Select.NULL or event.value == self.preset:
+            return
+        if not self.edited():
+            self._switch_to(event.value)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._switch_to(event.value)
+            else:  # back to the preset the edits were made on
+                self.query_one("#preset", Select).value = self.preset
+
+        self.app.push_screen(ConfirmScreen(f"Drop your {len(self.edited())} edit(s) and load preset "
+                                           f"{Path(event.value).stem}?"), answered)
+
+    def _switch_to(self, preset: str) -> None:
+        """A new preset starts clean: every field from it, More emptied (no edit carried over)."""
+        self.preset, self.config = preset, {}
+        self.query_one("#" + field_id(EXTRA), Input).value = ""
+        self.load_config(preset)
+
+    def edited(self) -> list[str]:
+        """What the user changed from the loaded preset (fields and More entries)."""
+        return self.overrides() + self.refused() if self.config else []
+
+    def action_back(self) -> None:
+        """Back to the runs; edits are dropped only when the user says so."""
+        if not self.edited():
+            self.app.pop_screen()
+            return
+        self.app.push_screen(ConfirmScreen(f"Drop your {len(self.edited())} edit(s) and leave New run?"),
+                             lambda yes: self.app.pop_screen() if yes and self.is_current else None)
 
     @work(thread=True, exclusive=True, group="presets", exit_on_error=False)
     def load_config(self, preset: str) -> None:
@@ -166,15 +209,29 @@ class NewRunScreen(Screen):
 
     # ------------------------------------------------------------ validation and dry run
     def overrides(self) -> list[str]:
-        """The fields changed from the preset, as key.path=value, then the free ones."""
+        """The fields changed from the preset, as key.path=value, then the free ones (but those
+        refused: see refused)."""
         out = []
         for path, _ in FIELDS:
             original = lookup(self.config, path)
             text = self.query_one("#" + field_id(path), Input).value
             if text.strip() != shown(original):
                 out.append(assignment(path, text, original))
-        extra = self.query_one("#" + field_id(EXTRA), Input).value
-        return out + [a.strip() for a in extra.split(";") if a.strip()]
+        return out + [a for a in self.more() if not field_of(a)]
+
+    def more(self) -> list[str]:
+        """The `key=value` entries of More."""
+        return [a.strip() for a in self.query_one("#" + field_id(EXTRA), Input).value.split(";") if a.strip()]
+
+    def refused(self) -> list[str]:
+        """More entries for a key that has its own field: one place per setting, so they are
+        refused (launching them would silently override what the field shows)."""
+        return [a for a in self.more() if field_of(a)]
+
+    def more_errors(self) -> list[api.FieldError]:
+        return [api.FieldError(a.partition("=")[0].strip(), a.partition("=")[2].strip(),
+                               f"set in its own field above ({field_of(a)}), not in More")
+                for a in self.refused()]
 
     @on(Input.Changed)
     def field_changed(self) -> None:
@@ -185,11 +242,15 @@ class NewRunScreen(Screen):
         if self._timer is not None:
             self._timer.stop()
         self._generation += 1
-        self._timer = self.set_timer(delay, partial(self.check, self._generation, self.preset, self.overrides()))
+        check = partial(self.check, self._generation, self.preset, self.overrides(), self.more_errors())
+        # Never a zero-delay timer: Textual 8.2.8's timer divides by its delay (textual#6370).
+        self._timer = self.set_timer(delay, check) if delay > 0 else None
+        if delay <= 0:
+            check()
 
     @work(thread=True, group="check", exit_on_error=False)
-    def check(self, generation: int, preset: str, overrides: list[str]) -> None:
-        errors = api.validate(preset, overrides)
+    def check(self, generation: int, preset: str, overrides: list[str], refused: list[api.FieldError]) -> None:
+        errors = refused + api.validate(preset, overrides)
         plan = None
         if not errors:
             try:
@@ -206,13 +267,16 @@ class NewRunScreen(Screen):
             self.query_one("#dry-run", Static).update(plain(message.plan))
 
     def _show_errors(self, errors: list[api.FieldError]) -> None:
-        """Each error next to its field; errors of keys not in the form go under `More`."""
+        """Each error where its value was typed: next to its field, or under `More` for a key
+        typed there (or a key the form has no field for)."""
         self.errors = errors
         by_field: dict[str, list[str]] = {}
         known = {path for path, _ in FIELDS}
+        typed_in_more = {a.partition("=")[0].strip() for a in self.more()}
         for e in errors:
             where = form_field(e.field)
-            by_field.setdefault(where if where in known else EXTRA, []).append(e.message)
+            in_field = where in known and e.field not in typed_in_more and where not in typed_in_more
+            by_field.setdefault(where if in_field else EXTRA, []).append(e.message)
         for path in [p for p, _ in FIELDS] + [EXTRA]:
             box = self.query_one("#e-" + field_id(path), Static)
             box.update(plain("\n".join(by_field.get(path, []))))
@@ -241,6 +305,9 @@ class NewRunScreen(Screen):
         """Start a detached engine (the engine validates again: a refused config writes nothing)."""
         if not self._ready():
             return
+        if self.refused():
+            self.notify(f"Fix More first: {self.more_errors()[0].message}", severity="error", markup=False)
+            return
         if self.errors:
             self.notify(f"Fix {len(self.errors)} setting(s) first: {self.errors[0].message}", severity="error",
                         markup=False)
@@ -266,5 +333,5 @@ class NewRunScreen(Screen):
                 app.call_engine("save preset", partial(api.save_preset, name, preset, overrides),
                                 on_done=lambda path: app.notify(f"saved preset {path}", markup=False))
 
-        app.push_screen(PromptScreen(f"Save as a new preset in {api.user_presets_dir()}, named:",
-                                     value=f"{self.config.get('name', 'preset')}-custom"), named)
+        app.push_screen(PresetNameScreen(f"Save as a new preset in {api.user_presets_dir()}, named:",
+                                         f"{self.config.get('name', 'preset')}-custom"), named)

@@ -31,7 +31,7 @@ from ..widgets.fmt import duration
 POLL_S = 1.0
 TABS = ("progress", "layers", "results", "merge-lab", "samples", "config", "curves")
 STATUS_STYLE = {"running": "bold yellow", "done": "bold green", "failed": "bold red", "interrupted": "bold magenta",
-                "stopped": "bold"}
+                "stopped": "bold", "missing": "bold red reverse"}
 
 
 def header_text(s: api.RunSummary) -> Text:
@@ -48,6 +48,8 @@ def header_text(s: api.RunSummary) -> Text:
         text.append(" · sweep running")
     if s.remote_code:
         text.append(f" · trust_remote_code on ({', '.join(s.remote_code)})", style="bold yellow")
+    if s.status == api.RunStatus.MISSING:
+        text.append(f" · its folder {clean(s.run_dir)} is gone", style="red")
     if s.status == "failed" and s.error:
         text.append(f" · {clean(s.error)}", style="red")
     return text
@@ -147,7 +149,7 @@ class RunDetailScreen(Screen):
         if status == "failed":
             self.notify(clean(now.summary.error or "the engine stopped with an error"), title=f"{self.run_id} failed",
                         severity="error", markup=False, timeout=30)
-        elif status in ("done", "stopped", "interrupted"):
+        elif status in ("done", "stopped", "interrupted", "missing"):
             self.notify(f"{self.run_id}: {status}", markup=False)
 
     def _arm(self) -> None:

@@ -34,7 +34,7 @@ PRIORITY = ("mark", "id", "status", "best_id", "best_ood", "verdict", "stage", "
             "preset", "method", "model")
 CELL_PADDING = 1  # the DataTable's default, on each side of a cell
 STATUS_STYLE = {"running": "bold", "done": "green", "failed": "bold red", "interrupted": "bold yellow reverse",
-                "stopped": "yellow", "created": "dim"}
+                "stopped": "yellow", "created": "dim", "missing": "bold red reverse"}
 WELCOME = """No runs in {home} yet.
 
 Press n to configure and launch a new run (start from the tiny-arith preset: it runs on a CPU in a few minutes), or run one from a shell:
@@ -101,6 +101,8 @@ def about(run: api.RunSummary) -> str:
             f" · elapsed {duration(run.elapsed)} · started {when(run.started)}")
     if run.status == api.RunStatus.INTERRUPTED:
         line += f"\ninterrupted: its engine (pid {run.pid}) is gone; r resumes from the unfinished stage"
+    if run.status == api.RunStatus.MISSING:
+        line += f"\nmissing: its folder {run.run_dir} is gone (deleted or moved by hand); nothing more can run on it"
     if run.error:
         line += f"\nerror: {run.error}"
     if run.sweep_running:

@@ -1,0 +1,196 @@
+"""Every key every screen offers, pressed as a user would: for each screen and tab, the keys its
+active bindings declare (the screen's, the focused widget's and the app's, read from Textual,
+not a list kept here) are pressed one after the other, each followed by leaving whatever it
+opened; then the screen is left. The app must still run, with no exception and no failed worker.
+Also with a busy-loop process on every core (a shared machine)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from textual.worker import Worker, WorkerState
+
+from app_fixtures import RUN_DONE, RUN_STOPPED, freeze_clock, make_snapshot_home
+from app_helpers import until
+from engine.runstate.store import Store
+from imm_tui.app import ImmApp
+from imm_tui.screens.new_run import NewRunScreen, field_id
+from imm_tui.screens.run_detail import TABS, RunDetailScreen
+from imm_tui.screens.runs import RunsScreen
+
+pytestmark = pytest.mark.anyio
+SIZE = (80, 24)
+QUIT_ACTIONS = {"quit", "app.quit"}
+# Keys that leave the place are pressed last (then nothing needs to be entered again).
+LEAVING_ACTIONS = {"app.pop_screen", "back", "close", "cancel", "answer(False)"}
+
+
+# The helper processes end with the test process even where it is killed (no finalizer runs then).
+ORPHAN_EXITS = f"import os, time\nwatch = lambda: os.getppid() == {os.getpid()}\n"
+
+
+@pytest.fixture(autouse=True)
+def user_presets(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMM_PRESETS_DIR", str(tmp_path / "user-presets"))
+    monkeypatch.chdir(tmp_path)  # Export's enter writes its default path, ./RUN-results.md
+
+
+@pytest.fixture
+def stand_in():
+    """A live process standing in for a run's engine and for its sweep worker: the run shows as
+    running, and trials queued in the merge lab wait in the queue (no worker is spawned for them)."""
+    proc = subprocess.Popen([sys.executable, "-c", ORPHAN_EXITS + "while watch(): time.sleep(0.5)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def busy_cores(request):
+    """With param True: one busy-loop process per core, for the test's length (always killed)."""
+    procs = []
+    if request.param:
+        procs = [subprocess.Popen([sys.executable, "-c", ORPHAN_EXITS + "while watch():\n    for _ in range(10**6): pass"])
+                 for _ in range(len(os.sched_getaffinity(0)))]
+    yield request.param
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def make_home(tmp_path: Path, monkeypatch, pid: int) -> Path:
+    freeze_clock(monkeypatch)
+    home = make_snapshot_home(tmp_path / "home")
+    store = Store(home)
+    # RUN_STOPPED becomes a running run (its engine: the stand-in); RUN_DONE's sweep worker too.
+    store.update_run(RUN_STOPPED, status="running", pid=pid)
+    store.update_run(RUN_DONE, sweep_pid=pid)
+    store.db.conn.close()
+    return home
+
+
+def keys_of(app) -> dict[str, str]:
+    """key -> action of every active binding the app, the current screen and imm's own widgets in
+    focus declare (a Textual widget's own editing keys, e.g. the config's TextArea cursor moves,
+    are Textual's to test)."""
+    return {key: active.binding.action for key, active in app.screen.active_bindings.items()
+            if active.node in (app, app.screen) or type(active.node).__module__.startswith("imm_tui.")}
+
+
+async def settle(pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def walk(pilot, name: str, enter, failures: list, pressed: dict) -> None:
+    """Enter a place, press each of its keys (back to the place after each), then leave it."""
+    app = pilot.app
+    await enter()
+    await settle(pilot)
+    base, depth = app.screen, len(app.screen_stack)
+    tab = getattr(base.query_one("#tabs"), "active", None) if isinstance(base, RunDetailScreen) else None
+    focused = app.focused
+    keys = keys_of(app)
+    assert keys, name
+    order = sorted(keys, key=lambda k: keys[k] in LEAVING_ACTIONS or keys[k].endswith(".dismiss"))
+    for key in order:
+        action = keys[key]
+        if action in QUIT_ACTIONS:
+            continue  # it would quit: checked below that it is the quit action, not pressed
+        await pilot.press(key)  # returns once the screen has processed the key
+        assert app.is_running and app._exception is None, f"{name}: {key} ({action})"
+        assert not failures, f"{name}: a worker failed by {key} ({action}) or just before: {failures}"
+        pressed.setdefault(name, []).append(key)
+        # Back to the place: close what the key opened, or enter it again if the key left it.
+        while len(app.screen_stack) > depth:
+            await app.pop_screen()
+        if app.screen is not base:
+            await enter()
+            base, depth = app.screen, len(app.screen_stack)
+        if tab is not None and base.query_one("#tabs").active != tab:
+            base.action_tab(tab)
+            await pilot.pause()
+        if focused is not None and focused.is_attached and app.focused is not focused:
+            app.set_focus(focused)
+    await settle(pilot)
+    assert not failures, f"{name}: a worker failed: {failures}"
+    assert all(keys[k] in QUIT_ACTIONS for k in ("q",) if k in keys)
+    # leave it
+    while len(app.screen_stack) > 2:
+        await app.pop_screen()
+
+
+@pytest.mark.parametrize("busy_cores", [False, True], ids=["idle", "busy"], indirect=True)
+async def test_every_key_of_every_screen_leaves_the_app_running(tmp_path, monkeypatch, stand_in, busy_cores):
+    started = time.monotonic()
+    failures: list = []
+    pressed: dict[str, list[str]] = {}
+
+    def hook(message) -> None:
+        if isinstance(message, Worker.StateChanged) and message.state == WorkerState.ERROR:
+            failures.append(f"{message.worker.name}: {message.worker.error!r}")
+
+    # Runs, empty: a home with no database yet.
+    async with ImmApp(tmp_path / "empty").run_test(size=SIZE, message_hook=hook) as pilot:
+        async def empty_runs():
+            await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), 10, "runs")
+        await walk(pilot, "runs (empty)", empty_runs, failures, pressed)
+
+    home = make_home(tmp_path, monkeypatch, stand_in)
+    async with ImmApp(home).run_test(size=SIZE, message_hook=hook) as pilot:
+        app = pilot.app
+
+        async def runs():
+            while len(app.screen_stack) > 2:
+                app.pop_screen()
+            screen = await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.runs and app.screen,
+                                 10, "runs")
+            table = screen.query_one("#runs")
+            table.move_cursor(row=[r.id for r in screen.runs].index(RUN_DONE))  # resume: nothing left to run
+
+        def open_screen(push):
+            async def enter():
+                await runs()
+                push()
+                await pilot.pause()
+            return enter
+
+        async def new_run():
+            await runs()
+            app.new_run()
+            screen = await until(pilot, lambda: isinstance(app.screen, NewRunScreen) and app.screen.config
+                                 and app.screen, 30, "new run")
+            # A value the engine refuses: ctrl+r is pressed too, and must not start an engine.
+            screen.query_one("#" + field_id("seed")).value = "not a seed"
+            await until(pilot, lambda: screen.errors, 30, "the refusal")
+
+        def run_tab(run_id: str, tab: str):
+            async def enter():
+                await runs()
+                app.open_run(run_id)
+                screen = await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.detail
+                                     and app.screen, 10, "the run")
+                screen.action_tab(tab)
+                await pilot.pause()
+            return enter
+
+        places = [("runs (full)", runs), ("new run", new_run)]
+        places += [(f"{run_id} {tab}", run_tab(run_id, tab)) for run_id in (RUN_DONE, RUN_STOPPED) for tab in TABS]
+        places += [
+            ("compare", open_screen(lambda: app.compare_runs([RUN_DONE, RUN_STOPPED]))),
+            ("export", open_screen(lambda: app.export_run(RUN_DONE))),
+            ("system", open_screen(app.show_system)),
+            ("keys help", open_screen(app.action_help)),
+            ("palette", open_screen(app.action_command_palette)),
+        ]
+        for name, enter in places:
+            await walk(pilot, name, enter, failures, pressed)
+        assert app.is_running and app._exception is None and not failures
+    elapsed = time.monotonic() - started
+    assert set(pressed) >= {"runs (empty)", "new run", f"{RUN_DONE} merge-lab", "palette"}
+    print(f"key walk ({'busy' if busy_cores else 'idle'}): {sum(map(len, pressed.values()))} keys "
+          f"in {len(pressed)} places, {elapsed:.1f} s")
