@@ -3,16 +3,12 @@
 deliberate change of the screen, and look at the report before committing."""
 from __future__ import annotations
 
-import pytest
-
 from app_fixtures import RUN_DONE, STEPS
 from app_helpers import tables_sized, until
 from imm_tui.panes.curves import CurvesPane
 from imm_tui.screens.run_system import RunSystemScreen
 from test_app_detail import open_detail
 from test_app_snapshots_lab import SIZES, app  # noqa: F401 - the fixture: the fixed home, clock frozen
-
-pytestmark = pytest.mark.flaky(reruns=2)  # as test_app_snapshots_lab: a frame caught before a re-measure
 
 
 @SIZES
