@@ -28,6 +28,7 @@ BUILTIN_MODELS = ("tiny-arith",)
 GGUF_SUFFIX = ".gguf"  # a GGUF file as model.path: converted once into a model folder (engine.models.gguf)
 GGUF_PACKAGES = ("gguf", "accelerate")  # what transformers needs to read one (the gguf extra)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+REPORT_TO = ("tensorboard", "wandb", "mlflow")  # engine.trackers.BACKENDS
 MAX_THREADS = 1024
 MAX_WORKERS = 1024
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -206,6 +207,9 @@ class RunConfig:
     # torch CPU threads: "auto" (the cores other processes leave free, looked at before each
     # stage; OMP_NUM_THREADS when set) or a fixed count (engine.cpu_threads)
     threads: int | str = "auto"
+    # The lab's trackers that also get the run's numbers: any of "tensorboard", "wandb", "mlflow"
+    # (engine.trackers; each needs its extra, e.g. pip install 'imm[wandb]'); none by default
+    report_to: list[str] = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
@@ -548,6 +552,10 @@ def validate(cfg: RunConfig) -> None:
     if cfg.vanilla_from != "previous" and cfg.method != "vanilla":
         raise ConfigError("vanilla_from", cfg.vanilla_from, f"previous with method {cfg.method!r} (only vanilla restarts from the base)")
     _choice("device", cfg.device, ("auto", "cpu", "cuda"))
+    for i, tracker in enumerate(cfg.report_to):
+        _choice(f"report_to[{i}]", tracker, REPORT_TO)
+    if len(set(cfg.report_to)) != len(cfg.report_to):
+        raise ConfigError("report_to", cfg.report_to, "each tracker at most once")
     _check_model_path("model.path", cfg.model.path, gguf=True)
     _choice("model.dtype", cfg.model.dtype, DTYPES)
 
@@ -656,13 +664,13 @@ def validate(cfg: RunConfig) -> None:
 
 # ---------------------------------------------------------------- resuming with changed settings
 
-# What `imm resume RUN --set KEY=VALUE` may change: how much memory a stage takes and where it
-# runs, not what it computes, so finished stages keep their meaning. Anything else (lr, alpha,
+# What `imm resume RUN --set KEY=VALUE` may change: how much memory a stage takes, where it runs
+# and which trackers hear of it, not what it computes, so finished stages keep their meaning. Anything else (lr, alpha,
 # tasks, seed, k, lengths, ...) would make one run two experiments: a new run does that.
 RESUMABLE_KEYS = ("device", "generation.batch_size", "generation.workers", "eval.batch_size", "eval.workers", "analyze.batch_size",
                   "sft.batch_size", "sft.grad_accum", "sft.num_gpus", "sft.grad_checkpointing", "sft.compile",
                   "sft.checkpoint_every", "sft.checkpoint_minutes",
-                  "merge.device")
+                  "merge.device", "report_to")
 
 
 def sft_step_examples(s: SFTConfig):
@@ -688,6 +696,18 @@ def resume_config(config: dict, overrides: list[str]) -> RunConfig:
                           f"sft.batch_size x sft.grad_accum = {before} (now {old.sft.batch_size} x {old.sft.grad_accum}) "
                           "and sft.num_gpus unchanged, so each optimizer step sees as many examples as before")
     return new
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, object]:
+    """A nested config dict as dotted keys (sft.lr: 1e-05) to leaf values; an empty table or list
+    is a leaf of None (a config that omits a table and one that leaves it empty say the same)."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = None if value in ({}, []) else value
+    return out
 
 
 # ---------------------------------------------------------------- writing TOML

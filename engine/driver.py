@@ -9,6 +9,7 @@ so a resumed run produces the same results as an uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -29,10 +30,13 @@ from .runstate.paths import require_run_folder, run_paths
 from .runstate.plan import config_copy_ok, write_config_copy
 from .runstate.reader import stored_config
 from .runstate.progress import ProgressReporter
+from .runstate.steps import StepRecorder
 from .runstate.store import Store, now
+from .runstate.system_history import SystemHistory
 from .stage_errors import fail_for_test, stage_error
 from .stages import STAGES, StageContext, stage_seed
 from .stages.context import hold_for_test
+from .trackers import Trackers, no_trackers, open_trackers
 
 
 def quiet_progress_bars() -> None:
@@ -112,14 +116,17 @@ def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
     with run_lock(ctx.paths.lock, ctx.run_id):
         ctx.paths.stop_request.unlink(missing_ok=True)
         previous = signal.signal(signal.SIGTERM, on_sigterm)
+        trackers = no_trackers()
         try:
             store.update_run(ctx.run_id, status=RunStatus.RUNNING, pid=os.getpid(), error=None)
             ctx.log(f"run {ctx.run_id}: engine pid {os.getpid()}")
+            trackers = open_trackers(ctx.cfg.report_to, ctx.run_id, ctx.paths.root, store.home, ctx.cfg.to_dict(), ctx.log)
+            history = SystemHistory(store.home, ctx.run_id, Store.another_connection, ctx.log)
             for row in store.stages(ctx.run_id):
                 if row["status"] == StageStatus.DONE:
                     continue
                 use_free_cores(ctx, watch)
-                if ctx.stop_requested() or not run_stage(store, ctx, row["iteration"], Stage(row["stage"])):
+                if ctx.stop_requested() or not run_stage(store, ctx, row["iteration"], Stage(row["stage"]), trackers, history):
                     ctx.paths.stop_request.unlink(missing_ok=True)
                     store.update_run(ctx.run_id, status=RunStatus.STOPPED, pid=None)
                     ctx.log("stopped at a safe point; `imm resume` continues from here")
@@ -128,12 +135,15 @@ def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
             ctx.log(f"run {ctx.run_id} finished")
             return RunStatus.DONE
         finally:
+            trackers.close()
             signal.signal(signal.SIGTERM, previous)
 
 
-def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> bool:
+def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage, trackers: Trackers | None = None,
+              history: SystemHistory | None = None) -> bool:
     """One stage: marked running, seeded, run, then marked done with its rows (or failed). False
-    when it stopped at a safe point on request: it is pending again, and resuming continues it."""
+    when it stopped at a safe point on request: it is pending again, and resuming continues it.
+    While it runs, `history` samples the machine; its SFT steps and results go to `trackers` too."""
     import torch
 
     store.start_stage(ctx.run_id, t, stage)
@@ -144,18 +154,27 @@ def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> bool:
     on_gpu = torch.cuda.is_available()
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
+    trackers = trackers if trackers is not None else no_trackers()
     progress = ProgressReporter(functools.partial(store.set_progress, ctx.run_id, t, stage))
+    steps = StepRecorder(functools.partial(store.record_sft_steps, ctx.run_id, t),
+                         functools.partial(store.trim_sft_steps, ctx.run_id, t), functools.partial(trackers.sft_steps, t))
     hold = functools.partial(hold_for_test, ctx.paths, t, stage)
+    sampling = history.during(t, stage) if history is not None else contextlib.nullcontext()
     try:
-        hold("start")
-        fail_for_test(t, stage)
-        result = STAGES[stage](dataclasses.replace(ctx, seed=seed, progress=progress, hold=hold), t)
-        hold("end")
+        with sampling:
+            hold("start")
+            fail_for_test(t, stage)
+            result = STAGES[stage](dataclasses.replace(ctx, seed=seed, progress=progress, steps=steps, hold=hold), t)
+            steps.flush()
+            hold("end")
     except StopRequested as exc:
+        steps.flush()
         store.set_stage(ctx.run_id, t, stage, status=StageStatus.PENDING, ended=now())
         ctx.log(f"[iter {t}] {stage}: {exc}")
         return False
     except BaseException as exc:
+        with contextlib.suppress(Exception):  # the curve up to the failure; never in the error's way
+            steps.flush()
         error = stage_error(exc, ctx.cfg, ctx.run_id, stage)
         store.set_stage(ctx.run_id, t, stage, status=StageStatus.FAILED, ended=now(), error=error)
         store.update_run(ctx.run_id, status=RunStatus.FAILED, pid=None, error=f"[iter {t}] {stage}: {error}")
@@ -169,5 +188,6 @@ def run_stage(store: Store, ctx: StageContext, t: int, stage: Stage) -> bool:
     if on_gpu:  # this process's peak; the deepspeed backend's info already holds its workers'
         info.setdefault(PEAK_GPU_KEY, round(torch.cuda.max_memory_allocated() / 2**30, 2))
     store.finish_stage(ctx.run_id, t, stage, artifact=str(result.artifact or ""), info=info, rows=result.rows)
+    trackers.stage_done(t, stage, info, result.rows)
     ctx.log(f"[iter {t}] {stage}: " + " ".join(["done", *(f"{k}={v}" for k, v in info.items())]))
     return True

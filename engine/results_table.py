@@ -81,7 +81,13 @@ def render_csv(header: list[str], body: list[list[str]]) -> str:
     return buf.getvalue().rstrip("\n")
 
 
-def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict], metric: str = "pass@1") -> str:
+STEP_COLUMNS = ("iteration", "step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "ts")
+
+
+def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict], metric: str = "pass@1",
+           step_rows: list[dict] = ()) -> str:
+    """The results in a format; JSON also holds the config, the stages, the adopted trials and
+    every SFT step."""
     adopted = adoptions(stages)
     if fmt == "json":
         return json.dumps(
@@ -97,6 +103,7 @@ def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict], met
                 # Checkpoints that are adopted sweep trials, with the trial's alpha and p (the config's
                 # merge.alpha / merge.drop_rate are the run's settings, not theirs).
                 "adopted": [{"checkpoint": c, **a} for c, a in adopted.items()],
+                "sft_steps": [{k: r[k] for k in STEP_COLUMNS} for r in step_rows],
             },
             indent=2,
         )

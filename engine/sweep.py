@@ -6,6 +6,7 @@ never re-run. A sweep holds the run's lock: it cannot race a running engine.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -23,6 +24,7 @@ from .runstate.store import Store
 from .stages import StageContext, stage_seed
 from .stages.evaluate import evaluate_checkpoint
 from .stages.merge import merge_into
+from .trackers import open_trackers
 
 
 def _stage(stages: list[dict], t: int, name: Stage) -> dict | None:
@@ -75,6 +77,7 @@ def work_queue(store: Store, run_id: str, log: Callable[[str], None] | None = No
         store.requeue_running_trials(ctx.run_id)
         store.update_run(ctx.run_id, sweep_pid=os.getpid())
         watch = CoreWatch()
+        trackers = open_trackers(ctx.cfg.report_to, ctx.run_id, ctx.paths.root, store.home, ctx.cfg.to_dict(), log)
         try:
             while (trial := store.claim_trial(ctx.run_id)) is not None:
                 use_free_cores(ctx, watch)
@@ -83,7 +86,12 @@ def work_queue(store: Store, run_id: str, log: Callable[[str], None] | None = No
                 except Exception as exc:
                     store.fail_trial(trial["id"], f"{type(exc).__name__}: {exc}")
                     log(f"trial {trial['id']} failed: {type(exc).__name__}: {exc}")
+                else:
+                    t = trial["iteration"]
+                    trackers.trials(t, [{**tr, "results": json.loads(tr["results"])} for tr in store.trials(ctx.run_id, t)
+                                        if tr["status"] == "done"])
         finally:
+            trackers.close()
             store.update_run(ctx.run_id, sweep_pid=None)
     return "sweep done"
 

@@ -12,13 +12,17 @@ Runs (newest first in the runs table):
 - RUN_FAILED: vanilla, failed in SFT1 with an error.
 - RUN_DONE: IMM, 2 iterations, all metrics (pass@1 and pass@4), layer stats + verdicts for both
   iterations (sft and merge), sweep trials of iteration 1 (3 done, 1 queued), a log with markup
-  and an ESC sequence, iteration 1 samples (generated, kept, eval:sft1).
+  and an ESC sequence, iteration 1 samples (generated, kept, eval:sft1), the yield of both filter
+  stages, SFT curves of both iterations (STEPS steps each) and a system history of every stage
+  (CPU, memory, two GPUs: GPU1 idle but in SFT).
+- RUN_INTERRUPTED also holds the SFT curve of its running stage up to step 40.
 
 Use `freeze_clock(monkeypatch)` too: the elapsed time of a running stage counts up to "now".
 """
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 from unittest import mock
@@ -128,9 +132,9 @@ class Clock:
 
 def _add_run(store: Store, clock: Clock, run_id: str, preset: Path, status: str, created: float, done: int, *,
              failed_error: str | None = None, running: bool = False, pid: int | None = None, name: str | None = None,
-             rows=lambda t, stage: {}) -> RunPaths:
+             rows=lambda t, stage: {}, info=lambda t, stage: {}) -> RunPaths:
     """A run whose first `done` stages finished, 60 s each from `created` (stage (t, stage) with the
-    rows `rows(t, stage)`); the next one failed (failed_error) or is running (running); the rest
+    rows `rows(t, stage)` and the info `info(t, stage)`); the next one failed (failed_error) or is running (running); the rest
     pending. The calls are the engine's (runstate.plan.create_run, driver.run_engine / run_stage)."""
     run_cfg = resolve(preset)
     cfg = run_cfg.to_dict()
@@ -153,7 +157,7 @@ def _add_run(store: Store, clock: Clock, run_id: str, preset: Path, status: str,
         store.start_stage(run_id, t, stage)
         if i < done:
             clock.at = start + 60
-            store.finish_stage(run_id, t, stage, artifact="", info={}, rows=rows(t, stage))
+            store.finish_stage(run_id, t, stage, artifact="", info=info(t, stage), rows=rows(t, stage))
         elif failed_error:
             clock.at = start + 12
             store.set_stage(run_id, t, stage, status=StageStatus.FAILED, ended=clock.at, error=failed_error)
@@ -198,6 +202,44 @@ def _samples(paths: RunPaths) -> None:
     _write_jsonl(paths.eval_samples(1, "sft1"), evals)
 
 
+STEPS = 30  # SFT optimizer steps of each iteration of RUN_DONE
+YIELDS = {1: 19.6, 2: 27.3}
+GIB = 1024**3
+
+
+def _sft_steps(iteration: int, steps: int, started: float) -> list[dict]:
+    """A falling loss (lower each iteration), a warm-up then cosine lr, a noisy gradient norm."""
+    rows = []
+    for s in range(1, steps + 1):
+        lr = 2e-5 * (s / 3 if s <= 3 else 0.5 * (1 + math.cos(math.pi * (s - 3) / (STEPS - 3))))
+        rows.append({"iteration": iteration, "step": s, "loss": round(0.3 + 0.9 / iteration * math.exp(-s / 8), 4),
+                     "lr": lr, "grad_norm": round(1.5 + 0.5 * math.sin(s), 3), "tokens": 2048,
+                     "tokens_per_s": 5000.0 + 300 * (s % 4), "ts": started + 2 * s})
+    return rows
+
+
+def _filter_info(t: int) -> dict:
+    return {"samples": 900, "kept": round(9 * YIELDS[t]), "yield_pct": YIELDS[t]}
+
+
+def _system_samples(stage_rows: list[dict]) -> dict[tuple[int, str], list[dict]]:
+    """Every 10 s of each done stage: the CPU busy in filter and analyze, GPU0 busy in generate,
+    sft and eval, GPU1 only in sft (where the deepspeed backend would use both)."""
+    out = {}
+    for st in stage_rows:
+        if st["status"] != "done":
+            continue
+        on_gpu = st["stage"] in ("generate", "sft", "eval")
+        rows = out.setdefault((st["iteration"], st["stage"]), [])
+        for k in range(1, 7):
+            gpus = [{"index": i, "name": "NVIDIA H100 80GB HBM3", "mem_total": 80 * GIB,
+                     "util": 90.0 if on_gpu and (i == 0 or st["stage"] == "sft") else 0.0,
+                     "mem_used": (40 if on_gpu and (i == 0 or st["stage"] == "sft") else 1) * GIB} for i in (0, 1)]
+            rows.append({"ts": st["started"] + 10 * k, "cpu_pct": 35.0 if on_gpu else 95.0, "mem_used": 12 * GIB,
+                         "mem_total": 64 * GIB, "gpus": json.dumps(gpus)})
+    return out
+
+
 LOG_DONE = [
     "12:00:00 run tiny-arith-20261101-120000-abcd: preset presets/tiny-arith.toml, 2 iterations, method imm",
     "12:01:00 [iter 0] build: base model ready",
@@ -234,7 +276,12 @@ def _write_home(store: Store, clock: Clock) -> None:
                     "verdicts": [_verdict(t, ckpt) for ckpt in (f"sft{t}", f"merge{t}")]}
         return evals(t, stage)
 
-    done = _add_run(store, clock, RUN_DONE, TINY, "done", ts(1, 12), add_stages, rows=done_rows)
+    done = _add_run(store, clock, RUN_DONE, TINY, "done", ts(1, 12), add_stages, rows=done_rows,
+                    info=lambda t, stage: _filter_info(t) if stage == Stage.FILTER else {})
+    for t in YIELDS:  # what the SFT stage's step recorder and every stage's sampling thread wrote
+        store.record_sft_steps(RUN_DONE, t, _sft_steps(t, STEPS, ts(1, 12, 4 + 6 * t)))
+    for (t, stage), samples in _system_samples(store.stages(RUN_DONE)).items():
+        store.add_system_samples(RUN_DONE, t, stage, samples)
     for i, (alpha, drop, finished) in enumerate([(0.3, 0.1, True), (0.5, 0.1, True), (0.7, 0.0, True), (0.9, 0.0, False)]):
         clock.at = ts(1, 13, i)
         [trial] = store.queue_trials(RUN_DONE, 1, [{"alpha": alpha, "drop_rate": drop, "seed": 0, "subset": 0,
@@ -262,4 +309,5 @@ def _write_home(store: Store, clock: Clock) -> None:
     clock.at = ts(4, 8, 4, 20)
     store.set_progress(RUN_INTERRUPTED, 1, Stage.SFT, step=40, total=120, unit="steps", rate=2.0, tokens_per_s=5400.0,
                        loss=0.734, started=ts(4, 8, 4))
+    store.record_sft_steps(RUN_INTERRUPTED, 1, _sft_steps(1, 40, ts(4, 8, 4)))
     dead.log.write_text("08:04:00 [iter 1] sft: step 40/120 loss 0.734 [/foo]\x1b[2J\n")

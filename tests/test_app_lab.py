@@ -249,7 +249,7 @@ async def open_export(pilot, run_id: str) -> ExportScreen:
 
 
 @pytest.mark.parametrize("choice,what,fmt_", [(0, "results", "md"), (1, "results", "csv"), (2, "results", "json"),
-                                              (3, "layers", "csv")])
+                                              (3, "layers", "csv"), (4, "curves", "csv"), (5, "system", "csv")])
 async def test_export_writes_each_format(finished_run, tmp_path, choice, what, fmt_):
     home, run_id = finished_run
     app = ImmApp(home)
@@ -267,6 +267,10 @@ async def test_export_writes_each_format(finished_run, tmp_path, choice, what, f
         assert str(target) in text_of(result)
         if what == "layers":
             assert target.read_text().startswith("iteration,checkpoint,layer,importance")
+        if what in ("curves", "system"):  # the real run stored its steps and its samples
+            header, *rows = target.read_text().splitlines()
+            assert header.startswith({"curves": "iteration,step,loss,lr,grad_norm", "system": "iteration,stage,ts,cpu_pct"}[what])
+            assert rows
 
 
 async def test_export_to_a_bad_path_shows_the_error(finished_run, tmp_path):

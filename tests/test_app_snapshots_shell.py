@@ -23,7 +23,7 @@ def app(tmp_path, monkeypatch) -> ImmApp:
     monkeypatch.setenv("IMM_PRESETS_DIR", str(tmp_path / "no-user-presets"))
     freeze_clock(monkeypatch)
     monkeypatch.setattr(system.Sampler, "sample",
-                        lambda self: system.Sample((12.5, 87.5), 6 * system.GIB, 16 * system.GIB, ()))
+                        lambda self: system.MachineSample((12.5, 87.5), 6 * system.GIB, 16 * system.GIB, ()))
     monkeypatch.setattr(system, "POLL_SECONDS", 3600)  # one sample: the history is fixed
     yield ImmApp(make_snapshot_home(tmp_path / HOME_NAME))
     time.tzset()

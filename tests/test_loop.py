@@ -322,6 +322,24 @@ def test_sigkill_inside_sft_mid_epoch_then_resume_gives_the_same_run(home, insid
     assert_same_run(home, run_id, inside_reference)
 
 
+def sft_curve(home: Path, run_id: str) -> list[tuple]:
+    with sqlite3.connect(home / "imm.db") as db:
+        return db.execute("SELECT iteration, step, loss, lr, grad_norm, tokens FROM sft_steps WHERE run_id = ? "
+                          "ORDER BY iteration, step", [run_id]).fetchall()
+
+
+@pytest.mark.fault
+def test_an_sft_curve_killed_at_a_checkpoint_continues_on_resume_without_duplicate_or_missing_steps(home, inside_reference):
+    run_id = kill_inside(home, "1:sft:checkpoint3")
+    assert [row[1] for row in sft_curve(home, run_id)] == [1, 2, 3]  # flushed before the checkpoint was saved
+    imm("resume", run_id, home=home, check=True)
+    ours, reference = sft_curve(home, run_id), sft_curve(*inside_reference)
+    assert [row[1] for row in ours] == list(range(1, len(reference) + 1)) and len(reference) > 6
+    assert ours == reference  # the same losses, learning rates, norms and tokens as the uninterrupted run
+    shown = show_json(run_id, home)["sft_steps"]
+    assert [(s["iteration"], s["step"], s["loss"]) for s in shown] == [row[:3] for row in reference]
+
+
 @pytest.mark.fault
 def test_sigterm_inside_sft_and_imm_stop_inside_eval_stop_there_then_resume_gives_the_same_run(home, inside_reference):
     engine = start_engine("run", str(TINY_PRESET), *sets(CHECKPOINTED), home=home, hold="1:sft:checkpoint3")

@@ -11,16 +11,17 @@ from .actions import (
     resume, save_preset, start_run, start_sweep, stop, user_presets_dir, validate,
 )
 from .models import (
-    Adoption, Comparison, FieldError, LayerStat, ModuleStat, PresetInfo, Progress, ResultRow, RunDetail, RunSummary, Sample,
-    StageRow, Started, Trial, Verdict, checkpoint_label, checkpoint_order,
+    Adoption, Comparison, FieldError, LayerStat, ModuleStat, PresetInfo, Progress, ResultRow, RunDetail, RunSummary,
+    Sample, StageRow, Started, StepPoint, SystemPoint, Trial, Verdict, checkpoint_label, checkpoint_order,
 )
 from .reads import (
     SAMPLE_SETS, layer_stats, list_runs, log_path, progress, read_log, results, run_detail, sample_sets, samples,
-    tail_log, trials, verdicts,
+    sft_steps, system_history, tail_log, trials, verdicts,
 )
 from .tools import analyze_checkpoints, grade_file, merge_checkpoints, parse_task_spec
 from ..plain_text import clean, json_line
 from ..results_table import render_text, trial_table
+from ..runstate.machine import GpuReading, MachineSample, Sampler
 from ..runstate.names import RunStatus, Stage, StageStatus
 from ..runstate.paths import home_dir, write_problem
 

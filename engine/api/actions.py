@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from ..config import flatten
 from ..durable import write_atomic
 from ..errors import ConfigError, RunStateError, UserError
 from ..preset_sources import bundled_dir as bundled_presets_dir, preset_files, user_dir as user_presets_dir
@@ -14,7 +15,7 @@ from ..runstate.launcher import pid_alive, request_stop, spawn_detached
 from ..runstate.names import RunStatus, StageStatus
 from ..runstate.paths import RunPaths, home_dir, private_files, require_run_folder, run_paths
 from .models import Comparison, FieldError, PresetInfo, Started
-from .reads import find_run, layer_stats, live_status, reader, results, run_detail, run_status
+from .reads import find_run, layer_stats, live_status, reader, results, run_detail, run_status, system_history
 
 def _store(home):
     from ..runstate.store import Store  # sqlite-utils: writers only
@@ -243,24 +244,38 @@ def adopt_trial(run: str, iteration: int, trial_id: int, home=None, detach: bool
 # ------------------------------------------------------------ export and compare
 
 EXPORT_FORMATS = ("table", "md", "csv", "json")
+# What exports as CSV only, and what it is: a row per layer (and module), SFT step, or sample and GPU.
+CSV_ONLY = {"layers": "layer diagnostics", "curves": "SFT curves", "system": "system history"}
 
 
 def export(run: str, fmt: str = "md", what: str = "results", home=None, path: str | Path | None = None,
            metric: str = "pass@1") -> str:
-    """Results (table, md, csv, json: the `imm show` formats) or the layer diagnostics (csv) as
-    text; with `path`, also written there (atomically) and the path returned."""
-    from ..results_table import render, render_csv
+    """Results (table, md, csv, json: the `imm show` formats), the layer diagnostics, the SFT
+    curves (every optimizer step) or the system history (csv) as text; with `path`, also written
+    there (atomically) and the path returned."""
+    from ..results_table import STEP_COLUMNS, render, render_csv
 
     r = reader(home)
     row = find_run(r, run)
+    if what in CSV_ONLY and fmt != "csv":
+        raise UserError(f"format: got {fmt!r}; allowed: csv ({CSV_ONLY[what]})")
     if what == "results":
         if fmt not in EXPORT_FORMATS:
             raise UserError(f"format: got {fmt!r}; allowed: {', '.join(EXPORT_FORMATS)}")
         text = render(fmt, {**row, "status": run_status(r.home, row)}, r.stages(row["id"]), r.metrics(row["id"]),
-                      metric=metric)
+                      metric=metric, step_rows=r.sft_steps(row["id"]) if fmt == "json" else ())
+    elif what == "curves":
+        text = render_csv(list(STEP_COLUMNS), [["" if s[k] is None else str(s[k]) for k in STEP_COLUMNS]
+                                               for s in r.sft_steps(row["id"])])
+    elif what == "system":
+        header = ["iteration", "stage", "ts", "cpu_pct", "mem_used", "mem_total", "gpu", "gpu_util", "gpu_mem_used",
+                  "gpu_mem_total"]
+        body = []
+        for p in system_history(row["id"], home=home):
+            base = [p.iteration, p.stage, p.ts, p.cpu_pct, p.mem_used, p.mem_total]
+            body += [[*base, g.index, g.util, g.mem_used, g.mem_total] for g in p.gpus] or [[*base, "", "", "", ""]]
+        text = render_csv(header, [[str(v) for v in b] for b in body])
     elif what == "layers":
-        if fmt != "csv":
-            raise UserError(f"format: got {fmt!r}; allowed: csv (layer diagnostics)")
         header = ["iteration", "checkpoint", "layer", "importance", "importance_pct", "weight_change",
                   "weight_change_pct", "module", "module_importance", "module_weight_change"]
         body = []
@@ -270,7 +285,7 @@ def export(run: str, fmt: str = "md", what: str = "results", home=None, path: st
             body += [[*base, name, m.importance, m.weight_change] for name, m in s.modules.items()]
         text = render_csv(header, [["" if v is None else str(v) for v in b] for b in body])
     else:
-        raise UserError(f"what: got {what!r}; allowed: results, layers")
+        raise UserError(f"what: got {what!r}; allowed: results, layers, curves, system")
     if path is None:
         return text
     path = Path(path).expanduser()
@@ -282,25 +297,13 @@ def export(run: str, fmt: str = "md", what: str = "results", home=None, path: st
     return str(path)
 
 
-def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
-    """Dotted keys to leaf values; an empty table or list is a leaf of None (a config that omits
-    a table and one that leaves it empty say the same)."""
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = None if value in ({}, []) else value
-    return out
-
-
 def compare(runs: list[str], home=None) -> Comparison:
     """Two or more runs: their summaries, results, and only the config keys that differ (the
     run's name among them)."""
     if len(runs) < 2:
         raise UserError(f"compare: got {len(runs)} run(s); allowed: two or more runs")
     details = [run_detail(r, home) for r in runs]
-    flats = [_flatten(d.config) for d in details]
+    flats = [flatten(d.config) for d in details]
     keys = sorted(set().union(*flats))
     diff = {k: tuple(f.get(k) for f in flats) for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1}
     return Comparison(runs=tuple(d.summary for d in details),

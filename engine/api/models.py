@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..results_table import adoption_text, checkpoint_label, checkpoint_order  # noqa: F401 - re-exported by the API
+from ..runstate.machine import GpuReading
 from ..runstate.names import PEAK_GPU_KEY
 
 
@@ -187,6 +188,40 @@ class Progress:
     @property
     def fraction(self) -> float:
         return min(self.step / self.total, 1.0) if self.total > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class StepPoint:
+    """One optimizer step of iteration t's SFT: the curves. seq grows with every stored row (a
+    reader asks for the rows after the last seq it has)."""
+
+    iteration: int
+    step: int
+    loss: float | None
+    lr: float | None
+    grad_norm: float | None
+    tokens: int | None
+    tokens_per_s: float | None
+    ts: float
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class SystemPoint:
+    """The machine at `ts`, while stage `stage` of iteration t ran: CPU % (all cores, over the
+    sampling interval), memory, and each GPU NVML saw (none without NVIDIA GPUs)."""
+
+    iteration: int
+    stage: str
+    ts: float
+    cpu_pct: float
+    mem_used: int
+    mem_total: int
+    gpus: tuple[GpuReading, ...] = ()
+
+    @property
+    def mem_pct(self) -> float:
+        return 100.0 * self.mem_used / self.mem_total if self.mem_total else 0.0
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ from pathlib import Path
 
 from ..errors import BrokenStateError, RunStateError
 from ..runstate.launcher import pid_alive
+from ..runstate.machine import GpuReading
 from ..runstate.names import RunStatus, StageStatus
 from ..runstate.paths import home_dir, run_paths
 from ..results_table import adoptions as adopted_checkpoints
 from ..runstate.reader import Reader, stored_config
 from .models import (
-    Adoption, LayerStat, ModuleStat, Progress, ResultRow, RunDetail, RunSummary, Sample, StageRow, Trial, Verdict,
-    checkpoint_order,
+    Adoption, LayerStat, ModuleStat, Progress, ResultRow, RunDetail, RunSummary, Sample, StageRow, StepPoint,
+    SystemPoint, Trial, Verdict, checkpoint_order,
 )
 
 # Where tail_log starts when a caller has no offset yet: the last this many bytes of the log.
@@ -186,6 +187,30 @@ def progress(run: str, home=None) -> Progress | None:
     return Progress(iteration=p["iteration"], stage=p["stage"], step=p["step"] or 0, total=p["total"] or 0,
                     unit=p["unit"] or "", rate=p["rate"], tokens_per_s=p["tokens_per_s"], loss=p["loss"],
                     started=p["started"], updated=p["updated"], label=p.get("label"))
+
+
+def sft_steps(run: str, home=None, after: int = 0) -> list[StepPoint]:
+    """Every stored SFT optimizer step of the run (iteration, then step), or those stored after
+    `after` (the last StepPoint.seq a caller has): a live chart reads only what is new."""
+    r = reader(home)
+    return [StepPoint(iteration=s["iteration"], step=s["step"], loss=s["loss"], lr=s["lr"], grad_norm=s["grad_norm"],
+                      tokens=s["tokens"], tokens_per_s=s["tokens_per_s"], ts=s["ts"], seq=s["seq"])
+            for s in r.sft_steps(find_run(r, run)["id"], after)]
+
+
+def system_history(run: str, home=None) -> list[SystemPoint]:
+    """The machine's load sampled by the engine during the run's stages, oldest first."""
+    r = reader(home)
+    out = []
+    for s in r.system_samples(find_run(r, run)["id"]):
+        try:
+            gpus = tuple(GpuReading(g["index"], str(g.get("name", "")), float(g["util"]), int(g["mem_used"]), int(g["mem_total"]))
+                         for g in json.loads(s["gpus"] or "[]"))
+        except (ValueError, TypeError, KeyError):
+            gpus = ()  # a damaged row still shows its CPU and memory
+        out.append(SystemPoint(iteration=s["iteration"], stage=s["stage"], ts=s["ts"], cpu_pct=s["cpu_pct"] or 0.0,
+                               mem_used=s["mem_used"] or 0, mem_total=s["mem_total"] or 0, gpus=gpus))
+    return out
 
 
 def log_path(run: str, home=None) -> Path:

@@ -114,3 +114,11 @@ class Reader:
 
     def progress(self, run_id: str) -> list[dict]:
         return self.query("SELECT * FROM progress WHERE run_id = ? ORDER BY updated", [run_id])
+
+    def sft_steps(self, run_id: str, after: int = 0) -> list[dict]:
+        """SFT steps stored after SQLite row `after` (seq: the row's id; a step stored again gets a new one)."""
+        return self.query("SELECT rowid AS seq, * FROM sft_steps WHERE run_id = ? AND rowid > ? ORDER BY iteration, step",
+                          [run_id, after])
+
+    def system_samples(self, run_id: str) -> list[dict]:
+        return self.query("SELECT * FROM system_samples WHERE run_id = ? ORDER BY ts, id", [run_id])

@@ -3,7 +3,8 @@ migrations). Readers use `reader.py` (read-only, no migration, no sqlite-utils).
 
 Tables: runs, stages (the plan and timeline of each run), metrics (one value per checkpoint,
 task and metric), sweeps (alpha / p trials: queued, running, done,
-failed), layer_stats and verdicts (per-layer diagnostics), progress (inside a stage). The engine
+failed), layer_stats and verdicts (per-layer diagnostics), progress (inside a stage), sft_steps (every
+optimizer step of SFT: the curves) and system_samples (the machine's load during each stage). The engine
 process is the only writer of a run's rows once the run exists, except that `start_sweep` queues
 trials for the sweep worker.
 """
@@ -118,7 +119,25 @@ def _v5(db: sqlite_utils.Database) -> None:
     db["progress"].add_column("label", str)
 
 
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: sqlite_utils.Database) -> None:
+    # The curves: one row per SFT optimizer step (engine.runstate.steps), and the machine's load
+    # sampled during each stage (engine.runstate.system_history; gpus: JSON, one entry per GPU).
+    db["sft_steps"].create(
+        {"run_id": str, "iteration": int, "step": int, "loss": float, "lr": float, "grad_norm": float,
+         "tokens": int, "tokens_per_s": float, "ts": float},
+        pk=("run_id", "iteration", "step"),
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["system_samples"].create(
+        {"id": int, "run_id": str, "iteration": int, "stage": str, "ts": float, "cpu_pct": float,
+         "mem_used": int, "mem_total": int, "gpus": str},
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["system_samples"].create_index(["run_id", "iteration", "stage", "ts"])
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 ROW_KEYS = {"metrics": ("run_id", "checkpoint", "task", "metric"),
             "layer_stats": ("run_id", "iteration", "checkpoint", "layer"),
@@ -152,6 +171,18 @@ class Store:
                 self.db.close()
                 raise BrokenStateError(f"{db_path(self.home)}: not a readable imm database ({exc}); "
                                        "nothing was written") from None
+
+    @classmethod
+    def another_connection(cls, home: Path) -> "Store":
+        """A second connection to an existing index for a thread of the engine process (the
+        system history): no migration, and no umask change (the files exist; the umask is the
+        process's, shared with the stage's thread)."""
+        store = cls.__new__(cls)
+        store.home = Path(home)
+        store.db = sqlite_utils.Database(db_path(store.home))
+        store.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        store.db.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
+        return store
 
     def _migrate(self, version: int) -> None:
         for target in range(version, len(MIGRATIONS)):
@@ -231,6 +262,41 @@ class Store:
             self.db["progress"].upsert({"run_id": run_id, "iteration": iteration, "stage": stage, **fields,
                                         "updated": now()}, pk=("run_id", "iteration", "stage"))
 
+    # ------------------------------------------------------------ curves and system history
+    def record_sft_steps(self, run_id: str, iteration: int, rows: list[dict]) -> None:
+        """Store optimizer steps of iteration t's SFT in one transaction. A step stored before
+        (a resumed stage runs again the steps after its checkpoint) is replaced: one row a step."""
+        with self.db.conn:
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO sft_steps (run_id, iteration, step, loss, lr, grad_norm, tokens, tokens_per_s, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, iteration, r["step"], r["loss"], r["lr"], r["grad_norm"], r["tokens"], r["tokens_per_s"], r["ts"])
+                 for r in rows])
+
+    def trim_sft_steps(self, run_id: str, iteration: int, after: int) -> None:
+        """Forget iteration t's steps after `after` (SFT starts, or resumes from step `after`)."""
+        with self.db.conn:
+            self.db.execute("DELETE FROM sft_steps WHERE run_id = ? AND iteration = ? AND step > ?",
+                            [run_id, iteration, after])
+
+    def add_system_samples(self, run_id: str, iteration: int, stage: str, rows: list[dict]) -> None:
+        with self.db.conn:
+            self.db["system_samples"].insert_all(
+                {"run_id": run_id, "iteration": iteration, "stage": stage, **r} for r in rows)
+
+    def count_system_samples(self, run_id: str, iteration: int, stage: str) -> int:
+        return self.db.execute("SELECT count(*) FROM system_samples WHERE run_id = ? AND iteration = ? AND stage = ?",
+                               [run_id, iteration, stage]).fetchone()[0]
+
+    def thin_system_samples(self, run_id: str, iteration: int, stage: str) -> None:
+        """Drop every other sample of a stage (the second, fourth, ...): a long stage keeps its
+        whole span at half the resolution."""
+        with self.db.conn:
+            self.db.execute(
+                "DELETE FROM system_samples WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER (ORDER BY ts, id) AS n "
+                "FROM system_samples WHERE run_id = ? AND iteration = ? AND stage = ?) WHERE n % 2 = 0)",
+                [run_id, iteration, stage])
+
     # ------------------------------------------------------------ sweeps: a queue of trials
     def queue_trials(self, run_id: str, iteration: int, specs: list[dict]) -> list[int]:
         """Queue trials (alpha, drop_rate, seed, subset, keep_weights) for the sweep worker."""
@@ -286,6 +352,7 @@ class Store:
             self.db["metrics"].insert_all([{"run_id": run_id, **m} for m in merge_metrics])
             for table in ("layer_stats", "verdicts", "progress"):
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ? AND iteration >= ?", [run_id, iteration])
+            self.db.execute("DELETE FROM sft_steps WHERE run_id = ? AND iteration > ?", [run_id, iteration])
             for it, stage in reset:
                 self.db["stages"].update((run_id, it, stage), {"status": StageStatus.PENDING, "started": None, "ended": None,
                                                                "error": None, "info": None, "artifact": None})

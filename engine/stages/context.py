@@ -13,6 +13,7 @@ from ..config import BUILTIN_PREFIX, RunConfig, is_gguf
 from ..errors import StopRequested
 from ..runstate.paths import RunPaths
 from ..runstate.progress import ProgressReporter, null_progress
+from ..runstate.steps import StepRecorder, null_steps
 
 
 def stage_seed(seed: int, iteration: int, stage: str) -> int:
@@ -43,7 +44,8 @@ class StageResult:
 
 @dataclass
 class StageContext:
-    """One run as a stage sees it, with the seed of the stage at hand and its progress reporter."""
+    """One run as a stage sees it, with the seed of the stage at hand, its progress reporter and
+    step recorder."""
 
     cfg: RunConfig
     run_id: str
@@ -52,6 +54,7 @@ class StageContext:
     seed: int
     log: Callable[[str], None]
     progress: ProgressReporter = field(default_factory=null_progress)
+    steps: StepRecorder = field(default_factory=null_steps)  # SFT's optimizer steps (the curves)
     # Set by the driver for the stage at hand: whether a stop was asked for (SIGTERM, STOP file),
     # and its test hold point (hold_for_test bound to the run, iteration and stage).
     stop_requested: Callable[[], bool] = lambda: False

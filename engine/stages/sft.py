@@ -55,12 +55,13 @@ def training_checkpoints(ctx: StageContext, t: int, pairs, cfg: SFTConfig, devic
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if not k.startswith("checkpoint_")}
     fingerprint = digest([pairs, settings, model_stamp(ctx.sft_init_path(t)), ctx.seed, device, str(dtype)])
     return TrainingCheckpoints(ctx.paths.sft_checkpoint(t), cfg.checkpoint_every, cfg.checkpoint_minutes, fingerprint,
-                               ctx.stop_requested, ctx.safe_point, ctx.log)
+                               ctx.stop_requested, ctx.safe_point, ctx.log, before_save=ctx.steps.flush)
 
 
 def sft(ctx: StageContext, t: int) -> StageResult:
     """sft/: the fine-tuned checkpoint (progress: optimizer steps, with loss and tokens/s). The hf
-    backend saves training checkpoints and continues from the last one after a kill or a stop."""
+    backend saves training checkpoints and continues from the last one after a kill or a stop, and
+    records every optimizer step (ctx.steps: the curves; the deepspeed worker records none yet)."""
     from ..models.loading import clear_stale
 
     backend = sft_backend(ctx.cfg.sft, visible_gpus())
@@ -88,6 +89,6 @@ def sft(ctx: StageContext, t: int) -> StageResult:
     else:
         checkpoints = training_checkpoints(ctx, t, pairs, cfg, device, dtype)
         info = train(init, pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress, trust_remote_code=trust,
-                     checkpoints=checkpoints)
+                     checkpoints=checkpoints, recorder=ctx.steps)
         checkpoints.remove()
     return StageResult(out, {**info, "backend": backend, "grad_accum": cfg.grad_accum, "global_batch": cfg.batch_size * cfg.grad_accum * gpus})

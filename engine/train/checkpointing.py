@@ -32,14 +32,16 @@ class Position:
 
 class TrainingCheckpoints:
     """`restore` before the loop, `after_step` after each optimizer step, `remove` once the final
-    model is saved. `safe_point(when)` is called after each save: it may stop the stage (it raises
+    model is saved. `before_save` runs before each save. `safe_point(when)` is called after each save: it may stop the stage (it raises
     StopRequested when a stop was asked for) or hold it for a test."""
 
     def __init__(self, path: Path, every: int, minutes: float, fingerprint: str,
                  stop_requested: Callable[[], bool] = lambda: False,
-                 safe_point: Callable[[str], None] = lambda when: None, log: Callable[[str], None] = print):
+                 safe_point: Callable[[str], None] = lambda when: None, log: Callable[[str], None] = print,
+                 before_save: Callable[[], None] = lambda: None):
         self.path, self.every, self.minutes, self.fingerprint = Path(path), every, minutes, fingerprint
         self.stop_requested, self.safe_point, self.log = stop_requested, safe_point, log
+        self.before_save = before_save  # the step recorder's flush: the curve reaches the checkpoint first
         self._saved_at = time.monotonic()
 
     @property
@@ -81,6 +83,7 @@ class TrainingCheckpoints:
         due = (self.every and step % self.every == 0) or \
               (self.minutes and time.monotonic() - self._saved_at >= 60 * self.minutes)
         if due or self.stop_requested():
+            self.before_save()
             self.save(position(), model, opt, sched, grad_mask)
             self.safe_point(f"checkpoint{step}")
 

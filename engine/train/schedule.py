@@ -37,18 +37,22 @@ def optimizer_steps(n_items: int, cfg, world_size: int = 1) -> int:
     return math.ceil(n_items / (cfg.batch_size * cfg.grad_accum * world_size)) * cfg.epochs
 
 
-def optimizer_step(model, opt, sched, max_grad_norm: float, grad_mask=None) -> None:
+def optimizer_step(model, opt, sched, max_grad_norm: float, grad_mask=None):
     """Mask the gradient (weight masking, engine.train.interventions), clip its norm to
-    max_grad_norm (0: no clipping), step the optimizer and the schedule, clear the gradients."""
+    max_grad_norm (0: no clipping), step the optimizer and the schedule, clear the gradients.
+    Returns the gradient's total norm before clipping (a 0-d tensor on the model's device)."""
     import torch
 
     if grad_mask is not None:
         grad_mask.apply(model)
     if max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    else:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
     opt.step()
     sched.step()
     opt.zero_grad(set_to_none=True)
+    return norm
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import SFTConfig
+from ..runstate.steps import StepRecorder
 from .checkpointing import Position, TrainingCheckpoints
 from .interventions import WeightMask, param_groups
 from .loss import accumulate_step, optimizer_step_batches, response_loss_sum
@@ -35,9 +36,11 @@ from .textdata import encode_pairs
 
 def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Path, device: str,
           save_dtype, seed: int, log: Callable[[str], None] = print, progress=None,
-          trust_remote_code: bool = False, checkpoints: TrainingCheckpoints | None = None) -> dict:
+          trust_remote_code: bool = False, checkpoints: TrainingCheckpoints | None = None,
+          recorder: StepRecorder | None = None) -> dict:
     """Fine-tune the model at init_path on (prompt, response) pairs; save it to `out` atomically.
-    `checkpoints` saves training checkpoints and resumes from the last one."""
+    `checkpoints` saves training checkpoints and resumes from the last one; `recorder` records every
+    optimizer step (the curves)."""
     import torch
 
     from ..models.loading import load_model, load_tokenizer, save_checkpoint
@@ -46,18 +49,19 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
     tokenizer = load_tokenizer(init_path, padding_side="right", trust_remote_code=trust_remote_code)
     model = load_model(init_path, device, torch.float32, trust_remote_code)
     items = encode_pairs(tokenizer, pairs, cfg.max_length)
-    info = fit(model, items, tokenizer.pad_token_id, cfg, device, seed, log, progress, checkpoints=checkpoints)
+    info = fit(model, items, tokenizer.pad_token_id, cfg, device, seed, log, progress, checkpoints=checkpoints, recorder=recorder)
     save_checkpoint(model, tokenizer, out, dtype=save_dtype)
     return info
 
 
 def fit(model, items, pad_id: int, cfg: SFTConfig, device: str, seed: int,
         log: Callable[[str], None] = print, progress=None, max_steps: int = 0,
-        checkpoints: TrainingCheckpoints | None = None) -> dict:
+        checkpoints: TrainingCheckpoints | None = None, recorder: StepRecorder | None = None) -> dict:
     """Train `model` (fp32, on `device`) in place on encoded items. `progress` (a ProgressReporter)
     hears every optimizer step with its loss and tokens. max_steps > 0 stops early (benchmarks).
     `checkpoints` (engine.train.checkpointing) restores the last training checkpoint first and
-    hears every optimizer step."""
+    hears every optimizer step; `recorder` (engine.runstate.steps) records each step's loss, lr,
+    gradient norm and tokens, and is flushed before each checkpoint."""
     import torch
 
     model.train()
@@ -78,6 +82,8 @@ def fit(model, items, pad_id: int, cfg: SFTConfig, device: str, seed: int,
     at = checkpoints.restore(model, opt, sched, grad_mask) if checkpoints is not None else Position()
     if progress is not None:  # resumed from a training checkpoint: the bar starts where it was
         progress.start(total, "steps", restored=at.step)
+    if recorder is not None:
+        recorder.begin(at.step)
 
     # the losses of the steps before the checkpoint: of finished epochs, and of the epoch at hand
     step, step_losses = at.step, at.losses[: len(at.losses) - at.batch]
@@ -89,11 +95,14 @@ def fit(model, items, pad_id: int, cfg: SFTConfig, device: str, seed: int,
             if epoch == at.epoch and b < at.batch:
                 continue  # done before the checkpoint this run resumed from
             loss_sum = accumulate_step(loss_of, batch, device, autocast)
-            optimizer_step(model, opt, sched, cfg.max_grad_norm, grad_mask)
+            lr = max(group["lr"] for group in opt.param_groups)  # the step's (peak group's) learning rate
+            grad_norm = optimizer_step(model, opt, sched, cfg.max_grad_norm, grad_mask)
             step += 1
             epoch_losses.append(loss_sum / max(1, batch.targets))
             if progress is not None:
                 progress.update(step, loss=epoch_losses[-1].item(), tokens=batch.tokens)  # the one sync a step
+            if recorder is not None:
+                recorder.record(step, epoch_losses[-1], lr, grad_norm, batch.tokens)
             if checkpoints is not None:
                 checkpoints.after_step(step, total, lambda: Position(epoch, b + 1, step, step_losses + [float(x) for x in epoch_losses]),
                                        model, opt, sched, grad_mask)

@@ -1,7 +1,7 @@
-"""Export a run to a file: results as Markdown, CSV or JSON, or the layer charts' data as CSV
-(engine.api.export writes it); the dialog says where it wrote, or the engine's refusal. A path
-ending in .md, .csv or .json chooses that format; an existing file is replaced only when the user
-says so."""
+"""Export a run to a file: results as Markdown, CSV or JSON, or the layer charts' data, the SFT
+curves or the system history as CSV (engine.api.export writes it); the dialog says where it wrote,
+or the engine's refusal. A path ending in .md, .csv or .json chooses that format; an existing file
+is replaced only when the user says so."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,9 +19,10 @@ from engine.errors import UserError
 from ..widgets.dialogs import ConfirmScreen
 from ..widgets.plain import plain
 
-# (what, format, label); layer data exists as CSV only.
+# (what, format, label); layer data, the SFT curves and the system history exist as CSV only.
 CHOICES = (("results", "md", "Results as Markdown"), ("results", "csv", "Results as CSV"),
-           ("results", "json", "Results as JSON"), ("layers", "csv", "Layer data as CSV"))
+           ("results", "json", "Results as JSON"), ("layers", "csv", "Layer data as CSV"),
+           ("curves", "csv", "SFT curves (every optimizer step) as CSV"), ("system", "csv", "System history as CSV"))
 
 
 def default_path(run_id: str, what: str, fmt: str) -> str:

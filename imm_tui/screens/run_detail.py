@@ -1,7 +1,7 @@
 """A run in detail: a header line (id, live status, where it is, elapsed) over tabs: Progress,
-Layers, Results, Merge lab, Samples, Config. The screen polls the run's detail once a second
-(in a thread) and hands it to the Progress, Samples and Config panes; r resumes, s stops (asks
-first), 1-6 open the tabs."""
+Layers, Results, Merge lab, Samples, Config, Curves. The screen polls the run's detail once a
+second (in a thread) and hands it to the Progress, Samples and Config panes; r resumes, s stops
+(asks first), 1-7 open the tabs, S the run's system history."""
 from __future__ import annotations
 
 from rich.text import Text
@@ -17,6 +17,7 @@ from engine import api
 
 from ..messages import RunChanged
 from ..panes.config import ConfigPane
+from ..panes.curves import CurvesPane
 from ..panes.layers import LayersPane
 from ..panes.merge_lab import MergeLabPane
 from ..panes.progress import ProgressPane
@@ -28,7 +29,7 @@ from ..widgets.plain import clean
 from ..widgets.fmt import duration
 
 POLL_S = 1.0
-TABS = ("progress", "layers", "results", "merge-lab", "samples", "config")
+TABS = ("progress", "layers", "results", "merge-lab", "samples", "config", "curves")
 STATUS_STYLE = {"running": "bold yellow", "done": "bold green", "failed": "bold red", "interrupted": "bold magenta",
                 "stopped": "bold", "missing": "bold red reverse"}
 
@@ -65,6 +66,7 @@ class RunDetailScreen(Screen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "resume", "Resume"),
         Binding("s", "stop", "Stop"),
+        Binding("S", "system", "System"),
         *[Binding(str(n), f"tab('{tab}')", f"{tab.replace('-', ' ').capitalize()} tab", show=False)
           for n, tab in enumerate(TABS, 1)],
     ]
@@ -98,6 +100,8 @@ class RunDetailScreen(Screen):
                 yield SamplesPane(self.run_id)
             with TabPane("Config", id="config"):
                 yield ConfigPane(self.run_id)
+            with TabPane("Curves", id="curves"):
+                yield CurvesPane(self.run_id)
         yield ImmFooter()
 
     def on_mount(self) -> None:
@@ -174,6 +178,11 @@ class RunDetailScreen(Screen):
 
     def action_resume(self) -> None:
         self.app.resume_run(self.run_id)
+
+    def action_system(self) -> None:
+        from .run_system import RunSystemScreen
+
+        self.app.push_screen(RunSystemScreen(self.run_id))
 
     def action_stop(self) -> None:
         if self.detail is None or stoppable(self.app, self.detail.summary):

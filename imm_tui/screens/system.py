@@ -1,10 +1,10 @@
 """System: CPU per core (/proc/stat), memory (/proc/meminfo) and, where NVML finds NVIDIA GPUs,
-each GPU's utilisation and memory, with the last HISTORY samples as sparklines; sampled once a
-second in a thread worker. No NVML library, driver or GPU: the GPU section is simply absent."""
+each GPU's utilisation and memory (engine.api.Sampler), with the last HISTORY samples as
+sparklines; sampled once a second in a thread worker. No NVML library, driver or GPU: the GPU
+section is simply absent. A run's stored history is the run screen's System view (run_system.py)."""
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 from rich.text import Text
 from textual import work
@@ -15,92 +15,14 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Header, Static
 
+from engine.api import MachineSample, Sampler
+
 from ..widgets.footer import ImmFooter
 from ..widgets.plain import plain
 
 HISTORY = 60
 POLL_SECONDS = 1.0
 GIB = 1024**3
-
-
-@dataclass(frozen=True)
-class Gpu:
-    index: int
-    name: str
-    util: float  # %
-    mem_used: int  # bytes
-    mem_total: int
-
-
-@dataclass(frozen=True)
-class Sample:
-    cores: tuple[float, ...]  # % busy per core since the last sample
-    mem_used: int  # bytes
-    mem_total: int
-    gpus: tuple[Gpu, ...]
-
-    @property
-    def cpu(self) -> float:
-        return sum(self.cores) / len(self.cores) if self.cores else 0.0
-
-
-class Sampler:
-    """Reads the machine; the first sample's CPU numbers cover the time since boot."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[int, int]] = {}
-        self._nvml = None  # the pynvml module once initialised; False when unavailable
-
-    def cores(self) -> tuple[float, ...]:
-        out = []
-        with open("/proc/stat") as f:
-            for line in f:
-                name, *fields = line.split()
-                if not (name.startswith("cpu") and name[3:].isdigit()):
-                    continue
-                values = [int(v) for v in fields]
-                idle, total = values[3] + values[4], sum(values[:8])  # idle + iowait; user..steal
-                last_idle, last_total = self._last.get(name, (0, 0))
-                self._last[name] = (idle, total)
-                span = total - last_total
-                out.append(100.0 * (1 - (idle - last_idle) / span) if span > 0 else 0.0)
-        return tuple(out)
-
-    @staticmethod
-    def memory() -> tuple[int, int]:
-        info = {}
-        with open("/proc/meminfo") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                info[key] = int(rest.split()[0]) * 1024
-        return info["MemTotal"] - info.get("MemAvailable", info.get("MemFree", 0)), info["MemTotal"]
-
-    def gpus(self) -> tuple[Gpu, ...]:
-        if self._nvml is None:
-            try:
-                import pynvml
-
-                pynvml.nvmlInit()
-                self._nvml = pynvml
-            except Exception:  # no nvidia-ml-py, no driver, no GPU: no GPU section
-                self._nvml = False
-        if not self._nvml:
-            return ()
-        nv, out = self._nvml, []
-        try:
-            for i in range(nv.nvmlDeviceGetCount()):
-                h = nv.nvmlDeviceGetHandleByIndex(i)
-                name = nv.nvmlDeviceGetName(h)
-                mem = nv.nvmlDeviceGetMemoryInfo(h)
-                util = nv.nvmlDeviceGetUtilizationRates(h).gpu
-                out.append(Gpu(i, name.decode() if isinstance(name, bytes) else name, float(util), mem.used, mem.total))
-        except nv.NVMLError:
-            return ()
-        return tuple(out)
-
-    def sample(self) -> Sample:
-        used, total = self.memory()
-        return Sample(self.cores(), used, total, self.gpus())
 
 
 def bar(percent: float, width: int = 20) -> str:
@@ -145,7 +67,7 @@ class SystemScreen(Screen):
     BINDINGS = [("escape", "app.pop_screen", "Back")]
 
     class Sampled(Message):
-        def __init__(self, sample: Sample) -> None:
+        def __init__(self, sample: MachineSample) -> None:
             super().__init__()
             self.sample = sample
 
