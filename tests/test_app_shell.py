@@ -283,8 +283,10 @@ async def new_run_form(pilot) -> NewRunScreen:
 async def test_new_run_shows_engine_validation_inline_and_writes_nothing(tmp_path):
     home = tmp_path / "empty"
     async with ImmApp(home).run_test(size=SIZE) as pilot:
-        await pilot.pause(0.2)
-        assert f"imm run {api.BUNDLED_PRESETS / 'tiny-arith.toml'}" in str(pilot.app.screen.query_one("#welcome").render())
+        shown = await until(pilot, lambda: "imm run" in str(pilot.app.screen.query_one("#welcome").render())
+                            and str(pilot.app.screen.query_one("#welcome").render()), 10, "the welcome")
+        welcome = " ".join(shown.replace("\\\n", " ").split())
+        assert f"imm run {api.BUNDLED_PRESETS / 'tiny-arith.toml'} --home {home}" in welcome  # the shell command, unwrapped
         screen = await new_run_form(pilot)
         fill(screen, {"merge.alpha": "2", "merge.drop_rate": "1.0", "generation.k": "0", "tasks.ood": "arith_add4, nosuch"})
         await until(pilot, lambda: len(screen.errors) == 4, 20, "four errors")

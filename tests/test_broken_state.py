@@ -15,7 +15,7 @@ from engine.config import resolve
 from engine.driver import open_run
 from engine.errors import BrokenStateError
 from engine.runstate.plan import create_run
-from engine.runstate.store import Store
+from engine.runstate.store import SCHEMA_VERSION, Store
 from imm_tui.app import ImmApp
 from imm_tui.cli import main
 
@@ -85,7 +85,7 @@ def test_a_newer_database_is_listed_but_never_written(two_runs, capsys):
     assert code == 0 and broken in out and other in out
     for argv in (["run", str(TINY_PRESET)], ["resume", other, "--detach"], ["resume", other]):
         code, _, err = cli(capsys, *argv, "--home", str(home))
-        assert code == 2 and "schema version 99, newer than this imm's 4" in err and "upgrade imm" in err, err
+        assert code == 2 and f"schema version 99, newer than this imm's {SCHEMA_VERSION}" in err and "upgrade imm" in err, err
     assert (home / "imm.db").read_bytes() == before and not (home / "imm.db-wal").exists()
     assert sorted(p.name for p in (home / "runs").iterdir()) == sorted([broken, other])
 
