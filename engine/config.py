@@ -345,9 +345,12 @@ def gather_task_specs(data: dict) -> None:
 
 
 def resolve(preset: str | Path | dict, overrides: list[str] = ()) -> RunConfig:
-    """Preset (file or dict) + overrides -> validated RunConfig. A local model path is made
-    absolute, so a detached engine started elsewhere finds the same folder."""
-    data = load_preset(preset) if not isinstance(preset, dict) else copy.deepcopy(preset)  # overrides edit it
+    """Preset (a file, a preset's name or a dict) + overrides -> validated RunConfig. A local model
+    path is made absolute, so a detached engine started elsewhere finds the same folder."""
+    from .preset_sources import find_preset
+
+    # overrides edit the dict
+    data = load_preset(find_preset(preset)) if not isinstance(preset, dict) else copy.deepcopy(preset)
     for assignment in overrides:
         apply_override(data, assignment)
     gather_task_specs(data)

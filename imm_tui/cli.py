@@ -19,32 +19,29 @@ from . import commands
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="imm", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser = argparse.ArgumentParser(
+        prog="imm", description="imm: a terminal lab for iterative self-improvement of language-model "
+                                 "reasoners with model merging.",
+        epilog="`imm` with no command, or `imm app`, opens the app on the home folder.")
+    # Before the command it also serves the command (`imm --home DIR ls` as `imm ls --home DIR`).
+    parser.add_argument("--home", dest="app_home", metavar="HOME", help=commands.HOME_HELP)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    app = sub.add_parser("app", help="open the app (what `imm` alone does)",
+                         description="Open the terminal app over the home folder's runs.")
+    app.add_argument("--home", help=commands.HOME_HELP)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         importlib.import_module(f"{commands.__name__}.{info.name}").add_parser(sub)
     return parser
 
 
-def app_arguments(argv: list[str]) -> argparse.Namespace | None:
-    """`imm`, `imm app` and `imm --home DIR` (no subcommand) open the app."""
-    rest = argv[1:] if argv[:1] == ["app"] else argv
-    if rest and rest[0] not in ("--home",) and not rest[0].startswith("--home="):
-        return None
-    parser = argparse.ArgumentParser(prog="imm app", description="open the app")
-    parser.add_argument("--home", help=commands.HOME_HELP)
-    return parser.parse_args(rest)
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    app_args = app_arguments(argv)
-    args = build_parser().parse_args(argv) if app_args is None else None
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    args.home = getattr(args, "home", None) or args.app_home
     try:
-        if app_args is not None:
+        if args.command in (None, "app"):
             from .app import run_app
 
-            return run_app(app_args.home)
+            return run_app(args.home)
         return int(args.func(args) or 0)
     except (UserError, RunStateError) as exc:
         from engine.api import clean  # the message may quote a file, a model or a log: plain text

@@ -1,6 +1,9 @@
-"""A deterministic home for the app's snapshot tests, written through the engine's own writer
-(`Store`): fixed run ids, timestamps, metrics, layer stats, verdicts, sweep trials, progress rows,
-a log and sample files. Tests only: the app itself never imports engine internals.
+"""A deterministic home for the app's snapshot tests, written by the engine's own writers, called
+as the engine calls them: `Store.create_run` with the stage plan, `start_stage` / `finish_stage` with
+each stage's rows (metrics from eval, layer stats and verdicts from analyze), `update_run` for the
+run's status, `set_progress`, and the sweep queue (`queue_trials`, `claim_trial`, `finish_trial`).
+Only the ids, the Store's clock and the numbers are fixed here, so a change in what the writers
+write shows in the snapshots. Tests only: the app itself never imports engine internals.
 
 Runs (newest first in the runs table):
 - RUN_INTERRUPTED: stored as running with an engine pid that cannot exist -> shows as interrupted;
@@ -18,10 +21,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+from unittest import mock
 
+import engine.runstate.store as store_module
 from engine.config import resolve
-from engine.runstate.paths import RunPaths
-from engine.runstate.plan import plan
+from engine.runstate.names import RunStatus, Stage, StageStatus
+from engine.runstate.paths import RunPaths, run_paths
+from engine.runstate.plan import plan, write_config_copy
 from engine.runstate.store import Store
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -34,7 +40,7 @@ RUN_STOPPED = "tiny-arith-20261103-100000-c0de"
 RUN_INTERRUPTED = "tiny-arith-20261104-080000-dead"
 MARKUP_NAME = "tiny [bold]x[/foo]"
 DEAD_PID = 4_194_311  # above any Linux pid_max (2**22): never a live process
-FAILED_ERROR = "sft: CUDA out of memory. Tried to allocate 20.00 MiB [/foo]"
+FAILED_ERROR = "CUDA out of memory. Tried to allocate 20.00 MiB [/foo]"
 
 ID_TASK, OOD_TASKS = "arith_add3", ("arith_add4", "arith_mix3")
 LAYERS = 4
@@ -111,34 +117,60 @@ def _verdict(iteration: int, checkpoint: str) -> dict:
             "top_overlap": json.dumps([])}
 
 
-def _add_run(store: Store, run_id: str, preset: Path, overrides: list[str], status: str, created: float,
-             done: int, *, failed_error: str | None = None, running: bool = False, pid: int | None = None,
-             name: str | None = None) -> RunPaths:
-    """A run whose first `done` stages finished, 60 s each from `created`; the next one failed
-    (failed_error) or is running (running); the rest pending."""
-    run_cfg = resolve(preset, overrides)
+class Clock:
+    """What the Store's clock (engine.runstate.store.now) says while the fixture writes."""
+
+    at = 0.0
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def _add_run(store: Store, clock: Clock, run_id: str, preset: Path, status: str, created: float, done: int, *,
+             failed_error: str | None = None, running: bool = False, pid: int | None = None, name: str | None = None,
+             rows=lambda t, stage: {}) -> RunPaths:
+    """A run whose first `done` stages finished, 60 s each from `created` (stage (t, stage) with the
+    rows `rows(t, stage)`); the next one failed (failed_error) or is running (running); the rest
+    pending. The calls are the engine's (runstate.plan.create_run, driver.run_engine / run_stage)."""
+    run_cfg = resolve(preset)
     cfg = run_cfg.to_dict()
     if name:
         cfg["name"] = name
-    paths = RunPaths(store.home / "runs" / run_id)
-    with store.db.conn:
-        store.db["runs"].insert({"id": run_id, "name": cfg["name"], "preset": str(preset.relative_to(PROJECT)),
-                                 "method": cfg["method"], "status": status, "pid": pid, "config": json.dumps(cfg),
-                                 "run_dir": str(paths.root), "created": created, "updated": created,
-                                 "error": failed_error})
-        for i, (it, stage) in enumerate(plan(run_cfg)):
-            row = {"run_id": run_id, "ord": i, "iteration": it, "stage": str(stage), "status": "pending"}
-            start = created + 60 * i
-            if i < done:
-                row.update(status="done", started=start, ended=start + 60, info=json.dumps({}))
-            elif i == done and failed_error:
-                row.update(status="failed", started=start, ended=start + 12, error=failed_error)
-            elif i == done and running:
-                row.update(status="running", started=start)
-            store.db["stages"].insert(row)
+    clock.at = created
+    run_dir = f"runs/{run_id}"
+    store.create_run({"id": run_id, "name": cfg["name"], "preset": str(preset.relative_to(PROJECT)),
+                      "method": cfg["method"], "status": RunStatus.CREATED, "config": json.dumps(cfg),
+                      "run_dir": run_dir}, plan(run_cfg))
+    paths = run_paths(store.home, run_dir)
     paths.root.mkdir(parents=True)
-    paths.config.write_text(json.dumps(cfg, indent=2))
+    write_config_copy(paths, cfg)
+    store.update_run(run_id, status=RunStatus.RUNNING, pid=pid, error=None)
+    for i, (t, stage) in enumerate(plan(run_cfg)[:done + 1]):
+        start = created + 60 * i
+        if i == done and not (failed_error or running):
+            break
+        clock.at = start
+        store.start_stage(run_id, t, stage)
+        if i < done:
+            clock.at = start + 60
+            store.finish_stage(run_id, t, stage, artifact="", info={}, rows=rows(t, stage))
+        elif failed_error:
+            clock.at = start + 12
+            store.set_stage(run_id, t, stage, status=StageStatus.FAILED, ended=clock.at, error=failed_error)
+            store.update_run(run_id, status=RunStatus.FAILED, pid=None, error=f"[iter {t}] {stage}: {failed_error}")
+    if status in (RunStatus.DONE, RunStatus.STOPPED):
+        store.update_run(run_id, status=status, pid=None)
+    assert store.run(run_id)["status"] == status
     return paths
+
+
+def _eval_rows(checkpoints: list[str], pass4: bool = False):
+    """rows(t, stage) for _add_run: the eval stage of iteration t writes its checkpoints' metrics."""
+    def rows(t: int, stage: str) -> dict:
+        if stage != Stage.EVAL:
+            return {}
+        return {"metrics": [m for m in _metrics(checkpoints, pass4) if m["iteration"] == t]}
+    return rows
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
@@ -184,49 +216,50 @@ LOG_DONE = [
 def make_snapshot_home(path: Path) -> Path:
     """Write the fixed home into `path` (created; must not hold a database yet) and return it."""
     home = Path(path)
-    store = Store(home)
-    add_stages = 1 + 1 + 2 * 6  # build, eval base, 2 iterations x (generate filter sft merge eval analyze)
+    clock = Clock()
+    with mock.patch.object(store_module, "now", clock):
+        store = Store(home)
+        _write_home(store, clock)
+        store.db.conn.close()
+    return home
 
-    done = _add_run(store, RUN_DONE, TINY, [], "done", ts(1, 12), add_stages)
-    with store.db.conn:
-        store.db["metrics"].insert_all({"run_id": RUN_DONE, **m}
-                                       for m in _metrics(["base", "sft1", "merge1", "sft2", "merge2"], pass4=True))
-        for t in (1, 2):
-            for ckpt in (f"sft{t}", f"merge{t}"):
-                store.db["layer_stats"].insert_all({"run_id": RUN_DONE, **r} for r in _layer_rows(t, ckpt))
-                store.db["verdicts"].insert({"run_id": RUN_DONE, **_verdict(t, ckpt)})
-        for i, (alpha, drop, status) in enumerate([(0.3, 0.1, "done"), (0.5, 0.1, "done"), (0.7, 0.0, "done"),
-                                                   (0.9, 0.0, "queued")]):
-            results = [] if status == "queued" else [
-                {"task": task, "domain": dom, "metric": "pass@1", "value": round(v + 10 * (alpha - 0.5), 1), "n": 300}
-                for (task, dom), v in zip([(ID_TASK, "id")] + [(t, "ood") for t in OOD_TASKS], PASS1["merge1"])]
-            store.db["sweeps"].insert({"id": i + 1, "run_id": RUN_DONE, "iteration": 1, "alpha": alpha, "drop_rate": drop,
-                                       "seed": 0, "subset": 0, "results": json.dumps(results) if results else None,
-                                       "seconds": None if status == "queued" else 42.0 + i, "weights": None,
-                                       "adopted": 0, "created": ts(1, 13, i), "status": status, "error": None})
-        store.db["progress"].insert({"run_id": RUN_DONE, "iteration": 2, "stage": "eval", "step": 900, "total": 900,
-                                     "unit": "questions", "rate": 30.0, "tokens_per_s": None, "loss": None,
-                                     "started": ts(1, 12, 11), "updated": ts(1, 12, 12)})
+
+def _write_home(store: Store, clock: Clock) -> None:
+    add_stages = 1 + 1 + 2 * 6  # build, eval base, 2 iterations x (generate filter sft merge eval analyze)
+    evals = _eval_rows(["base", "sft1", "merge1", "sft2", "merge2"], pass4=True)
+
+    def done_rows(t: int, stage: str) -> dict:
+        if stage == Stage.ANALYZE:  # the diagnostics of both checkpoints of the iteration
+            return {"layer_stats": [r for ckpt in (f"sft{t}", f"merge{t}") for r in _layer_rows(t, ckpt)],
+                    "verdicts": [_verdict(t, ckpt) for ckpt in (f"sft{t}", f"merge{t}")]}
+        return evals(t, stage)
+
+    done = _add_run(store, clock, RUN_DONE, TINY, "done", ts(1, 12), add_stages, rows=done_rows)
+    for i, (alpha, drop, finished) in enumerate([(0.3, 0.1, True), (0.5, 0.1, True), (0.7, 0.0, True), (0.9, 0.0, False)]):
+        clock.at = ts(1, 13, i)
+        [trial] = store.queue_trials(RUN_DONE, 1, [{"alpha": alpha, "drop_rate": drop, "seed": 0, "subset": 0,
+                                                    "keep_weights": False}])
+        if finished:  # what the sweep worker does with it
+            assert store.claim_trial(RUN_DONE)["id"] == trial
+            results = [{"task": task, "domain": dom, "metric": "pass@1", "value": round(v + 10 * (alpha - 0.5), 1), "n": 300}
+                       for (task, dom), v in zip([(ID_TASK, "id")] + [(t, "ood") for t in OOD_TASKS], PASS1["merge1"])]
+            store.finish_trial(trial, results, 42.0 + i, None)
+    clock.at = ts(1, 12, 12)
+    store.set_progress(RUN_DONE, 2, Stage.EVAL, step=900, total=900, unit="questions", rate=30.0, tokens_per_s=None,
+                       loss=None, started=ts(1, 12, 11))
     done.log.write_text("\n".join(LOG_DONE) + "\n")
     _samples(done)
 
-    vanilla = _add_run(store, RUN_FAILED, TINY_VANILLA, [], "failed", ts(2, 9), 4, failed_error=FAILED_ERROR)
-    with store.db.conn:
-        store.db["metrics"].insert_all({"run_id": RUN_FAILED, **m} for m in _metrics(["base"]))
+    vanilla = _add_run(store, clock, RUN_FAILED, TINY_VANILLA, "failed", ts(2, 9), 4, failed_error=FAILED_ERROR,
+                       rows=_eval_rows(["base"]))
     vanilla.log.write_text(f"09:04:00 [iter 1] sft failed: {FAILED_ERROR}\n")
 
-    stopped = _add_run(store, RUN_STOPPED, TINY, [], "stopped", ts(3, 10), 5)
-    with store.db.conn:
-        store.db["metrics"].insert_all({"run_id": RUN_STOPPED, **m} for m in _metrics(["base"]))
+    stopped = _add_run(store, clock, RUN_STOPPED, TINY, "stopped", ts(3, 10), 5, rows=_eval_rows(["base"]))
     stopped.log.write_text("10:05:00 stop requested: stopping after the running stage\n")
 
-    dead = _add_run(store, RUN_INTERRUPTED, TINY, [], "running", ts(4, 8), 4, running=True, pid=DEAD_PID,
-                    name=MARKUP_NAME)
-    with store.db.conn:
-        store.db["metrics"].insert_all({"run_id": RUN_INTERRUPTED, **m} for m in _metrics(["base"]))
-        store.db["progress"].insert({"run_id": RUN_INTERRUPTED, "iteration": 1, "stage": "sft", "step": 40,
-                                     "total": 120, "unit": "steps", "rate": 2.0, "tokens_per_s": 5400.0, "loss": 0.734,
-                                     "started": ts(4, 8, 4), "updated": ts(4, 8, 4, 20)})
+    dead = _add_run(store, clock, RUN_INTERRUPTED, TINY, "running", ts(4, 8), 4, running=True, pid=DEAD_PID,
+                    name=MARKUP_NAME, rows=_eval_rows(["base"]))
+    clock.at = ts(4, 8, 4, 20)
+    store.set_progress(RUN_INTERRUPTED, 1, Stage.SFT, step=40, total=120, unit="steps", rate=2.0, tokens_per_s=5400.0,
+                       loss=0.734, started=ts(4, 8, 4))
     dead.log.write_text("08:04:00 [iter 1] sft: step 40/120 loss 0.734 [/foo]\x1b[2J\n")
-    store.db.conn.close()
-    return home

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,17 @@ FAST = [
     "iterations=1", "tasks.train_size=64", "tasks.eval_size=32", "generation.temperatures=[0.5]",
     "generation.k=1", "generation.max_new_tokens=40", "sft.epochs=1", "sft.batch_size=16", "analyze.when=off",
 ]
+
+
+def wait_until(condition, timeout: float = 300, what: str = "the condition", every: float = 0.1):
+    """condition()'s first true value, asked every `every` seconds; the timeout only bounds a hang
+    (tests wait for what they need, never for a fixed time; app_helpers.until is the Pilot form)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+    return value
 
 
 def listing(folder: Path) -> list[str]:
@@ -72,8 +84,7 @@ def home(tmp_path, base_models) -> Path:
 def imm(*args: str, home: Path | None = None, check: bool = False, **kw) -> subprocess.CompletedProcess:
     """Run the real command line in a subprocess (`python -m imm_tui ...`, what `imm` runs)."""
     cmd = [sys.executable, "-m", "imm_tui", *args] + (["--home", str(home)] if home else [])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
-    env.update(kw.pop("env", {}))
+    env = {**os.environ, **kw.pop("env", {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT, env=env, timeout=kw.pop("timeout", 300), **kw)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")

@@ -17,7 +17,7 @@ import pytest
 from engine import api
 from engine.errors import ConfigError, RunStateError, UserError
 
-from conftest import FAST, PROJECT, TINY_PRESET, gguf_stand_ins
+from conftest import FAST, PROJECT, TINY_PRESET, gguf_stand_ins, wait_until
 
 HEAVY = ("torch", "transformers", "safetensors", "numpy", "sqlite_utils", "pandas")
 
@@ -199,6 +199,20 @@ def test_config_toml_round_trips_every_preset(tmp_path, monkeypatch):
         api.save_preset("../x", TINY_PRESET, folder=tmp_path / "presets")
 
 
+def test_a_preset_is_found_by_name_the_users_first(tmp_path, monkeypatch):
+    from engine.config import resolve
+
+    monkeypatch.setenv("IMM_PRESETS_DIR", str(tmp_path / "mine"))
+    bundled = {p.name: p.path for p in api.presets() if p.source == "bundled"}
+    assert bundled["tiny-arith"].samefile(TINY_PRESET) and set(bundled) == {p.stem for p in (PROJECT / "presets").glob("*.toml")}
+    assert resolve("tiny-arith").to_dict() == resolve(TINY_PRESET).to_dict()
+    api.save_preset("tiny-arith", TINY_PRESET, ["merge.alpha=0.3"])  # a saved preset of the same name wins
+    assert resolve("tiny-arith").merge.alpha == 0.3 and resolve(TINY_PRESET).merge.alpha == 0.5
+    with pytest.raises(ConfigError) as refused:
+        resolve("tiny-arithm")
+    assert refused.value.path == "preset" and "tiny-arith, tiny-arith-iimm, tiny-arith-vanilla" in refused.value.allowed
+
+
 def test_export_and_compare(finished_run, tmp_path):
     home, run_id = finished_run
     as_json = json.loads(api.export(run_id, "json", home=home))
@@ -298,10 +312,11 @@ def test_progress_rows_and_readers_during_a_real_run(home):
     threads = [threading.Thread(target=poll) for _ in range(2)]
     for t in threads:
         t.start()
-    deadline = time.time() + 300
-    while api.run_detail(started.run_id, home).summary.status in ("created", "running") and time.time() < deadline:
-        time.sleep(0.5)
-    done.set()
+    try:
+        wait_until(lambda: api.run_detail(started.run_id, home).summary.status not in ("created", "running"), 600,
+                   "the run to end", every=0.5)
+    finally:
+        done.set()
     for t in threads:
         t.join()
     assert api.run_detail(started.run_id, home).summary.status == "done"

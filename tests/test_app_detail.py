@@ -18,6 +18,7 @@ from imm_tui.app import ImmApp
 from imm_tui.panes.progress import progress_line
 from imm_tui.panes.samples import SamplesPane
 from imm_tui.screens.run_detail import RunDetailScreen
+from imm_tui.widgets.dialogs import PromptScreen
 from imm_tui.widgets.log_view import LogView, TailLog
 from imm_tui.widgets.plain import clean
 
@@ -101,8 +102,7 @@ async def test_real_run_in_every_pane(finished_run):
 
         # Config: the resolved config as TOML
         await pilot.press("6")
-        await pilot.pause(0.1)
-        assert "[merge]" in screen.query_one(TextArea).text
+        await until(pilot, lambda: "[merge]" in screen.query_one(TextArea).text, what="the config")
 
 
 # ------------------------------------------------------------------ the followed, searchable log
@@ -122,31 +122,29 @@ async def test_log_follows_pauses_resumes_and_searches(growing_run):
 
         append([f"appended line {i}" for i in range(200)])
         await until(pilot, lambda: log.lines[-1] == "appended line 199")
-        await pilot.pause(0.1)
-        assert log.following and log.scroll_y == log.max_scroll_y
+        await until(pilot, lambda: log.following and log.scroll_y == log.max_scroll_y, what="the end in view")
 
         log.focus()
         await pilot.press("home")
-        await pilot.pause(0.1)
-        assert log.scroll_y == 0 and "paused" in screen_text(app)
+        await until(pilot, lambda: log.scroll_y == 0 and "paused" in screen_text(app), what="the pause")
         append(["while scrolled up 1", "while scrolled up 2"])
         await until(pilot, lambda: log.lines[-1] == "while scrolled up 2")
         assert log.scroll_y == 0  # the view stayed where the user put it
 
         await pilot.press("end")
-        await pilot.pause(0.1)
+        await until(pilot, lambda: log.following, what="following again")
         append(["after end"])
         await until(pilot, lambda: log.lines[-1] == "after end")
-        await pilot.pause(0.1)
-        assert log.following and log.scroll_y == log.max_scroll_y and "following" in screen_text(app)
+        await until(pilot, lambda: log.following and log.scroll_y == log.max_scroll_y and "following" in screen_text(app),
+                    what="the new end in view")
 
         await pilot.press("slash")
         await pilot.press(*"line 42")
         await pilot.press("enter")
-        await pilot.pause(0.1)
-        hit = log.match_line
-        assert hit is not None and "appended line 42" in log.lines[hit]
-        assert log.scroll_y <= hit < log.scroll_y + log.size.height  # on screen
+        hit = await until(pilot, lambda: log.match_line is not None  # and scrolled on screen
+                          and log.scroll_y <= log.match_line < log.scroll_y + log.size.height and log.match_line,
+                          what="the match in view")
+        assert "appended line 42" in log.lines[hit]
         await pilot.press("n")  # only one line holds "line 42": n wraps back to it
         assert log.match_line == hit
         await pilot.press("slash", *"appended line 1", "enter")
@@ -157,8 +155,7 @@ async def test_log_follows_pauses_resumes_and_searches(growing_run):
         assert log.match_line == first
 
         await pilot.press("slash", "x", "escape")  # escape closes the search, not the screen
-        await pilot.pause(0.1)
-        assert app.screen is screen and log.has_focus
+        await until(pilot, lambda: app.screen is screen and log.has_focus, what="the log, focused")
 
 
 async def test_log_window_is_bounded(growing_run):
@@ -183,7 +180,7 @@ async def test_markup_and_escapes_in_the_log_show_literally(growing_run):
             f.write("model said [bold]x[/foo] \x1b[31mred\x1b[0m\n")
         log = screen.query_one(TailLog)
         await until(pilot, lambda: log.lines[-1].startswith("model said"))
-        await pilot.pause(0.1)
+        await until(pilot, lambda: "model said" in screen_text(app), what="the line drawn")
         assert "model said [bold]x[/foo] ␛[31mred␛[0m" in screen_text(app)
 
 
@@ -200,8 +197,7 @@ async def test_sample_with_markup_and_filters(snapshot_home):
         await until(pilot, lambda: table.row_count == 12)
         row = next(i for i, s in enumerate(pane.shown) if "[bold]" in s.completion)
         table.move_cursor(row=row)
-        await pilot.pause(0.1)
-        assert "[bold]2 + 3 + 4[/foo] = ␛[31m" in screen_text(app)
+        await until(pilot, lambda: "[bold]2 + 3 + 4[/foo] = ␛[31m" in screen_text(app), what="the sample's text")
 
         await pilot.press("f")  # correct only
         assert pane.shown and all(s.correct for s in pane.shown)
@@ -263,17 +259,16 @@ async def test_failed_run_header_and_timeline_show_the_error(snapshot_home):
     app = ImmApp(snapshot_home)
     async with app.run_test(size=(160, 40)) as pilot:
         await open_detail(pilot, RUN_FAILED)
-        await pilot.pause(0.2)
-        text = screen_text(app)
-        assert "failed" in text and FAILED_ERROR in text and "✗" in text
+        await until(pilot, lambda: all(word in screen_text(app) for word in ("failed", FAILED_ERROR, "✗")),
+                    what="the error in the header and the timeline")
 
 
 async def test_running_stage_progress_rate_loss_and_tokens(snapshot_home):
     app = ImmApp(snapshot_home)
     async with app.run_test(size=SIZE) as pilot:
         await open_detail(pilot, RUN_INTERRUPTED)
-        await pilot.pause(0.2)
-        text = screen_text(app)
+        text = await until(pilot, lambda: "steps/s" in (t := screen_text(app)) and MARKUP_NAME in t and t,
+                           what="the progress line")
         assert "interrupted" in text and "⏸" in text  # its engine is gone: no clock runs
         assert "iter 1 sft · 40/120 steps · 2.0 steps/s · loss 0.734 · 5,400 tok/s" in text and "33%" in text
         assert f"({MARKUP_NAME})" in text and "[/foo]␛[2J" in text  # its name and log line, literally
@@ -309,7 +304,7 @@ async def test_config_saves_a_preset_and_copies(snapshot_home, tmp_path, monkeyp
         await pilot.press("6")
         await until(pilot, lambda: "[merge]" in screen.query_one(TextArea).text)
         await pilot.press("p")
-        await pilot.pause(0.1)
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen), what="the name prompt")
         await pilot.press("ctrl+a", "ctrl+k", *"my-preset", "enter")  # the prompt offers a name; replace it
         saved = tmp_path / "presets" / "my-preset.toml"
         await until(pilot, lambda: saved.exists())
@@ -335,5 +330,4 @@ async def test_resume_and_stop_answer_with_the_engines_text(snapshot_home):
         await pilot.press("s")  # a done run: refused without asking
         await until(pilot, lambda: any("nothing to stop" in n.message for n in app._notifications))
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert not isinstance(app.screen, RunDetailScreen)
+        await until(pilot, lambda: not isinstance(app.screen, RunDetailScreen), what="the screen to close")

@@ -177,8 +177,8 @@ async def test_charts_keep_their_height_and_keys_off_the_data_at_80x24(snapshot_
         lab = pilot.app.screen.query_one(MergeLabPane)
         await pilot.press("4")
         await until(pilot, lambda: lab.data is not None, what="the lab")
-        await pilot.pause(0.2)
-        assert lab.query_one("#lab-plot", PlotextPlot).size.height >= 14  # the tab scrolls instead
+        # laid out at its minimum height: the tab scrolls instead of shrinking it
+        await until(pilot, lambda: lab.query_one("#lab-plot", PlotextPlot).size.height >= 14, what="the lab plot's height")
         await pilot.press("3")
         plot = pilot.app.screen.query_one("#results-plot", PlotextPlot)
         await until(pilot, lambda: plot.size.height >= PLOT_ROWS, what="the results plot's height")

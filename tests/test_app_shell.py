@@ -35,12 +35,8 @@ def no_user_presets(tmp_path, monkeypatch):
 
 async def runs_screen(pilot) -> RunsScreen:
     """The runs screen once its first poll has filled the table."""
-    for _ in range(100):
-        await pilot.pause(0.05)
-        screen = pilot.app.screen
-        if isinstance(screen, RunsScreen) and screen.runs:
-            return screen
-    raise AssertionError("the runs table never filled")
+    return await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen.runs
+                       and pilot.app.screen, what="the runs table")
 
 
 def table_rows(screen: RunsScreen) -> dict[str, dict[str, str]]:
@@ -80,7 +76,7 @@ async def test_filter_and_marks(snap_home):
         assert screen.marked == {RUN_STOPPED}
         assert table_rows(screen)[RUN_STOPPED]["mark"] == "*"
         await pilot.press("c")  # one marked run: compare asks for more
-        await pilot.pause(0.1)
+        await until(pilot, lambda: any("two or more" in n.message for n in pilot.app._notifications), what="the ask")
         assert isinstance(pilot.app.screen, RunsScreen)
 
 
@@ -123,9 +119,9 @@ async def test_home_end_and_a_filter_without_matches(snap_home):
         await pilot.press("home")
         assert screen.current_id() == RUN_INTERRUPTED
         await pilot.press("slash", *"nothing-like-this")
-        assert "No run matches the filter 'nothing-like-this'" in screen_text(pilot.app)
+        await until(pilot, lambda: "No run matches the filter 'nothing-like-this'" in screen_text(pilot.app), what="the note")
         await pilot.press("escape")
-        assert "No run matches" not in screen_text(pilot.app)
+        await until(pilot, lambda: "No run matches" not in screen_text(pilot.app), what="the note gone")
 
 
 async def test_empty_home_hint_keeps_its_command_whole_at_80_columns(tmp_path):
@@ -137,7 +133,7 @@ async def test_empty_home_hint_keeps_its_command_whole_at_80_columns(tmp_path):
         await until(pilot, lambda: "imm run" in screen_text(pilot.app), what="the hint")
         lines = [line.strip() for line in screen_text(pilot.app).splitlines()]
         assert f"--home {home}" in lines
-        assert f"{api.BUNDLED_PRESETS / 'tiny-arith.toml'} \\" in lines
+        assert "imm run tiny-arith \\" in lines
     home.parent.rmdir()  # the app created nothing in it
 
 
@@ -151,11 +147,7 @@ async def test_live_refresh_keeps_the_cursor(snap_home, monkeypatch):
         store = Store(snap_home)
         store.db["runs"].update(RUN_STOPPED, {"status": "failed", "error": "disk full"})
         store.db.conn.close()
-        for _ in range(60):
-            await pilot.pause(0.05)
-            if table_rows(screen)[RUN_STOPPED]["status"] == "failed":
-                break
-        assert table_rows(screen)[RUN_STOPPED]["status"] == "failed"
+        await until(pilot, lambda: table_rows(screen)[RUN_STOPPED]["status"] == "failed", what="the refresh")
         assert screen.current_id() == RUN_DONE
 
 
@@ -165,17 +157,14 @@ async def test_enter_opens_the_run(snap_home):
     async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
         await runs_screen(pilot)
         await pilot.press("down", "down", "down", "enter")
-        await pilot.pause(0.2)
-        assert isinstance(pilot.app.screen, RunDetailScreen) and pilot.app.screen.run_id == RUN_DONE
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunDetailScreen), what="the run")
+        assert pilot.app.screen.run_id == RUN_DONE
         await pilot.press("colon", *"runs", "enter")  # k9s-style jump back
-        await pilot.pause(0.2)
-        assert isinstance(pilot.app.screen, RunsScreen)
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
         await pilot.press("colon", *"run tiny-arith-2026110", "enter")  # ambiguous prefix: a message, no crash
+        await until(pilot, lambda: pilot.app._notifications, what="the message")
         await pilot.press("colon", *"run tiny-arith-vanilla", "enter")
-        for _ in range(40):
-            await pilot.pause(0.05)
-            if isinstance(pilot.app.screen, RunDetailScreen):
-                break
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunDetailScreen), what="the run")
         assert pilot.app.screen.run_id == RUN_FAILED
 
 
@@ -185,15 +174,14 @@ async def test_help_lists_every_key_of_the_screen(snap_home):
     async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
         await runs_screen(pilot)
         await pilot.press("question_mark")
-        await pilot.pause(0.1)
-        assert isinstance(pilot.app.screen, HelpScreen)
+        await until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), what="the help")
         described = {d for _, d, _ in pilot.app.screen.rows()}
         assert {"Open", "New", "Resume", "Stop", "Mark", "Compare", "Export", "Filter", "Jump", "Quit"} <= described
         rows = {d: (k, w) for k, d, w in pilot.app.screen.rows()}
         assert rows["Quit"] == ("^q, q", "anywhere") and rows["New"][1] == "this screen"
         assert rows["Open"][1] == "table"  # where, in words: no class names
         await pilot.press("escape")
-        assert isinstance(pilot.app.screen, RunsScreen)
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
         pilot.app.open_run(RUN_DONE)
         await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None) == RUN_DONE, what="the run")
         await pilot.press("question_mark")
@@ -204,6 +192,8 @@ async def test_help_lists_every_key_of_the_screen(snap_home):
 
 
 async def test_palette_reaches_every_run_and_action(snap_home):
+    from textual.command import CommandInput
+
     from imm_tui.commands_palette import ImmCommands
 
     async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
@@ -218,11 +208,14 @@ async def test_palette_reaches_every_run_and_action(snap_home):
         hits = [hit async for hit in provider.search("open dead")]
         assert hits and hits[0].text == f"Open run {RUN_INTERRUPTED}"
         hits[0].command()
-        await pilot.pause(0.2)
-        assert pilot.app.screen.run_id == RUN_INTERRUPTED
+        await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None) == RUN_INTERRUPTED, what="the run")
         # The palette itself opens and lists a run with markup in its name without crashing.
-        await pilot.press("escape", "ctrl+p", *"dead")
-        await pilot.pause(0.5)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(pilot.app.focused, CommandInput), what="the palette's input")
+        await pilot.press(*"dead")
+        await until(pilot, lambda: f"Open run {RUN_INTERRUPTED}" in screen_text(pilot.app), what="the palette's hit")
         await pilot.press("escape")
 
 
@@ -242,10 +235,11 @@ async def test_jumping_to_the_run_on_screen_stacks_no_second_screen(snap_home):
         pilot.app.open_run(RUN_DONE)
         await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None) == RUN_DONE, what="the run")
         depth = len(pilot.app.screen_stack)
+        opened, open_run = [], pilot.app.open_run
+        pilot.app.open_run = lambda run_id: (opened.append(run_id), open_run(run_id))
         await pilot.press("colon", *"run tiny-arith-20261101", "enter")
-        await pilot.pause(0.3)
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.1)
+        await until(pilot, lambda: opened == [RUN_DONE], what="the jump's prefix resolved and opened")
+        await until(pilot, lambda: pilot.app.screen.run_id == RUN_DONE, what="the prompt closed")
         assert len(pilot.app.screen_stack) == depth
 
 
@@ -253,13 +247,9 @@ async def test_engine_errors_are_notifications(snap_home):
     async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
         await runs_screen(pilot)
         pilot.app.stop_run(RUN_DONE)  # past the screen's own check: the engine's answer
-        await pilot.pause(0.1)
-        assert isinstance(pilot.app.screen, ConfirmScreen)
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), what="the question")
         await pilot.press("y")
-        for _ in range(40):
-            await pilot.pause(0.05)
-            if pilot.app._notifications:
-                break
+        await until(pilot, lambda: pilot.app._notifications, what="the answer")
         (note,) = list(pilot.app._notifications)
         assert note.severity == "error" and "is not running" in note.message
 
@@ -276,20 +266,18 @@ def fill(screen: NewRunScreen, values: dict[str, str]) -> None:
 async def new_run_form(pilot) -> NewRunScreen:
     await pilot.press("n")
     screen = await until(pilot, lambda: isinstance(pilot.app.screen, NewRunScreen) and pilot.app.screen.config
-                            and pilot.app.screen, 20, "the form's preset")
+                            and pilot.app.screen, what="the form's preset")
     return screen
 
 
 async def test_new_run_shows_engine_validation_inline_and_writes_nothing(tmp_path):
     home = tmp_path / "empty"
     async with ImmApp(home).run_test(size=SIZE) as pilot:
-        shown = await until(pilot, lambda: "imm run" in str(pilot.app.screen.query_one("#welcome").render())
-                            and str(pilot.app.screen.query_one("#welcome").render()), 10, "the welcome")
-        welcome = " ".join(shown.replace("\\\n", " ").split())
-        assert f"imm run {api.BUNDLED_PRESETS / 'tiny-arith.toml'} --home {home}" in welcome  # the shell command, unwrapped
+        await until(pilot, lambda: "imm run tiny-arith" in (w := str(pilot.app.screen.query_one("#welcome").render()))
+                    and f"--home {home}" in w, what="the welcome")
         screen = await new_run_form(pilot)
         fill(screen, {"merge.alpha": "2", "merge.drop_rate": "1.0", "generation.k": "0", "tasks.ood": "arith_add4, nosuch"})
-        await until(pilot, lambda: len(screen.errors) == 4, 20, "four errors")
+        await until(pilot, lambda: len(screen.errors) == 4, what="four errors")
 
         def error(path: str) -> str:
             from imm_tui.screens.new_run import field_id
@@ -304,10 +292,10 @@ async def test_new_run_shows_engine_validation_inline_and_writes_nothing(tmp_pat
         assert error("seed") == ""
         fill(screen, {"merge.alpha": "0.3", "merge.drop_rate": "0.2", "generation.k": "2", "tasks.ood": "arith_add4",
                       "tasks.id": "no_task"})
-        await until(pilot, lambda: [e.field for e in screen.errors] == ["tasks.id"], 20, "one error")
+        await until(pilot, lambda: [e.field for e in screen.errors] == ["tasks.id"], what="one error")
         assert "tasks.id: got 'no_task'" in error("tasks.id") and error("merge.alpha") == ""
         await pilot.press("ctrl+r")  # refused: the errors are named, nothing starts
-        await pilot.pause(0.2)
+        await until(pilot, lambda: any("tasks.id" in n.message for n in pilot.app._notifications), what="the refusal")
         fill(screen, {"tasks.id": "arith_add3"})
         await until(pilot, lambda: not screen.errors and "stages" in str(screen.query_one("#dry-run").render()),
                        20, "the dry-run plan")
@@ -334,9 +322,9 @@ async def test_launch_stop_resume_and_reopen(home):
             screen = await new_run_form(pilot)
             fill(screen, {"generation.temperatures": "0.5", "sft.epochs": "1", "iterations": "1", "sft.batch_size": "16"})
             screen.query_one("#f-extra").value = "; ".join(FAST)
-            await until(pilot, lambda: "stages (8)" in str(screen.query_one("#dry-run").render()), 30, "the plan")
+            await until(pilot, lambda: "stages (8)" in str(screen.query_one("#dry-run").render()), what="the plan")
             await pilot.press("ctrl+r")
-            detail = await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None), 30, "the run's detail")
+            detail = await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None), what="the run's detail")
             run = api.list_runs(home)[0]
             assert run.id == detail and run.pid
             started_pids.append(run.pid)
@@ -345,18 +333,17 @@ async def test_launch_stop_resume_and_reopen(home):
 
             await pilot.press("escape")  # back to the runs table; stop asks first
             await runs_screen(pilot)
-            # Stop is offered once the engine has recorded that it runs (before, the run is `created`).
-            await until(pilot, lambda: api.list_runs(home)[0].status == "running", 60, "the engine to run")
+            # the engine marks the run running once started (importing torch takes a while under load)
+            await until(pilot, lambda: api.list_runs(home)[0].status == "running", 240, "the engine to start")
             await pilot.press("s")
-            await pilot.pause(0.1)
-            assert isinstance(pilot.app.screen, ConfirmScreen)
+            await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), what="the question")
             await pilot.press("n")  # no: it keeps running
-            await pilot.pause(0.3)
-            assert api.list_runs(home)[0].status == "running"
+            await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
+            assert not (home / "runs" / run.id / "STOP").exists() and api.list_runs(home)[0].status == "running"
             await pilot.press("s", "y")
             await until(pilot, lambda: api.list_runs(home)[0].status == "stopped", 240, "the run to stop")
             await pilot.press("r")
-            await until(pilot, lambda: api.list_runs(home)[0].status in ("running", "done"), 30, "the resume")
+            await until(pilot, lambda: api.list_runs(home)[0].status in ("running", "done"), 240, "the resume")
             started_pids.append(api.list_runs(home)[0].pid)
         # The app is closed: the engine goes on; a new app finds the run, watches it finish its
         # iteration, and shows that run's own numbers in every tab.
@@ -365,20 +352,20 @@ async def test_launch_stop_resume_and_reopen(home):
             assert table_rows(screen)[run.id]["status"] in ("running", "done")
             await until(pilot, lambda: table_rows(screen)[run.id]["status"] == "done", 300, "the run to finish")
             await pilot.press("enter")
-            await until(pilot, lambda: getattr(pilot.app.screen, "detail", None), 10, "the run's detail")
+            await until(pilot, lambda: getattr(pilot.app.screen, "detail", None), what="the run's detail")
             results = api.results(run.id, home)
             await pilot.press("3")
             merge1 = next(r for r in results if r.checkpoint == "merge1" and r.domain == "id")
-            await until(pilot, lambda: f"{merge1.value:.1f}" in screen_text(pilot.app), 10, "Merge1's ID value")
+            await until(pilot, lambda: f"{merge1.value:.1f}" in screen_text(pilot.app), what="Merge1's ID value")
             [verdict] = [v for v in api.verdicts(run.id, home) if v.checkpoint == "sft1"]
             await pilot.press("2")
             await until(pilot, lambda: f"= {verdict.spearman:+.2f}".replace("+", "") in screen_text(pilot.app).replace("+", "")
-                        and verdict.verdict in screen_text(pilot.app), 10, "the layer verdict")
+                        and verdict.verdict in screen_text(pilot.app), what="the layer verdict")
             sample = api.samples(run.id, 1, "generated", home)[0]
             await pilot.press("5")
-            await until(pilot, lambda: sample.question.splitlines()[0] in screen_text(pilot.app), 10, "a generated sample")
+            await until(pilot, lambda: sample.question.splitlines()[0] in screen_text(pilot.app), what="a generated sample")
             await pilot.press("4")
-            await until(pilot, lambda: "weights the BASE" in screen_text(pilot.app), 10, "the merge lab")
+            await until(pilot, lambda: "weights the BASE" in screen_text(pilot.app), what="the merge lab")
     finally:
         for pid in started_pids:
             kill(pid)
@@ -390,23 +377,72 @@ async def test_a_run_named_with_markup_renders(snap_home):
     async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
         await runs_screen(pilot)
         pilot.app.jump("no [/foo] \x1b[2J")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: any("[/foo]" in n.message for n in pilot.app._notifications), what="the message")
         await pilot.press("enter")  # the interrupted run, named "tiny [bold]x[/foo]"
-        await pilot.pause(0.5)
-        assert pilot.app.screen.run_id == RUN_INTERRUPTED
+        await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None) == RUN_INTERRUPTED, what="the run")
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert isinstance(pilot.app.screen, RunsScreen)
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
 
 
-@pytest.mark.parametrize("env", [{"NO_COLOR": "1"}, {"TEXTUAL_COLOR_SYSTEM": "standard"}], ids=["no-color", "16-colours"])
-async def test_monochrome_and_16_colours(snap_home, monkeypatch, env):
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+def screen_segments(app) -> list:
+    """The screen's cells as drawn (the app's line filters, NO_COLOR's among them, applied)."""
+    return [seg for strip in app.screen._compositor.render_strips() for seg in strip]
+
+
+def colours(segments) -> list:
+    return [c for seg in segments if seg.style for c in (seg.style.color, seg.style.bgcolor) if c is not None]
+
+
+def assert_greys(app) -> None:
+    used = colours(screen_segments(app))
+    triplets = {c.get_truecolor() for c in used}
+    assert used and all(r == g == b for r, g, b in triplets), sorted(triplets)[:5]
+
+
+async def test_no_color_draws_in_greys_with_the_statuses_in_words(snap_home, monkeypatch):
+    from imm_tui.screens.system import SystemScreen
+
+    monkeypatch.setenv("NO_COLOR", "1")
     async with ImmApp(snap_home).run_test(size=(80, 24)) as pilot:
         await runs_screen(pilot)
+        for status in ("interrupted", "stopped", "failed", "done"):  # the words carry what colours would
+            await until(pilot, lambda: status in screen_text(pilot.app), what=status)
+        assert_greys(pilot.app)
         await pilot.press("S")
-        await pilot.pause(0.3)
-        await pilot.press("escape", "n")
-        await pilot.pause(0.5)
-        assert isinstance(pilot.app.screen, NewRunScreen)
+        await until(pilot, lambda: isinstance(pilot.app.screen, SystemScreen), what="the system screen")
+        assert_greys(pilot.app)
+        await pilot.press("escape")
+        await new_run_form(pilot)
+        assert_greys(pilot.app)
+
+
+async def test_16_colours_draw_only_standard_colours_and_tell_the_statuses_apart(snap_home, monkeypatch):
+    import re
+
+    from rich.segment import Segment, Segments
+    from textual import constants
+
+    monkeypatch.setattr(constants, "COLOR_SYSTEM", "standard")  # what TEXTUAL_COLOR_SYSTEM=standard sets
+    async with ImmApp(snap_home).run_test(size=(80, 24)) as pilot:
+        await runs_screen(pilot)
+        statuses = ("done", "failed", "stopped", "interrupted")
+        await until(pilot, lambda: all(s in screen_text(pilot.app) for s in statuses), what="every status")
+        console = pilot.app.console
+        assert console.color_system == "standard"
+
+        def sgr_codes(segments) -> list[set[int]]:
+            """The SGR parameters of each escape the terminal is sent for these segments."""
+            with console.capture() as capture:
+                console.print(Segments(segments), end="")
+            return [{int(p) for p in params.split(";") if p} for params in re.findall(r"\x1b\[([0-9;]*)m", capture.get())]
+
+        lines = pilot.app.screen._compositor.render_strips()
+        codes = set().union(*sgr_codes([seg for strip in lines for seg in [*strip, Segment.line()]]))
+        assert not codes & {38, 48}, "a 256-colour or truecolor code in 16-colour output"
+        foreground = set(range(30, 38)) | set(range(90, 98))
+        drawn = {}
+        for status in statuses:
+            [first, *_] = sgr_codes([next(seg for strip in lines for seg in strip if seg.text.strip() == status)])
+            drawn[status] = (frozenset(first & foreground), 7 in first)  # its colour, reversed or not
+        assert all(colour for colour, _ in drawn.values()), drawn
+        assert len(set(drawn.values())) == len(statuses), drawn  # each status looks different

@@ -10,12 +10,8 @@ from imm_tui.app import ImmApp
 from imm_tui.panes.results import ResultsPane
 from imm_tui.panes.samples import SamplesPane
 from imm_tui.widgets.log_view import TailLog
-from app_helpers import tables_sized, until
+from app_helpers import settled, until
 from test_app_detail import open_detail
-
-# A snapshot on a busy CPU can still catch a frame drawn before Textual re-measured a table's
-# columns (it does that when the app is next idle); a real change of the screen fails every try.
-pytestmark = pytest.mark.flaky(reruns=2)
 
 TABS = {"progress": "1", "results": "3", "samples": "5", "config": "6"}
 
@@ -41,8 +37,6 @@ def test_detail_tab(snap_compare, tmp_path, monkeypatch, tab, size):
     async def run_before(pilot) -> None:
         screen = await open_detail(pilot, RUN_DONE)
         await pilot.press(TABS[tab])
-        await until(pilot, loaded(screen, tab))
-        await until(pilot, lambda: tables_sized(pilot.app), what="the tables' column widths")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: loaded(screen, tab)() and settled(pilot.app), what=f"the {tab} tab's data")
 
     assert snap_compare(ImmApp(home), terminal_size=size, run_before=run_before)

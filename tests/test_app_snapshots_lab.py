@@ -10,12 +10,8 @@ from app_fixtures import RUN_DONE, RUN_FAILED, freeze_clock, make_snapshot_home
 from imm_tui.app import ImmApp
 from imm_tui.panes.layers import LayersPane
 from imm_tui.panes.merge_lab import MergeLabPane
-from app_helpers import tables_sized, until
+from app_helpers import settled, until
 from test_app_lab import on_runs_screen, open_pane
-
-# A snapshot on a busy CPU can still catch a frame drawn before Textual re-measured a table's
-# columns (it does that when the app is next idle); a real change of the screen fails every try.
-pytestmark = pytest.mark.flaky(reruns=2)
 
 SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 
@@ -31,9 +27,7 @@ def shot(open_screen, ready):
     async def run_before(pilot) -> None:
         await on_runs_screen(pilot)
         await open_screen(pilot)
-        await until(pilot, lambda: ready(pilot.app.screen), what="the screen's data")
-        await until(pilot, lambda: tables_sized(pilot.app), what="the tables' column widths")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: ready(pilot.app.screen) and settled(pilot.app), what="the screen's data")
 
     return run_before
 

@@ -7,14 +7,10 @@ import time
 
 import pytest
 
-from app_helpers import tables_sized, until
+from app_helpers import settled, until
 from app_fixtures import freeze_clock, make_snapshot_home
 from imm_tui.app import ImmApp
 from imm_tui.screens import system
-
-# A snapshot on a busy CPU can still catch a frame drawn before Textual re-measured a table's
-# columns (it does that when the app is next idle); a real change of the screen fails every try.
-pytestmark = pytest.mark.flaky(reruns=2)
 
 SIZES = [(80, 24), (160, 48)]
 HOME_NAME = "home"  # the header shows the home folder's name
@@ -33,28 +29,24 @@ def app(tmp_path, monkeypatch) -> ImmApp:
     time.tzset()
 
 
-async def settle(pilot) -> None:
-    """Let the workers finish and the screen redraw."""
-    for _ in range(3):
-        await pilot.pause(0.3)
-        await pilot.app.workers.wait_for_complete()
-    await until(pilot, lambda: tables_sized(pilot.app), what="the tables' column widths")
-    await pilot.pause(0.2)
+async def settle(pilot, ready=lambda screen: True) -> None:
+    """Wait until ready(screen) and nothing more is being read (app_helpers.settled)."""
+    await until(pilot, lambda: ready(pilot.app.screen) and settled(pilot.app), what="the screen's data")
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_runs_screen(snap_compare, app, size):
-    assert snap_compare(app, terminal_size=size, run_before=settle)
+    assert snap_compare(app, terminal_size=size,
+                        run_before=lambda pilot: settle(pilot, lambda screen: getattr(screen, "runs", None)))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_new_run_screen(snap_compare, app, size):
     async def open_form(pilot):
-        await settle(pilot)
+        await settle(pilot, lambda screen: getattr(screen, "runs", None))
         await pilot.press("n")
-        await settle(pilot)
-        await pilot.pause(0.5)  # the debounced check and its dry run
-        await settle(pilot)
+        # the preset read, then the debounced check's dry-run plan shown
+        await settle(pilot, lambda screen: "stages" in str(screen.query_one("#dry-run").render()))
 
     assert snap_compare(app, terminal_size=size, run_before=open_form)
 
@@ -62,8 +54,8 @@ def test_new_run_screen(snap_compare, app, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_system_screen(snap_compare, app, size):
     async def open_system(pilot):
-        await settle(pilot)
+        await settle(pilot, lambda screen: getattr(screen, "runs", None))
         await pilot.press("S")
-        await settle(pilot)
+        await settle(pilot, lambda screen: isinstance(screen, system.SystemScreen))
 
     assert snap_compare(app, terminal_size=size, run_before=open_system)

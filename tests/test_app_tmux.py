@@ -12,13 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from app_fixtures import RUN_DONE, RUN_INTERRUPTED, make_snapshot_home
+from conftest import wait_until
 
 IMM = Path(sys.executable).parent / "imm"
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (CI installs it with apt-get)")
@@ -28,15 +28,14 @@ def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
 
 
-def wait_for_screen(session: str, text: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_for_screen(session: str, text: str, timeout: float = 120.0) -> str:
+    def shown():
         screen = tmux("capture-pane", "-p", "-t", session)
-        if text in screen:
-            return screen
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} never showed; the screen:\n{screen}")
-        time.sleep(0.2)
+        return screen if text in screen else None
+    try:
+        return wait_until(shown, timeout, f"{text!r} on screen", every=0.2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the screen:\n{tmux('capture-pane', '-p', '-t', session)}") from None
 
 
 @contextlib.contextmanager
@@ -72,11 +71,8 @@ def test_installed_imm_in_tmux(session):
     assert IMM.exists(), f"{IMM}: install the project (pip install -e .)"
     first = wait_for_screen(session, RUN_DONE)
     assert "done" in first and "interrupted" in first
-    for _ in range(3):
-        tmux("send-keys", "-t", session, "Down")
-        time.sleep(0.2)
-    tmux("send-keys", "-t", session, "Enter")
-    wait_for_screen(session, "Progress")
+    tmux("send-keys", "-t", session, "Down", "Down", "Down", "Enter")  # the app reads them in order
+    wait_for_screen(session, f"{RUN_DONE} · done")  # the fourth row's run opened
     tmux("send-keys", "-t", session, "3")
     results = wait_for_screen(session, "Merge2")
     assert "Base" in results and "SFT1" in results and "arith_add3" in results

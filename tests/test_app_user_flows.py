@@ -47,14 +47,14 @@ def user_presets(tmp_path, monkeypatch) -> Path:
 
 async def runs_screen(pilot) -> RunsScreen:
     return await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen.runs
-                       and pilot.app.screen, 10, "the runs table")
+                       and pilot.app.screen, what="the runs table")
 
 
 async def new_run_form(pilot) -> NewRunScreen:
     await pilot.press("n")
     return await until(pilot, lambda: isinstance(pilot.app.screen, NewRunScreen) and pilot.app.screen.config
                        and not pilot.app.screen.errors and "stages" in str(pilot.app.screen.query_one("#dry-run").render())
-                       and pilot.app.screen, 30, "the form and its plan")
+                       and pilot.app.screen, what="the form and its plan")
 
 
 def error_under(screen: NewRunScreen, path: str) -> str:
@@ -72,10 +72,11 @@ async def test_dry_run_key_then_escape_leaves_the_app_running(tmp_path):
         screen = await new_run_form(pilot)
         screen.query_one("#dry-run").update("")
         await pilot.press("ctrl+d")
-        await until(pilot, lambda: "stages" in str(screen.query_one("#dry-run").render()), 30, "the dry run's plan")
+        await until(pilot, lambda: "stages" in str(screen.query_one("#dry-run").render()), what="the dry run's plan")
         await pilot.press("escape")
-        await until(pilot, lambda: isinstance(app.screen, RunsScreen), 5, "the runs screen")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen), what="the runs screen")
+        await pilot.pause()  # the closed screen's timers are cancelled by now: where #6370 would raise
+        await app.workers.wait_for_complete()
         assert app.is_running and app._exception is None
 
 
@@ -86,7 +87,7 @@ async def test_an_unhandled_error_writes_its_traceback_and_gives_status_1(tmp_pa
         async with app.run_test(size=SIZE) as pilot:
             await runs_screen_or_welcome(pilot)
             app.call_later(lambda: 1 / 0)
-            await pilot.pause(0.5)
+            await until(pilot, lambda: app._exception is not None, what="the error")
     assert app.return_code == 1
     report = app.crash_report
     assert report is not None and report.parent == tmp_path / "home"
@@ -94,7 +95,7 @@ async def test_an_unhandled_error_writes_its_traceback_and_gives_status_1(tmp_pa
 
 
 async def runs_screen_or_welcome(pilot):
-    return await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen, 10, "the runs screen")
+    return await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen, what="the runs screen")
 
 
 def test_imm_exits_non_zero_after_a_crash_and_says_where_the_traceback_is(tmp_path):
@@ -133,7 +134,7 @@ async def open_export(pilot, home: Path) -> ExportScreen:
 
 async def export_screen(pilot) -> ExportScreen:
     return await until(pilot, lambda: isinstance(pilot.app.screen, ExportScreen) and pilot.app.screen.query_one("#export-path")
-                       and pilot.app.screen, 5, "the export dialog")
+                       and pilot.app.screen, what="the export dialog")
 
 
 def set_path(screen: ExportScreen, path: Path) -> None:
@@ -147,14 +148,14 @@ async def test_export_asks_before_replacing_a_file_and_keeps_it_on_no(snap_home,
         screen = await open_export(pilot, snap_home)
         set_path(screen, target)
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), 5, "the question")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), what="the question")
         await pilot.press("n")
-        await until(pilot, lambda: "kept" in str(screen.query_one("#export-result").render()), 5, "kept")
+        await until(pilot, lambda: "kept" in str(screen.query_one("#export-result").render()), what="kept")
         assert target.read_text() == "IMPORTANT DATA\n"
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), 5, "the question again")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), what="the question again")
         await pilot.press("y")
-        await until(pilot, lambda: "wrote" in str(screen.query_one("#export-result").render()), 10, "written")
+        await until(pilot, lambda: "wrote" in str(screen.query_one("#export-result").render()), what="written")
         assert target.read_text().startswith("| checkpoint |")
 
 
@@ -162,15 +163,15 @@ async def test_export_takes_the_format_from_the_extension_and_enter_writes(snap_
     async with ImmApp(snap_home).run_test(size=SIZE) as pilot:
         screen = await open_export(pilot, snap_home)  # Markdown chosen, the choice focused
         set_path(screen, tmp_path / "results.csv")
-        await pilot.pause(0.1)
+        await until(pilot, lambda: CHOICES[screen.choice][:2] == ("results", "csv"), what="the extension's format chosen")
         await pilot.press("enter")  # enter on the choice writes (the hint says so)
-        await until(pilot, lambda: (tmp_path / "results.csv").exists(), 10, "the CSV file")
+        await until(pilot, lambda: (tmp_path / "results.csv").exists(), what="the CSV file")
         assert (tmp_path / "results.csv").read_text().startswith("checkpoint,")
         await pilot.press("down", "down")  # the arrows choose, from CSV (the .csv path chose it): layer data
         assert screen.choice == 3 and [b.value for b in screen.query("#export-choice RadioButton")] == [False] * 3 + [True]
         set_path(screen, tmp_path / "layers.json")
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: ".json" in str(screen.query_one("#export-result").render()), 5, "the mismatch")
+        await until(pilot, lambda: ".json" in str(screen.query_one("#export-result").render()), what="the mismatch")
         assert "allowed: a .csv path" in str(screen.query_one("#export-result").render())
         assert not (tmp_path / "layers.json").exists()
 
@@ -204,14 +205,14 @@ async def test_more_entry_for_a_visible_field_is_refused_under_more(tmp_path):
     async with ImmApp(tmp_path / "home").run_test(size=SIZE) as pilot:
         screen = await new_run_form(pilot)
         screen.query_one("#" + field_id("extra")).value = "merge.alpha=0.3; sft.warmup=7"
-        await until(pilot, lambda: len(screen.errors) == 2, 20, "two errors")
+        await until(pilot, lambda: len(screen.errors) == 2, what="two errors")
         more = error_under(screen, "extra")
         assert "merge.alpha: got '0.3'; allowed: set in its own field above (Merge alpha)" in more
         assert "sft.warmup: got 7" in more
         assert error_under(screen, "merge.alpha") == ""
         assert "merge.alpha=0.3" not in screen.overrides()
         await pilot.press("ctrl+r")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: any("Fix" in n.message for n in pilot.app._notifications), what="the refusal")
         assert isinstance(pilot.app.screen, NewRunScreen) and not (tmp_path / "home").exists()
 
 
@@ -221,17 +222,17 @@ async def test_switching_preset_after_edits_asks_and_carries_nothing(tmp_path):
         first = screen.preset
         screen.query_one("#" + field_id("seed")).value = "7"
         screen.query_one("#" + field_id("extra")).value = "sft.warmup=0.2"
-        other = str(api.BUNDLED_PRESETS / "tiny-arith-vanilla.toml")
+        other = str(api.bundled_presets_dir() / "tiny-arith-vanilla.toml")
         screen.query_one("#preset").value = other
-        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), 5, "the question")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), what="the question")
         await pilot.press("n")
-        await until(pilot, lambda: pilot.app.screen is screen, 5, "the form")
+        await until(pilot, lambda: pilot.app.screen is screen, what="the form")
         assert screen.preset == first and screen.query_one("#preset").value == first
         assert screen.query_one("#" + field_id("seed")).value == "7"
         screen.query_one("#preset").value = other
-        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), 5, "the question")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), what="the question")
         await pilot.press("y")
-        await until(pilot, lambda: screen.config and screen.config["method"] == "vanilla", 20, "the other preset")
+        await until(pilot, lambda: screen.config and screen.config["method"] == "vanilla", what="the other preset")
         assert screen.query_one("#" + field_id("extra")).value == "" and screen.edited() == []
         assert screen.query_one("#" + field_id("seed")).value == str(screen.config["seed"])
 
@@ -241,35 +242,36 @@ async def test_escape_with_edits_asks_first(tmp_path):
         screen = await new_run_form(pilot)
         screen.query_one("#" + field_id("seed")).value = "7"
         await pilot.press("escape")
-        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), 5, "the question")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), what="the question")
         await pilot.press("n")
-        await until(pilot, lambda: pilot.app.screen is screen, 5, "the form, edits kept")
+        await until(pilot, lambda: pilot.app.screen is screen, what="the form, edits kept")
         assert screen.query_one("#" + field_id("seed")).value == "7"
         await pilot.press("escape")
-        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), 5, "the question")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), what="the question")
         await pilot.press("y")
-        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), 5, "the runs screen")
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs screen")
 
 
 async def test_save_preset_keeps_the_dialog_on_a_bad_name_and_saves_x_toml_private(tmp_path, user_presets):
     async with ImmApp(tmp_path / "home").run_test(size=SIZE) as pilot:
         screen = await new_run_form(pilot)
         await pilot.press("ctrl+s")
-        dialog = await until(pilot, lambda: isinstance(pilot.app.screen, PresetNameScreen) and pilot.app.screen, 5, "dialog")
+        dialog = await until(pilot, lambda: isinstance(pilot.app.screen, PresetNameScreen) and pilot.app.screen, what="dialog")
         for bad in ("名字", "a" * 65):
             dialog.query_one("#prompt").value = bad
+            dialog.query_one("#prompt-error").update("")
             await pilot.press("enter")
-            await pilot.pause(0.1)
+            await until(pilot, lambda: "preset name: got" in str(dialog.query_one("#prompt-error").render()),
+                        what="the name's error")
             assert pilot.app.screen is dialog and dialog.query_one("#prompt").value == bad
-            assert "preset name: got" in str(dialog.query_one("#prompt-error").render())
         dialog.query_one("#prompt").value = "x.toml"
         await pilot.press("enter")
-        await until(pilot, lambda: (user_presets / "x.toml").exists(), 20, "the saved preset")
+        await until(pilot, lambda: (user_presets / "x.toml").exists(), what="the saved preset")
         assert pilot.app.screen is screen
     assert sorted(p.name for p in user_presets.iterdir()) == ["x.toml"]
     assert stat.S_IMODE((user_presets / "x.toml").stat().st_mode) == 0o600
     with pytest.raises(Exception, match="preset name"):
-        api.save_preset("名字", api.BUNDLED_PRESETS / "tiny-arith.toml", folder=user_presets)
+        api.save_preset("名字", api.bundled_presets_dir() / "tiny-arith.toml", folder=user_presets)
     # the rule is imm run's: the saved name runs
     assert api.validate(user_presets / "x.toml") == []
 
@@ -279,7 +281,7 @@ async def test_an_emoji_or_cjk_value_is_shown_back_as_typed(tmp_path):
         screen = await new_run_form(pilot)
         screen.query_one("#" + field_id("model.path")).value = "😀"
         screen.query_one("#" + field_id("tasks.id")).value = "名字" * 30
-        await until(pilot, lambda: len(screen.errors) == 2, 20, "two errors")
+        await until(pilot, lambda: len(screen.errors) == 2, what="two errors")
         assert "model.path: got '😀'" in error_under(screen, "model.path")
         assert "名字名字" in error_under(screen, "tasks.id")
         assert "\\u" not in error_under(screen, "model.path") + error_under(screen, "tasks.id")
@@ -336,7 +338,7 @@ async def test_config_results_and_export_screens_mark_an_adopted_trial(snap_home
                              10, "the config")
         assert f"# Merge1 is {MARK}" in config.query_one("#config-toml").text
         await pilot.press("3")
-        await until(pilot, lambda: f"Merge1† {MARK}" in screen_text(pilot.app), 10, "the results note")
+        await until(pilot, lambda: f"Merge1† {MARK}" in screen_text(pilot.app), what="the results note")
         assert "Merge1†" in screen_text(pilot.app)
         pilot.app.export_run(RUN_DONE)
         export = await export_screen(pilot)
@@ -355,9 +357,9 @@ async def test_a_deleted_run_folder_shows_as_missing_and_refuses_work(snap_home,
         screen = await runs_screen(pilot)
         folder = next(r.run_dir for r in screen.runs if r.id == RUN_DONE)
         shutil.rmtree(folder)
-        await until(pilot, lambda: next(r.status for r in screen.runs if r.id == RUN_DONE) == "missing", 5, "missing")
+        await until(pilot, lambda: next(r.status for r in screen.runs if r.id == RUN_DONE) == "missing", what="missing")
         pilot.app.open_run(RUN_DONE)
-        await until(pilot, lambda: "is gone" in screen_text(pilot.app), 5, "the run header")
+        await until(pilot, lambda: "is gone" in screen_text(pilot.app), what="the run header")
     assert main(["ls", "--home", str(snap_home)]) == 0
     assert any(RUN_DONE in line and "missing" in line for line in capsys.readouterr().out.splitlines())
     assert main(["show", RUN_DONE, "--home", str(snap_home)]) == 0

@@ -1,6 +1,7 @@
 """The shipped base model of the embedded default: installed into a home with its sha256 checked,
 refused when a file was altered; the build code trains (a short real build), and a full rebuild
-reproduces the shipped weights (IMM_TEST_FULL_BUILD=1: about 75 s on 2 cores, so not in CI)."""
+(IMM_TEST_FULL_BUILD=1: about 75 s on 2 cores, so not in CI) reproduces the shipped weights bit for
+bit on the manifest's torch and CPU, or scores within 10 points of them elsewhere."""
 from __future__ import annotations
 
 import json
@@ -81,16 +82,40 @@ def test_the_build_code_trains_a_base_model(tmp_path):
     assert len(out) == 1 and isinstance(out[0][0], str)
 
 
-@pytest.mark.skipif(not os.environ.get("IMM_TEST_FULL_BUILD"), reason="a full rebuild (set IMM_TEST_FULL_BUILD=1)")
-def test_the_build_code_reproduces_the_shipped_weights(tmp_path):
-    """Bit for bit the shipped weights when torch and the CPU match the manifest's (1 thread),
-    else the rebuilt model must score like them."""
+FULL_BUILD = pytest.mark.skipif(not os.environ.get("IMM_TEST_FULL_BUILD"), reason="a full rebuild (set IMM_TEST_FULL_BUILD=1)")
+
+
+def manifest_matches() -> bool:
+    """This machine's torch and CPU are those the shipped copy was built with."""
+    import torch
+
+    manifest = json.loads((shipped_folder(NAME) / MANIFEST).read_text())
+    return (manifest["torch"], manifest["cpu"], manifest["machine"]) == (torch.__version__, builtin.cpu_model(),
+                                                                         os.uname().machine)
+
+
+def rebuilt(tmp_path):
     ensure_builtin(tmp_path, NAME, log=lambda _: None, build=True)
-    folder = tmp_path / "models" / f"{NAME}-v1"
-    built, shipped = state_dict(folder), state_dict(shipped_folder(NAME))
+    return tmp_path / "models" / f"{NAME}-v1"
+
+
+@FULL_BUILD
+def test_the_build_code_reproduces_the_shipped_weights(tmp_path):
+    """Bit for bit, on the torch and CPU the manifest names (1 thread)."""
+    if not manifest_matches():
+        pytest.skip("another torch or CPU than the shipped copy's: see the test below")
+    built, shipped = state_dict(rebuilt(tmp_path)), state_dict(shipped_folder(NAME))
     assert sorted(built) == sorted(shipped)
-    if all(built[k].equal(shipped[k]) for k in built):
-        return
+    assert [k for k in built if not built[k].equal(shipped[k])] == []
+
+
+@FULL_BUILD
+def test_a_rebuild_elsewhere_scores_within_10_points_of_the_shipped_weights(tmp_path):
+    """On another torch or CPU the float sums may differ in their last bits, so the weights do: the
+    rebuilt model must still score like the shipped one (greedy pass@1 on 100 questions a task)."""
+    if manifest_matches():
+        pytest.skip("the shipped copy's own torch and CPU: the test above checks it bit for bit")
+    folder = rebuilt(tmp_path)
     rebuilt_scores, shipped_scores = scores(folder), scores(shipped_folder(NAME))
     for task, value in shipped_scores.items():
         assert abs(rebuilt_scores[task] - value) <= 10, (task, rebuilt_scores, shipped_scores)

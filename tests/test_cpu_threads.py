@@ -20,9 +20,7 @@ from conftest import PROJECT, TINY_PRESET, imm
 
 
 def env_without(*names: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in names}
-    env["PYTHONPATH"] = str(PROJECT)
-    return env
+    return {k: v for k, v in os.environ.items() if k not in names}
 
 
 def test_engine_sets_the_short_wait_before_torch_loads_and_keeps_the_users():
@@ -51,12 +49,12 @@ def test_auto_threads_leave_a_core_taken_by_another_process():
         "import os, subprocess, sys, time\n"
         "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
         "from engine.cpu_threads import CoreWatch, choose_threads\n"
-        "busy = subprocess.Popen([sys.executable, '-c', 'while True: pass'])\n"
-        "time.sleep(0.3)\n"
+        "busy = subprocess.Popen([sys.executable, '-c', 'print(flush=True)\\nwhile True: pass'], stdout=subprocess.PIPE)\n"
+        "busy.stdout.readline()\n"  # it spins from here on
         "try:\n"
         "    watch = CoreWatch()\n"
         "    first = watch.look()\n"
-        "    time.sleep(0.3)\n"
+        "    time.sleep(0.3)\n"  # the window the second look measures, not a wait for something
         "    print(first, watch.look(), *choose_threads('auto', watch))\n"
         "finally:\n"
         "    busy.kill()\n"

@@ -9,12 +9,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import FAST, PROJECT, TINY_PRESET, imm
+from conftest import FAST, PROJECT, TINY_PRESET, imm, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -38,20 +37,11 @@ def metric_rows(home: Path, run_id: str) -> list[tuple]:
 
 
 def start_engine(*args: str, home: Path, hold: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
+    env = dict(os.environ)
     if hold:
         env["IMM_TEST_HOLD"] = hold
     return subprocess.Popen([sys.executable, "-m", "imm_tui", *args, "--home", str(home)], cwd=PROJECT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(predicate, timeout: float = 240, what: str = "") -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +135,7 @@ def test_sigkill_inside_every_stage_then_resume_gives_identical_metrics(home, re
         if run_id is None:
             run_id = proc.stdout.readline().split()[1]
         holding = Path(home / "runs" / run_id / "HOLDING")
-        wait_for(holding.exists, what=f"engine to reach {hold}")
+        wait_until(holding.exists, what=f"engine to reach {hold}")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         holding.unlink()
@@ -165,13 +155,12 @@ def test_a_second_engine_on_a_running_run_refuses(home):
     first = start_engine("run", str(TINY_PRESET), *overrides, home=home, hold="0:eval:start")
     run_id = first.stdout.readline().split()[1]
     try:
-        wait_for((home / "runs" / run_id / "HOLDING").exists, what="first engine")
+        wait_until((home / "runs" / run_id / "HOLDING").exists, what="first engine")
         second = imm("resume", run_id, home=home)  # the command sees the engine and refuses
         assert second.returncode == 3 and f"run {run_id} is running (engine pid {first.pid})" in second.stderr
         # An engine process started anyway: the run lock refuses it.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
         engine = subprocess.run([sys.executable, "-m", "engine", "run", run_id, "--home", str(home)], cwd=PROJECT,
-                                env=env, capture_output=True, text=True, timeout=120)
+                                capture_output=True, text=True, timeout=120)
         assert engine.returncode == 3
         assert f"run {run_id} is already being run by pid {first.pid}" in engine.stderr
     finally:
@@ -187,10 +176,10 @@ def test_detached_run_stops_at_the_next_safe_point(home):
     run_id = run_id_of(started)
     assert "engine pid" in started.stdout  # the command returned while the engine works on
     holding = home / "runs" / run_id / "HOLDING"
-    wait_for(holding.exists, what="detached engine")
+    wait_until(holding.exists, what="detached engine")
     assert "stop requested" in imm("stop", run_id, home=home, check=True).stdout
     holding.unlink()  # let the engine go on to its next safe point: the first finished eval chunk
-    wait_for(lambda: show_json(run_id, home)["status"] == "stopped", what="engine to stop at a safe point")
+    wait_until(lambda: show_json(run_id, home)["status"] == "stopped", what="engine to stop at a safe point")
     stages = show_json(run_id, home)["stages"]
     assert [s["status"] for s in stages[:3]] == ["done", "pending", "pending"]
     assert len((home / "runs" / run_id / "iter_0" / "eval_base.jsonl.partial").read_text().splitlines()) == 1 + 1
@@ -242,9 +231,8 @@ def test_a_reader_that_goes_away_does_not_fail_the_run(home):
     """`imm run PRESET | head -1` (to grab the run id): the pipe closes after the first line, the
     run still finishes and the command exits 0."""
     sets = " ".join(f"--set {o}" for o in FAST)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
     shell = f"{sys.executable} -m imm_tui run {TINY_PRESET} {sets} --home {home} 2>/dev/null | head -1; exit ${{PIPESTATUS[0]}}"
-    proc = subprocess.run(["bash", "-c", shell], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(["bash", "-c", shell], cwd=PROJECT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.startswith("run ")
     run_id = proc.stdout.split()[1]
     assert show_json(run_id, home)["status"] == "done"
@@ -278,7 +266,7 @@ def kill_inside(home: Path, hold: str, run_id: str | None = None) -> str:
     proc = start_engine(*args, home=home, hold=hold)
     run_id = run_id or proc.stdout.readline().split()[1]
     holding = home / "runs" / run_id / "HOLDING"
-    wait_for(holding.exists, what=f"engine to reach {hold}")
+    wait_until(holding.exists, what=f"engine to reach {hold}")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     holding.unlink()
@@ -339,7 +327,7 @@ def test_sigterm_inside_sft_and_imm_stop_inside_eval_stop_there_then_resume_give
     engine = start_engine("run", str(TINY_PRESET), *sets(CHECKPOINTED), home=home, hold="1:sft:checkpoint3")
     run_id = engine.stdout.readline().split()[1]
     run_dir = home / "runs" / run_id
-    wait_for((run_dir / "HOLDING").exists, what="engine to reach SFT's checkpoint 3")
+    wait_until((run_dir / "HOLDING").exists, what="engine to reach SFT's checkpoint 3")
     os.kill(engine.pid, signal.SIGTERM)
     (run_dir / "HOLDING").unlink()
     assert engine.wait(timeout=120) == 0
@@ -348,7 +336,7 @@ def test_sigterm_inside_sft_and_imm_stop_inside_eval_stop_there_then_resume_give
     assert "[iter 1] sft: stop requested; stopped at checkpoint3" in (run_dir / "engine.log").read_text()
 
     engine = start_engine("resume", run_id, home=home, hold="1:eval:merge1-chunk1")
-    wait_for((run_dir / "HOLDING").exists, what="engine to reach Merge1's first eval chunk")
+    wait_until((run_dir / "HOLDING").exists, what="engine to reach Merge1's first eval chunk")
     assert "stop requested" in imm("stop", run_id, home=home, check=True).stdout
     (run_dir / "HOLDING").unlink()
     assert engine.wait(timeout=120) == 0

@@ -137,8 +137,8 @@ async def test_the_run_header_and_config_tab_say_when_remote_code_is_on(remote_c
         for run_id, shown in ((on, True), (off, False)):
             app.open_run(run_id)
             await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.detail is not None)
-            await pilot.pause(0.1)
-            assert ("trust_remote_code on (model)" in screen_text(app)) is shown
+            header = await until(pilot, lambda: " stages" in (t := screen_text(app)) and run_id in t and t, what="the header")
+            assert ("trust_remote_code on (model)" in header) is shown
             await pilot.press("6")  # the Config tab
             await until(pilot, lambda: "trust_remote_code = " in screen_text(app))
             assert f"trust_remote_code = {'true' if shown else 'false'}" in screen_text(app)
@@ -166,10 +166,9 @@ def test_home_database_and_run_folders_are_private(tmp_path):
     empty = tmp_path / "no-weights"
     empty.mkdir()
     failing, fpaths = create_run(Store(home), resolve(TINY_PRESET, [f"model.path={empty}"]), "x")
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
     out = subprocess.run([sys.executable, "-c", "import os, sys; os.umask(0o022); from engine.__main__ import main; "
                           f"sys.exit(main(['run', {failing!r}, '--home', {str(home)!r}]))"],
-                         capture_output=True, text=True, env=env, cwd=PROJECT, timeout=120)
+                         capture_output=True, text=True, cwd=PROJECT, timeout=120)
     assert out.returncode != 0 and fpaths.log.is_file()
     assert mode(fpaths.log) == 0o600 and all(mode(p) == 0o600 for p in fpaths.root.iterdir() if p.is_file())
 
@@ -182,7 +181,7 @@ def test_a_home_others_can_write_is_refused_everywhere(tmp_path, capsys):
         assert main(argv) == 2  # the last one is the app
         assert "which others can write to (mode 777)" in capsys.readouterr().err
     engine = subprocess.run([sys.executable, "-m", "engine", "run", "x", "--home", str(home)], capture_output=True,
-                            text=True, cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)}, timeout=60)
+                            text=True, cwd=PROJECT, timeout=60)
     assert engine.returncode == 2 and f"chmod o-w {home}" in engine.stderr
     with pytest.raises(UserError, match="others can write"):
         ImmApp(home)
@@ -249,7 +248,6 @@ async def test_the_app_shows_model_output_and_log_lines_as_plain_text(nasty_run)
         await pilot.press("5")  # Samples: the first generated sample is selected
         pane = app.screen.query_one(SamplesPane)
         await until(pilot, lambda: pane.shown and pane.shown[0].completion == NASTY, what="the samples")
-        await pilot.pause(0.2)
-        shown = screen_text(app)
+        shown = await until(pilot, lambda: "$accent" in (t := screen_text(app)) and t, what="the sample drawn")
         assert "[link=https://x]y[/link] $accent" in shown and "␛]52;c;ZWNobyBwd25lZA==␇" in shown
         assert not RAW_CONTROLS.search(shown)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, TINY_PRESET, imm
-from test_loop import assert_same_run, run_id_of, show_json, start_engine, wait_for
+from conftest import wait_until
+from test_loop import assert_same_run, run_id_of, show_json, start_engine
 
 # one torch thread for the single worker and for each of two (threads split over CPU workers)
 PINNED = FAST + ["threads=1", "eval.batch_size=8", "generation.batch_size=16"]
@@ -70,7 +71,7 @@ def test_a_killed_worker_fails_the_stage_naming_its_device_and_nothing_is_left_r
     engine = start_engine("run", str(TINY_PRESET), *sets("eval.workers=2"), home=home, hold="0:eval:base-chunk1")
     run_id = engine.stdout.readline().split()[1]
     run_dir = home / "runs" / run_id
-    wait_for((run_dir / "HOLDING").exists, what="the base eval's first chunk")
+    wait_until((run_dir / "HOLDING").exists, what="the base eval's first chunk")
     pids = worker_pids(run_dir)
     os.kill(pids[1], signal.SIGKILL)
     (run_dir / "HOLDING").unlink()
@@ -81,7 +82,7 @@ def test_a_killed_worker_fails_the_stage_naming_its_device_and_nothing_is_left_r
     error = next(s["error"] for s in run["stages"] if s["stage"] == "eval")
     assert "generation worker on cpu failed: its process ended (exit code -9)" in error
     assert f"imm resume {run_id}" in error and "--set eval.workers=N" in error and f"imm resume {run_id}" in stderr
-    wait_for(lambda: all(gone(pid) for pid in pids), timeout=60, what="the other worker to end")
+    wait_until(lambda: all(gone(pid) for pid in pids), timeout=60, what="the other worker to end")
 
     resumed = imm("resume", run_id, home=home, check=True)
     assert show_json(run_id, home)["status"] == "done", resumed.stderr
@@ -94,11 +95,11 @@ def test_a_killed_engine_takes_its_workers_along_and_the_resumed_run_keeps_every
                           hold="1:generate:chunk2")
     run_id = engine.stdout.readline().split()[1]
     run_dir = home / "runs" / run_id
-    wait_for((run_dir / "HOLDING").exists, what="the second finished generation chunk")
+    wait_until((run_dir / "HOLDING").exists, what="the second finished generation chunk")
     pids = worker_pids(run_dir)
     engine.kill()
     engine.wait()
-    wait_for(lambda: all(gone(pid) for pid in pids), timeout=60, what="the workers to end with their engine")
+    wait_until(lambda: all(gone(pid) for pid in pids), timeout=60, what="the workers to end with their engine")
     partial = run_dir / "iter_1" / "samples.jsonl.partial"
     assert len(partial.read_text().splitlines()) == 1 + 2  # header + the two finished chunks
     (run_dir / "HOLDING").unlink()

@@ -6,7 +6,8 @@ torch, numpy, transformers, safetensors or sqlite-utils; actions start engine pr
 takes `home=None`: then $IMM_HOME, then ./imm-runs.
 """
 from .actions import (
-    BUNDLED_PRESETS, EXPORT_FORMATS, adopt_trial, compare, config_toml, dry_run, export, preset_path, presets, resolved_config,
+    EXPORT_FORMATS, adopt_trial, bundled_presets_dir, compare, config_toml, dry_run, export, preset_path, presets,
+    resolved_config,
     resume, save_preset, start_run, start_sweep, stop, user_presets_dir, validate,
 )
 from .models import (

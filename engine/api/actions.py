@@ -4,27 +4,17 @@ detached process (own session, survives the caller) unless a caller asks for the
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
 from ..durable import write_atomic
 from ..errors import ConfigError, RunStateError, UserError
-from ..runstate.launcher import PROJECT_ROOT, pid_alive, request_stop, spawn_detached
+from ..preset_sources import bundled_dir as bundled_presets_dir, preset_files, user_dir as user_presets_dir
+from ..runstate.launcher import pid_alive, request_stop, spawn_detached
 from ..runstate.names import RunStatus, StageStatus
 from ..runstate.paths import RunPaths, home_dir, private_files, require_run_folder, run_paths
 from .models import Comparison, FieldError, PresetInfo, Started
 from .reads import find_run, layer_stats, live_status, reader, results, run_detail, run_status
-
-BUNDLED_PRESETS = PROJECT_ROOT / "presets"
-
-
-def user_presets_dir() -> Path:
-    """$IMM_PRESETS_DIR, else $XDG_CONFIG_HOME/imm/presets (~/.config/imm/presets)."""
-    if os.environ.get("IMM_PRESETS_DIR"):
-        return Path(os.environ["IMM_PRESETS_DIR"]).expanduser()
-    return Path(os.environ.get("XDG_CONFIG_HOME") or "~/.config").expanduser() / "imm" / "presets"
-
 
 def _store(home):
     from ..runstate.store import Store  # sqlite-utils: writers only
@@ -101,14 +91,13 @@ def config_toml(config: dict) -> str:
 def presets(home=None) -> list[PresetInfo]:
     """The bundled presets and the user's presets folder (user ones after, by name)."""
     out = []
-    for source, folder in (("bundled", BUNDLED_PRESETS), ("user", user_presets_dir())):
-        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
-            comments = []
-            for line in path.read_text(errors="replace").splitlines():
-                if not line.startswith("#"):
-                    break
-                comments.append(line.lstrip("# ").strip())
-            out.append(PresetInfo(name=path.stem, path=path, source=source, description=" ".join(comments)))
+    for source, path in preset_files():
+        comments = []
+        for line in path.read_text(errors="replace").splitlines():
+            if not line.startswith("#"):
+                break
+            comments.append(line.lstrip("# ").strip())
+        out.append(PresetInfo(name=path.stem, path=path, source=source, description=" ".join(comments)))
     return out
 
 

@@ -10,8 +10,6 @@ from pathlib import Path
 from ..cpu_threads import with_wait_policy
 from .paths import RunPaths, private_files
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
 
 def engine_command(home: Path, run_id: str, job: str = "run", args: tuple[str, ...] = ()) -> list[str]:
     """`python -m engine JOB RUN --home HOME [ARGS]`: JOB is run (the loop), sweep (the sweep
@@ -20,8 +18,9 @@ def engine_command(home: Path, run_id: str, job: str = "run", args: tuple[str, .
 
 
 def spawn_detached(home: Path, run_id: str, paths: RunPaths, job: str = "run", args: tuple[str, ...] = ()) -> int:
-    """Start an engine process in a new session; its stdout and stderr go to engine.out."""
-    env = with_wait_policy({**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))})
+    """Start an engine process in a new session; its stdout and stderr go to engine.out. It runs the
+    installed package (this interpreter's), from the run folder: nothing is looked up in a checkout."""
+    env = with_wait_policy(dict(os.environ))
     with private_files(), open(paths.out, "ab") as out:
         proc = subprocess.Popen(
             engine_command(home, run_id, job, args), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

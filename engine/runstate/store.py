@@ -155,14 +155,14 @@ class Store:
 
     def _migrate(self, version: int) -> None:
         for target in range(version, len(MIGRATIONS)):
-            with self.db.conn:
+            with self.db.atomic():
                 MIGRATIONS[target](self.db)
                 self.db.execute(f"PRAGMA user_version = {target + 1}")
 
     # ------------------------------------------------------------ runs
     def create_run(self, run: dict, plan: list[tuple[int, str]]) -> None:
         """Insert a run and its whole stage plan in one transaction."""
-        with self.db.conn:
+        with self.db.atomic():
             self.db["runs"].insert({**run, "created": now(), "updated": now()})
             self.db["stages"].insert_all(
                 {"run_id": run["id"], "ord": i, "iteration": it, "stage": st, "status": StageStatus.PENDING}
@@ -180,7 +180,7 @@ class Store:
         return list(self.db["runs"].rows_where(order_by="created desc"))
 
     def update_run(self, run_id: str, **fields) -> None:
-        with self.db.conn:
+        with self.db.atomic():
             self.db["runs"].update(run_id, {**fields, "updated": now()})
 
     # ------------------------------------------------------------ stages
@@ -188,13 +188,13 @@ class Store:
         return list(self.db["stages"].rows_where("run_id = ?", [run_id], order_by="ord"))
 
     def set_stage(self, run_id: str, iteration: int, stage: str, **fields) -> None:
-        with self.db.conn:
+        with self.db.atomic():
             self.db["stages"].update((run_id, iteration, stage), fields)
 
     def start_stage(self, run_id: str, iteration: int, stage: str) -> None:
         """Mark a stage running from now, adding what its earlier attempt took to `spent`: until
         it was stopped (ended), or, for an engine killed in it, until its last progress row."""
-        with self.db.conn:
+        with self.db.atomic():
             row = self.db["stages"].get((run_id, iteration, stage))
             spent = row.get("spent") or 0.0
             if row["started"] is not None:
@@ -211,7 +211,7 @@ class Store:
                      info: dict | None = None, rows: dict[str, list[dict]] | None = None) -> None:
         """Record a stage's rows (table -> rows: metrics, layer_stats, verdicts) and mark it done
         in one transaction: all or nothing."""
-        with self.db.conn:
+        with self.db.atomic():
             for table, table_rows in (rows or {}).items():
                 if table_rows:
                     self.db[table].upsert_all([{"run_id": run_id, **r} for r in table_rows], pk=ROW_KEYS[table])
@@ -227,7 +227,7 @@ class Store:
     # ------------------------------------------------------------ progress inside a stage
     def set_progress(self, run_id: str, iteration: int, stage: str, **fields) -> None:
         """Upsert the stage's progress row (callers coalesce: see progress.ProgressReporter)."""
-        with self.db.conn:
+        with self.db.atomic():
             self.db["progress"].upsert({"run_id": run_id, "iteration": iteration, "stage": stage, **fields,
                                         "updated": now()}, pk=("run_id", "iteration", "stage"))
 
@@ -235,7 +235,7 @@ class Store:
     def queue_trials(self, run_id: str, iteration: int, specs: list[dict]) -> list[int]:
         """Queue trials (alpha, drop_rate, seed, subset, keep_weights) for the sweep worker."""
         ids = []
-        with self.db.conn:
+        with self.db.atomic():
             for spec in specs:
                 row = {"run_id": run_id, "iteration": iteration, "alpha": spec["alpha"], "drop_rate": spec["drop_rate"],
                        "seed": spec["seed"], "subset": spec["subset"], "weights": "keep" if spec["keep_weights"] else None,
@@ -245,7 +245,7 @@ class Store:
 
     def claim_trial(self, run_id: str) -> dict | None:
         """The oldest queued trial of the run, marked running; None when the queue is empty."""
-        with self.db.conn:
+        with self.db.atomic():
             rows = list(self.db["sweeps"].rows_where("run_id = ? AND status = 'queued'", [run_id], order_by="id", limit=1))
             if not rows:
                 return None
@@ -253,17 +253,17 @@ class Store:
         return {**rows[0], "status": "running"}
 
     def finish_trial(self, trial_id: int, results: list[dict], seconds: float, weights: str | None) -> None:
-        with self.db.conn:
+        with self.db.atomic():
             self.db["sweeps"].update(trial_id, {"status": "done", "results": json.dumps(results), "seconds": seconds,
                                                 "weights": weights, "error": None})
 
     def fail_trial(self, trial_id: int, error: str) -> None:
-        with self.db.conn:
+        with self.db.atomic():
             self.db["sweeps"].update(trial_id, {"status": "failed", "error": error})
 
     def requeue_running_trials(self, run_id: str) -> None:
         """Trials a killed worker left running go back to the queue."""
-        with self.db.conn:
+        with self.db.atomic():
             self.db.execute("UPDATE sweeps SET status = 'queued' WHERE run_id = ? AND status = 'running'", [run_id])
 
     def trials(self, run_id: str, iteration: int | None = None) -> list[dict]:
@@ -277,7 +277,7 @@ class Store:
         """Make a trial the iteration's merge in one transaction: its merge stage info and metrics
         change; the `reset` stages (all that depend on the merge) go back to pending, and the rows
         they wrote (later iterations' metrics, this and later iterations' diagnostics) go."""
-        with self.db.conn:
+        with self.db.atomic():
             self.db.execute("UPDATE sweeps SET adopted = (id = ?) WHERE run_id = ? AND iteration = ?",
                             [trial_id, run_id, iteration])
             self.db["stages"].update((run_id, iteration, Stage.MERGE), {"info": json.dumps(merge_info)})

@@ -8,7 +8,8 @@ from . import HOME_HELP, print_results
 
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="start a run from a preset (TOML)", description=__doc__)
-    p.add_argument("preset", help="preset TOML file, e.g. presets/tiny-arith.toml")
+    p.add_argument("preset", help="a bundled or saved preset's name (e.g. tiny-arith; `imm presets` lists them) "
+                                  "or a preset TOML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set merge.alpha=0.3 (repeatable)")
     p.add_argument("--home", help=HOME_HELP)

@@ -170,7 +170,7 @@ class RunDetailScreen(Screen):
         pane = self.query_one(f"TabPane#{tab}", TabPane)
         target = next((w for w in pane.query("*") if w.focusable), None)
         if target is not None:
-            target.focus()
+            target.focus(scroll_visible=False)  # the tab opens at its top, whichever widget takes the keys
 
     def action_resume(self) -> None:
         self.app.resume_run(self.run_id)

@@ -39,8 +39,7 @@ WELCOME = """No runs in {home} yet.
 
 Press n to configure and launch a new run (start from the tiny-arith preset: it runs on a CPU in a few minutes), or run one from a shell:
 
-    imm run \\
-      {preset} \\
+    imm run tiny-arith \\
       --home {home}
 
 It shows up here while it runs. ctrl+p finds any command, ? lists the keys."""
@@ -187,7 +186,7 @@ class RunsScreen(Screen):
         welcome.display = not self.runs
         table.display = bool(self.runs)
         if not self.runs:
-            welcome.update(plain(WELCOME.format(home=self.app.home, preset=api.BUNDLED_PRESETS / "tiny-arith.toml")))
+            welcome.update(plain(WELCOME.format(home=self.app.home)))
         if not runs and self.runs:
             welcome.display = True
             welcome.update(plain(f"No run matches the filter {query!r}: escape clears it."))
