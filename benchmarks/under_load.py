@@ -1,5 +1,6 @@
 """The test suite under CPU load: a busy-loop process on every core the suite may use, and the
-README's test command (`python -m pytest -q`) run N times in a row beside them.
+README's test command (`python -m pytest -q`) run N times in a row beside them, with IMM_UNDER_LOAD=1 (the
+tests marked slow_under_load run only then).
 
     .venv/bin/python benchmarks/under_load.py [--runs 3] [--busy N] [--pytest-args "-m 'not slow'"] [--no-write]
 
@@ -51,7 +52,7 @@ def run_suite(pytest_args: list[str], busy: list[subprocess.Popen], log: Path) -
     load_start, start = loadavg()[0], time.monotonic()
     with open(log, "w") as out:
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", *pytest_args], cwd=ROOT, stdout=out,
-                              stderr=subprocess.STDOUT)
+                              stderr=subprocess.STDOUT, env={**os.environ, "IMM_UNDER_LOAD": "1"})
     wall = time.monotonic() - start
     busy_cores = (sum(cpu_seconds(p.pid) for p in busy) - cpu_before) / wall
     output = log.read_text(errors="replace")

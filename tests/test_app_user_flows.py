@@ -167,13 +167,36 @@ async def test_export_takes_the_format_from_the_extension_and_enter_writes(snap_
         await pilot.press("enter")  # enter on the choice writes (the hint says so)
         await until(pilot, lambda: (tmp_path / "results.csv").exists(), what="the CSV file")
         assert (tmp_path / "results.csv").read_text().startswith("checkpoint,")
-        await pilot.press("down", "down", "down")  # the arrows choose: layer data (CSV only)
-        assert screen.choice == 3
+        await pilot.press("down", "down")  # the arrows choose, from CSV (the .csv path chose it): layer data
+        assert screen.choice == 3 and [b.value for b in screen.query("#export-choice RadioButton")] == [False] * 3 + [True]
         set_path(screen, tmp_path / "layers.json")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: ".json" in str(screen.query_one("#export-result").render()), what="the mismatch")
         assert "allowed: a .csv path" in str(screen.query_one("#export-result").render())
         assert not (tmp_path / "layers.json").exists()
+
+
+async def test_export_focus_and_chosen_format_are_seen_without_colour(snap_home, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    async with ImmApp(snap_home).run_test(size=(80, 24)) as pilot:
+        screen = await open_export(pilot, snap_home)
+        choice, path = screen.query_one("#export-choice"), screen.query_one("#export-path")
+
+        def top_left(widget) -> str:  # the corner of the widget's border, as the terminal shows it
+            return screen_text(pilot.app).splitlines()[widget.region.y][widget.region.x]
+
+        def dots() -> list[bool]:
+            lines = screen_text(pilot.app).splitlines()
+            return [f"▐●▌ {label}" in line for line in lines for *_, label in CHOICES if label in line]
+
+        await until(pilot, lambda: pilot.app.focused is choice and top_left(choice) == "┏", 5, "the choice focused")
+        assert top_left(path) == "╭"
+        assert dots() == [True, False, False, False]  # Markdown chosen: only its dot
+        await pilot.press("down")
+        await until(pilot, lambda: dots() == [False, True, False, False], 5, "CSV chosen")
+        await pilot.press("tab")
+        await until(pilot, lambda: pilot.app.focused is path and top_left(path) == "┏", 5, "the path focused")
+        assert top_left(choice) == "╭"
 
 
 # ---------------------------------------------------------------- the new-run form

@@ -48,17 +48,29 @@ def choice_for(path: str, choice: int) -> int | str:
     return match
 
 
+class FormatButton(RadioButton):
+    """Only the chosen format shows its dot: Textual marks the chosen one by colour alone, which
+    NO_COLOR and monochrome terminals lose."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # read by ToggleButton when it draws the button
+        return "●" if self.value else " "
+
+
 class FormatChoice(RadioSet):
     """The arrow keys choose (not only highlight) and enter writes, as the dialog's hint says."""
 
-    BINDINGS = [Binding("enter", "screen.export", "Export", show=False)]
+    # Own actions, not overrides of next_button/previous_button: RadioSet calls next_button on mount,
+    # where a toggle turned the first choice off unseen and left two choices on after the next arrow.
+    BINDINGS = [Binding("enter", "screen.export", "Export", show=False),
+                Binding("down,right", "choose(1)", "Next format", show=False),
+                Binding("up,left", "choose(-1)", "Previous format", show=False)]
 
-    def action_next_button(self) -> None:
-        super().action_next_button()
-        self.action_toggle_button()
-
-    def action_previous_button(self) -> None:
-        super().action_previous_button()
+    def action_choose(self, step: int) -> None:
+        if step > 0:
+            self.action_next_button()
+        else:
+            self.action_previous_button()
         self.action_toggle_button()
 
 
@@ -70,6 +82,10 @@ class ExportScreen(ModalScreen[str | None]):
     ExportScreen > Vertical { width: 76; max-width: 100%; height: auto; border: round $accent;
                               background: $surface; padding: 0 1; }
     ExportScreen RadioSet { width: 100%; }
+    /* The focused one of the choice and the path has a heavy border, the other a thin one:
+       seen without colour too (NO_COLOR), where Textual's focus is a colour change. */
+    ExportScreen RadioSet, ExportScreen Input { border: round $border-blurred; }
+    ExportScreen RadioSet:focus, ExportScreen Input:focus { border: heavy $border; }
     ExportScreen #export-result { height: auto; margin-top: 1; }
     ExportScreen .-error { color: $error; }
     ExportScreen Horizontal { height: auto; margin-top: 1; }
@@ -87,7 +103,7 @@ class ExportScreen(ModalScreen[str | None]):
             yield Label(plain(f"Export run {self.run_id}"))
             with FormatChoice(id="export-choice"):
                 for i, (_, _, label) in enumerate(CHOICES):
-                    yield RadioButton(label, value=i == 0, id=f"choice-{i}")
+                    yield FormatButton(label, value=i == 0, id=f"choice-{i}")
             yield Input(default_path(self.run_id, *CHOICES[0][:2]), id="export-path")
             yield Static("enter or ctrl+s writes the file; escape closes", id="export-result", markup=False)
             with Horizontal():
