@@ -250,12 +250,13 @@ async def open_export(pilot, run_id: str) -> ExportScreen:
 
 @pytest.mark.parametrize("choice,what,fmt_", [(0, "results", "md"), (1, "results", "csv"), (2, "results", "json"),
                                               (3, "layers", "csv"), (4, "curves", "csv"), (5, "system", "csv")])
-async def test_export_writes_each_format(finished_run, tmp_path, choice, what, fmt_):
+async def test_export_writes_each_format(finished_run, tmp_path, monkeypatch, choice, what, fmt_):
     home, run_id = finished_run
     app = ImmApp(home)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_export(pilot, run_id)
-        await pilot.press(*["down"] * choice, "enter")  # the choices are a radio set, focused first
+        monkeypatch.chdir(tmp_path)  # a stray write of the default ./RUN-... path stays out of the checkout
+        await pilot.press(*["down"] * choice)  # the choices are a radio set, focused first; arrows select (enter writes)
         path = screen.query_one(Input)
         assert path.value == f"./{run_id}-{what}.{fmt_}"  # the default follows the format
         target = tmp_path / f"out.{fmt_}"
@@ -264,6 +265,7 @@ async def test_export_writes_each_format(finished_run, tmp_path, choice, what, f
         result = screen.query_one("#export-result", Static)
         await until(pilot, lambda: "wrote" in text_of(result), what="the export")
         assert target.read_text() == api.export(run_id, fmt_, what, home=home) + "\n"
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(run_id)] == []  # only the chosen path written
         assert str(target) in text_of(result)
         if what == "layers":
             assert target.read_text().startswith("iteration,checkpoint,layer,importance")
