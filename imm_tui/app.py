@@ -214,10 +214,10 @@ def write_crash_report(home: Path, error: BaseException) -> Path | None:
 
 def run_app(home: str | None = None) -> int:
     """Run the app; a non-zero status after an unhandled error, with where its traceback went."""
+    app = ImmApp(home)  # a home that is unsafe or damaged is said first, terminal or not
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UserError("the app needs a terminal (stdin and stdout are not one); "
                         "for scripts use the commands: imm ls, imm show RUN, imm run PRESET (imm --help)")
-    app = ImmApp(home)
     app.run()
     if app.crash_report is not None:
         print(f"imm: the app stopped on an unexpected error; its traceback is in {app.crash_report}", file=sys.stderr)

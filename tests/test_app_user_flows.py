@@ -168,7 +168,7 @@ async def test_export_takes_the_format_from_the_extension_and_enter_writes(snap_
         await until(pilot, lambda: (tmp_path / "results.csv").exists(), what="the CSV file")
         assert (tmp_path / "results.csv").read_text().startswith("checkpoint,")
         await pilot.press("down", "down")  # the arrows choose, from CSV (the .csv path chose it): layer data
-        assert screen.choice == 3 and [b.value for b in screen.query("#export-choice RadioButton")] == [False] * 3 + [True]
+        assert screen.choice == 3 and [b.value for b in screen.query("#export-choice RadioButton")] == [False] * 3 + [True] + [False] * 2
         set_path(screen, tmp_path / "layers.json")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: ".json" in str(screen.query_one("#export-result").render()), what="the mismatch")
@@ -191,9 +191,9 @@ async def test_export_focus_and_chosen_format_are_seen_without_colour(snap_home,
 
         await until(pilot, lambda: pilot.app.focused is choice and top_left(choice) == "┏", 5, "the choice focused")
         assert top_left(path) == "╭"
-        assert dots() == [True, False, False, False]  # Markdown chosen: only its dot
+        assert dots() == [True] + [False] * 5  # Markdown chosen: only its dot
         await pilot.press("down")
-        await until(pilot, lambda: dots() == [False, True, False, False], 5, "CSV chosen")
+        await until(pilot, lambda: dots() == [False, True] + [False] * 4, 5, "CSV chosen")
         await pilot.press("tab")
         await until(pilot, lambda: pilot.app.focused is path and top_left(path) == "┏", 5, "the path focused")
         assert top_left(choice) == "╭"
