@@ -149,8 +149,11 @@ def test_an_adopted_trial_is_marked_in_config_results_and_export(tmp_path):
         wait_for_screen(session, "Status")  # the runs table (an escape and an e sent together read as alt+e)
         keys(session, "e")
         wait_for_screen(session, "Results as Markdown")
-        keys(session, "Tab", "End", "C-u")
+        keys(session, "Tab")
+        wait_for_screen(session, "┃  ./")  # the path field has focus (heavy border) before anything is typed into it
+        keys(session, "End", "C-u")
         text(session, str(tmp_path / "r.md"))
+        wait_for_screen(session, "r.md")  # typed under load, it has landed before enter writes it
         keys(session, "Enter")
         wait_for_screen(session, "wrote")
     assert MARK in (tmp_path / "r.md").read_text()
