@@ -96,14 +96,26 @@ class WorkerPool:
             raise
         self.eos_ids = ready[0][1]
 
+    def _ended(self, worker) -> WorkerFailed:
+        slot, process, _ = worker
+        process.join(timeout=JOIN_S)
+        self.close()
+        return WorkerFailed(slot.label, f"its process ended (exit code {process.exitcode})")
+
+    def _send(self, worker, chunk) -> None:
+        """Give the worker its chunk; a worker that died while idle reads as a broken pipe here."""
+        self._busy[worker[2]] = chunk
+        try:
+            worker[2].send(chunk)
+        except (BrokenPipeError, OSError):
+            raise self._ended(worker) from None
+
     def _receive(self, worker):
         slot, process, conn = worker
         try:
             message = conn.recv()
         except (EOFError, OSError):
-            process.join(timeout=JOIN_S)
-            self.close()
-            raise WorkerFailed(slot.label, f"its process ended (exit code {process.exitcode})") from None
+            raise self._ended(worker) from None
         if message[0] == "error":
             self.log(f"generation worker on {slot.label}:\n{message[3]}")
             self.close()
@@ -117,10 +129,9 @@ class WorkerPool:
         pending = deque(chunks)
         workers = {w[2]: w for w in self._workers}
         busy = self._busy  # connection -> the chunk its worker is on
-        for conn in workers:
+        for worker in self._workers:
             if pending:
-                busy[conn] = pending.popleft()
-                conn.send(busy[conn])
+                self._send(worker, pending.popleft())
         while busy:
             for conn in wait(list(busy)):
                 message = self._receive(workers[conn])
@@ -130,8 +141,7 @@ class WorkerPool:
                     continue
                 chunk = busy.pop(conn)
                 if pending:  # the next chunk first, so the worker is busy while this one is saved
-                    busy[conn] = pending.popleft()
-                    conn.send(busy[conn])
+                    self._send(workers[conn], pending.popleft())
                 finished(chunk, message[1])
 
     def close(self) -> None:
