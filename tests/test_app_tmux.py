@@ -24,18 +24,21 @@ IMM = Path(sys.executable).parent / "imm"
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (CI installs it with apt-get)")
 
 
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
+def tmux(session: str, *args: str) -> str:
+    """tmux on the session's own server (socket named after it): one test's server shutting down
+    can't meet another's new-session ("server exited unexpectedly" once in CI). Its stdin is
+    /dev/null: a server started on the test runner's stdin dropped keys sent to the pane."""
+    return subprocess.run(["tmux", "-L", session, *args], check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL).stdout
 
 
 def wait_for_screen(session: str, text: str, timeout: float = 120.0) -> str:
     def shown():
-        screen = tmux("capture-pane", "-p", "-t", session)
+        screen = tmux(session, "capture-pane", "-p", "-t", session)
         return screen if text in screen else None
     try:
         return wait_until(shown, timeout, f"{text!r} on screen", every=0.2)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; the screen:\n{tmux('capture-pane', '-p', '-t', session)}") from None
+        raise AssertionError(f"{exc}; the screen:\n{tmux(session, 'capture-pane', '-p', '-t', session)}") from None
 
 
 @contextlib.contextmanager
@@ -45,12 +48,14 @@ def imm_in_tmux(tmp_path: Path, home: Path):
     name = f"imm-test-{uuid.uuid4().hex[:8]}"
     env = {"TERM": "xterm-256color", "TZ": "UTC", "IMM_PRESETS_DIR": str(tmp_path / "presets")}
     exports = " ".join(f"{k}={v}" for k, v in env.items())
-    tmux("new-session", "-d", "-x", "80", "-y", "24", "-s", name,
+    tmux(name, "new-session", "-d", "-x", "80", "-y", "24", "-s", name,
          f"env {exports} {IMM} --home {home}; echo imm exited $?; sleep 30")
     try:
         yield name
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        socket = tmux(name, "display-message", "-p", "#{socket_path}").strip()
+        subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, stdin=subprocess.DEVNULL)
+        Path(socket).unlink(missing_ok=True)  # tmux leaves it behind
 
 
 @pytest.fixture
@@ -60,23 +65,23 @@ def session(tmp_path):
 
 
 def keys(session: str, *names: str) -> None:
-    tmux("send-keys", "-t", session, *names)
+    tmux(session, "send-keys", "-t", session, *names)
 
 
 def text(session: str, typed: str) -> None:
-    tmux("send-keys", "-t", session, "-l", typed)
+    tmux(session, "send-keys", "-t", session, "-l", typed)
 
 
 def test_installed_imm_in_tmux(session):
     assert IMM.exists(), f"{IMM}: install the project (pip install -e .)"
     first = wait_for_screen(session, RUN_DONE)
     assert "done" in first and "interrupted" in first
-    tmux("send-keys", "-t", session, "Down", "Down", "Down", "Enter")  # the app reads them in order
+    tmux(session, "send-keys", "-t", session, "Down", "Down", "Down", "Enter")  # the app reads them in order
     wait_for_screen(session, f"{RUN_DONE} · done")  # the fourth row's run opened
-    tmux("send-keys", "-t", session, "3")
+    tmux(session, "send-keys", "-t", session, "3")
     results = wait_for_screen(session, "Merge2")
     assert "Base" in results and "SFT1" in results and "arith_add3" in results
-    tmux("send-keys", "-t", session, "q")  # quits: the pane's shell line takes over
+    tmux(session, "send-keys", "-t", session, "q")  # quits: the pane's shell line takes over
 
 
 def test_new_run_dry_run_then_launch_keeps_the_app_up(tmp_path):

@@ -55,6 +55,15 @@ def header_text(s: api.RunSummary) -> Text:
     return text
 
 
+class RunTabPane(TabPane):
+    """A TabPane that never claims the tabs when focus lands in it. TabPane does, by a message
+    handled later: the open pane's own focus (on mount, after a modal) then undid a tab key
+    pressed in between. Panes here are reached by the tabs alone, never by focus."""
+
+    def _on_descendant_focus(self, event) -> None:
+        event.prevent_default()  # Textual calls each class's handler unless the default is prevented
+
+
 class RunDetailScreen(Screen):
     AUTO_FOCUS = None  # focus goes to the open pane's own widget (see _focus_pane)
     DEFAULT_CSS = """
@@ -83,31 +92,33 @@ class RunDetailScreen(Screen):
         self._last_error: str | None = None
         self._timer: Timer | None = None
         self._header: Text | None = None
+        self._tabs_settled = False
+        self._asked_tab: str | None = None  # a tab key pressed before the tabs settled
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(Text(self.run_id, style="bold"), id="run-header")
         with TabbedContent(id="tabs"):
-            with TabPane("Progress", id="progress"):
+            with RunTabPane("Progress", id="progress"):
                 yield ProgressPane(self.run_id)
-            with TabPane("Layers", id="layers"):
+            with RunTabPane("Layers", id="layers"):
                 yield LayersPane(self.run_id)
-            with TabPane("Results", id="results"):
+            with RunTabPane("Results", id="results"):
                 yield ResultsPane(self.run_id)
-            with TabPane("Merge lab", id="merge-lab"):
+            with RunTabPane("Merge lab", id="merge-lab"):
                 yield MergeLabPane(self.run_id)
-            with TabPane("Samples", id="samples"):
+            with RunTabPane("Samples", id="samples"):
                 yield SamplesPane(self.run_id)
-            with TabPane("Config", id="config"):
+            with RunTabPane("Config", id="config"):
                 yield ConfigPane(self.run_id)
-            with TabPane("Curves", id="curves"):
+            with RunTabPane("Curves", id="curves"):
                 yield CurvesPane(self.run_id)
         yield ImmFooter()
 
     def on_mount(self) -> None:
         self.sub_title = self.run_id
         self._poll()
-        self.call_after_refresh(self._focus_pane, "progress")
+        self.call_after_refresh(self._focus_pane)
 
     # ---------------------------------------------------------------- live detail
 
@@ -165,13 +176,27 @@ class RunDetailScreen(Screen):
 
     # ---------------------------------------------------------------- keys
 
-    def action_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
-        self.call_after_refresh(self._focus_pane, tab)
+    @on(TabbedContent.TabActivated)
+    def _settled(self) -> None:
+        """The tabs' own first activation (of Progress) comes as a message after the screen
+        shows; a tab key pressed before it would be undone by it, so it waits for it."""
+        if not self._tabs_settled:
+            self._tabs_settled = True
+            if self._asked_tab is not None:
+                self.action_tab(self._asked_tab)
 
-    def _focus_pane(self, tab: str) -> None:
-        """Focus the first focusable widget of a tab, so the pane's own keys work at once."""
-        pane = self.query_one(f"TabPane#{tab}", TabPane)
+    def action_tab(self, tab: str) -> None:
+        if not self._tabs_settled:
+            self._asked_tab = tab
+            return
+        self.query_one(TabbedContent).active = tab
+        self.call_after_refresh(self._focus_pane)
+
+    def _focus_pane(self) -> None:
+        """Focus the first focusable widget of the open tab, so the pane's own keys work at once.
+        The open tab, not the one asked for: focus inside another pane would switch back to it
+        (a tab key pressed as the screen opened was undone by the mount's focus)."""
+        pane = self.query_one(f"TabPane#{self.query_one(TabbedContent).active}", TabPane)
         target = next((w for w in pane.query("*") if w.focusable), None)
         if target is not None:
             target.focus(scroll_visible=False)  # the tab opens at its top, whichever widget takes the keys
