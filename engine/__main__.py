@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, RunStateError) as exc:
         from .plain_text import clean  # the message may quote a file, a model or a log: plain text
 
-        say(f"error: {clean(exc)}", sys.stderr)
+        for error in getattr(exc, "errors", [exc]):  # a ConfigError names every wrong field, a line each
+            say(f"error: {clean(error)}", sys.stderr)
         return exc.exit_code
     say(f"engine: {args.job} {args.run_id}: {status}")
     return 0

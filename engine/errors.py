@@ -1,4 +1,6 @@
 """Errors a user can act on. The CLI turns them into one line on stderr and an exit code."""
+from __future__ import annotations
+
 import errno
 
 
@@ -17,6 +19,17 @@ class ConfigError(UserError):
         if len(shown) > 200:  # a pasted file or a huge number: enough to recognise it
             shown = f"{shown[:160]}... ({len(shown)} characters)"
         super().__init__(f"{path}: got {shown}; allowed: {allowed}")
+        self.errors = [self]
+
+    @classmethod
+    def every(cls, errors: list[ConfigError]) -> ConfigError:
+        """Several wrong fields at once: the first names the error, `errors` holds them all and
+        the message has a line each."""
+        first = errors[0]
+        exc = cls(first.path, first.value, first.allowed)
+        exc.errors = list(errors)
+        exc.args = ("\n".join(str(e) for e in errors),)
+        return exc
 
 
 class RunStateError(Exception):

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, RunStateError) as exc:
         from engine.api import clean  # the message may quote a file, a model or a log: plain text
 
-        print(f"error: {clean(exc)}", file=sys.stderr)
+        for error in getattr(exc, "errors", [exc]):  # a ConfigError names every wrong field, a line each
+            print(f"error: {clean(error)}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:
         # The reader went away (`imm ... | head`): not an error of the command.

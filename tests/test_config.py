@@ -58,6 +58,15 @@ def test_bad_input_exits_2_names_field_and_writes_nothing(tmp_path, capsys, over
     assert not home.exists()
 
 
+def test_every_bad_field_is_named_at_once_a_line_each(tmp_path, capsys):
+    code = main(["run", str(TINY_PRESET), "--set", "merge.alpha=2", "--set", "iterations=0", "--set", "tasks.id=nope",
+                 "--home", str(tmp_path / "home")])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2 and [line.split(":")[1] for line in lines] == [" iterations", " merge.alpha", " tasks.id"]
+    assert all(line.startswith("error: ") and "; allowed: " in line for line in lines)
+    assert not (tmp_path / "home").exists()
+
+
 def test_missing_and_malformed_presets(tmp_path, capsys):
     assert main(["run", str(tmp_path / "none.toml"), "--home", str(tmp_path / "h")]) == 2
     assert "preset" in capsys.readouterr().err

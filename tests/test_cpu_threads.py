@@ -11,7 +11,8 @@ import time
 import pytest
 
 from engine import api
-from engine.config import ConfigError, resolve
+from engine.config import resolve
+from engine.errors import ConfigError
 from engine.cpu_threads import CoreWatch, choose_threads, with_wait_policy
 from engine.runstate.launcher import engine_command
 from engine.train.deepspeed_launcher import child_env
@@ -80,7 +81,7 @@ def test_fixed_threads_and_omp_num_threads_win_over_auto(monkeypatch):
 @pytest.mark.parametrize("value, shown, allowed", [
     ("0", "0", '"auto" or a number of threads from 1 to 1024'), ("-1", "-1", "from 1 to 1024"),
     ('"many"', "many", '"auto" or'), ("99999999999999999999", "99999999999999999999", "from 1 to 1024"),
-    ("2.5", "2.5", "an integer or a string"), ("true", "True", "an integer or a string"),
+    ("2.5", "2.5", "\"auto\" or a number of threads"), ("true", "True", "\"auto\" or a number of threads"),
 ])
 def test_bad_threads_settings_are_refused(value, shown, allowed):
     with pytest.raises(ConfigError) as err:

@@ -227,7 +227,7 @@ def test_no_report_to_opens_nothing():
 @pytest.mark.parametrize("value, field, allowed", [
     ('["tensorboard","neptune"]', "report_to[1]", "one of tensorboard, wandb, mlflow"),
     ('["wandb","wandb"]', "report_to", "each tracker at most once"),
-    ("3", "report_to", "a list of a string"),
+    ("3", "report_to", "a list of strings"),
 ])
 def test_report_to_names_only_known_trackers_once(value, field, allowed):
     with pytest.raises(ConfigError) as err:

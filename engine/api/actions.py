@@ -10,7 +10,7 @@ from typing import Callable
 from ..config import flatten
 from ..durable import write_atomic
 from ..errors import ConfigError, RunStateError, UserError
-from ..preset_sources import bundled_dir as bundled_presets_dir, preset_files, user_dir as user_presets_dir
+from ..config.sources import bundled_dir as bundled_presets_dir, preset_files, user_dir as user_presets_dir
 from ..runstate.launcher import pid_alive, request_stop, spawn_detached
 from ..runstate.names import RunStatus, StageStatus
 from ..runstate.paths import RunPaths, home_dir, private_files, require_run_folder, run_paths
@@ -46,26 +46,16 @@ def _foreground(home, run_id: str) -> str:
 
 def validate(preset, overrides: list[str] | tuple[str, ...] = ()) -> list[FieldError]:
     """Every field the engine refuses, as (field, value, allowed); [] when the config is valid.
-    A bad override is reported and left out so the others are still checked; an error in the
-    preset itself ends the check."""
+    An error in the preset file itself (unreadable, not TOML) is the one error then."""
     from ..config import resolve
 
-    errors, remaining = [], list(overrides)
-    while True:
-        try:
-            resolve(preset, remaining)
-            return errors
-        except ConfigError as exc:
-            errors.append(FieldError(exc.path, exc.value, exc.allowed))
-            culprit = next((o for o in remaining if o.partition("=")[0].strip() == exc.path
-                            or exc.path.startswith(o.partition("=")[0].strip() + "[")
-                            or (exc.path == "--set" and o == exc.value)), None)
-            if culprit is None:
-                return errors
-            remaining.remove(culprit)
-        except UserError as exc:
-            errors.append(FieldError("preset", str(preset), str(exc)))
-            return errors
+    try:
+        resolve(preset, list(overrides))
+    except ConfigError as exc:
+        return [FieldError(e.path, e.value, e.allowed) for e in exc.errors]
+    except UserError as exc:
+        return [FieldError("preset", str(preset), str(exc))]
+    return []
 
 
 def dry_run(preset, overrides=()) -> str:
