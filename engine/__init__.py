@@ -1,7 +1,3 @@
-"""imm engine: the headless Iterative Model Merging loop (never imports textual or imm_tui)."""
-import os as _os
-
-from .cpu_threads import with_wait_policy as _with_wait_policy
-
-# Before anything imports torch (libgomp reads its wait policy once, when torch loads it).
-_with_wait_policy(_os.environ)
+"""imm engine: the headless Iterative Model Merging loop (never imports textual or imm_tui).
+Importing it changes nothing in the process: an engine process sets its environment when it
+starts running stages (engine.driver.engine_process_env)."""

@@ -26,6 +26,28 @@ class SFTBackend(StrEnum):
     AUTO = "auto"  # deepspeed where several GPUs are visible (engine.config.derived.sft_backend)
 
 
+BUILTIN_PREFIX = "builtin:"  # model.path "builtin:tiny-arith": the embedded default's model
+
+
+class ModelSource(StrEnum):
+    """Where a model.path's weights come from, which decides who makes its folder."""
+
+    BUILTIN = "builtin"  # builtin:NAME: the shipped copy, installed (or built) by iteration 0
+    GGUF = "gguf"  # a .gguf file: converted once into the home's models cache by iteration 0
+    FOLDER_OR_HUB = "folder_or_hub"  # a local model folder or a hub id: loaded as it is
+
+    @classmethod
+    def of(cls, model_path: str) -> ModelSource:
+        if model_path.startswith(BUILTIN_PREFIX):
+            return cls.BUILTIN
+        return cls.GGUF if model_path.lower().endswith(".gguf") else cls.FOLDER_OR_HUB
+
+    @property
+    def built_at_start(self) -> bool:
+        """Whether iteration 0's build stage makes the base model's folder."""
+        return self is not ModelSource.FOLDER_OR_HUB
+
+
 class Domain(StrEnum):
     """A task's role in a run: in-domain (trained on) or out-of-domain (evaluated only)."""
 

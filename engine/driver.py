@@ -21,10 +21,11 @@ from pathlib import Path
 
 from .config import resolve
 from .console import ConsoleEcho
-from .cpu_threads import CoreWatch, choose_threads
-from .errors import RunStateError, StopRequested
+from .cpu_threads import CoreWatch, choose_threads, with_wait_policy
+from .errors import StopRequested
 from .plain_text import clean
 from .runstate.lock import run_lock
+from .runstate.lookup import require_run
 from .runstate.names import PEAK_GPU_KEY, RunStatus, Stage, StageStatus
 from .runstate.paths import require_run_folder, run_paths
 from .runstate.plan import config_copy_ok, write_config_copy
@@ -39,9 +40,13 @@ from .stages.context import hold_for_test
 from .trackers import Trackers, no_trackers, open_trackers
 
 
-def quiet_progress_bars() -> None:
-    """No tqdm bars from transformers, the hub or anything else in engine.log / engine.out (nor in
-    the DeepSpeed child, which inherits the environment): progress is data (the progress table)."""
+def engine_process_env() -> None:
+    """This process runs stages: the short OpenMP wait (engine.cpu_threads; a detached engine has
+    it from its launcher already, a foreground `imm run` gets it here, before stages load torch),
+    and no tqdm bars from transformers, the hub or anything else in engine.log / engine.out (nor in
+    the DeepSpeed child, which inherits the environment): progress is data (the progress table).
+    Only an engine process calls this: importing `engine` changes no environment variable."""
+    with_wait_policy(os.environ)
     os.environ["TQDM_DISABLE"] = "1"
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     from transformers.utils import logging as hf_logging
@@ -74,9 +79,7 @@ def make_logger(run_id: str, path: Path, echo: bool) -> logging.Logger:
 
 def open_run(store: Store, run_id: str, echo: bool = True) -> StageContext:
     """The run as stages see it (seeded with the run's seed until a stage gets its own)."""
-    row = store.run(run_id)
-    if row is None:
-        raise RunStateError(f"no run {run_id!r} in {store.home}")
+    row = require_run(store.run(run_id), run_id, store.home)
     cfg, paths = resolve(stored_config(row)), run_paths(store.home, row["run_dir"])
     require_run_folder(row["id"], paths, any(s["status"] == StageStatus.DONE for s in store.stages(row["id"])))
     ctx = StageContext(cfg, row["id"], paths, store.home, cfg.seed, make_logger(row["id"], paths.log, echo).info)
@@ -102,7 +105,7 @@ def run_engine(store: Store, run_id: str, echo: bool = True) -> RunStatus:
     """Run every pending stage of the run; returns its final status (done or stopped). SIGTERM or
     a STOP file stops it at the next safe point: a stage boundary, or one inside a stage
     (ctx.safe_point)."""
-    quiet_progress_bars()
+    engine_process_env()
     ctx = open_run(store, run_id, echo)
     sigterm = []
     watch = CoreWatch()

@@ -9,11 +9,12 @@ import os
 import shlex
 from pathlib import Path
 
-from .config import BUILTIN_PREFIX, RunConfig, derived_grad_accum, is_gguf, samples_per_temperature, sft_backend
+from .config import RunConfig, derived_grad_accum, samples_per_temperature, sft_backend
 from .errors import ConfigError, UserError
 from .runstate.plan import plan
-from .train.deepspeed_launcher import host_gpus, hostfile_text, launch_command
+from .models.ds_runner import host_gpus, hostfile_text, launch_command
 from .train.schedule import optimizer_steps
+from .domain import Method, ModelSource, SFTBackend
 
 
 def split_size(task, split: str) -> str | int:
@@ -23,10 +24,10 @@ def split_size(task, split: str) -> str | int:
         return f"unavailable here ({str(exc).splitlines()[0][:120]})"
 
 
-def dry_run_gpus(cfg: RunConfig, backend: str) -> tuple[int, str]:
+def dry_run_gpus(cfg: RunConfig, backend: SFTBackend) -> tuple[int, str]:
     """GPUs SFT would train on with `backend`, and the assumption behind the number."""
     s = cfg.sft
-    if backend == "hf":
+    if backend == SFTBackend.HF:
         return 1, "backend hf: one device"
     if s.hosts:
         return host_gpus(s.hosts, s.num_gpus), f"sft.hosts: {len(s.hosts)} machine(s)"
@@ -60,7 +61,7 @@ def workers_line(cfg: RunConfig, workers: int | str, key: str) -> str:
         return f"  workers ({key} = {workers}): on the GPUs visible at run time (none visible here)"
     places = slots(workers, device, gpus, cfg.generation.vllm_tensor_parallel)
     how = "in the engine process" if len(places) == 1 else "worker processes, chunks dealt to the free one"
-    threads = "" if gpus else f", the torch threads split between them" * (len(places) > 1)
+    threads = "" if gpus else ", the torch threads split between them" * (len(places) > 1)
     return f"  workers ({key} = {workers}): {len(places)} on {', '.join(s.label for s in places)} ({how}{threads})"
 
 
@@ -93,20 +94,22 @@ def exemplar_line(cfg: RunConfig, task) -> str:
 
 
 def describe(cfg: RunConfig) -> str:
-    from .tasks import get_task
+    """The plan. Counting questions downloads nothing: a task without local data shows as
+    unavailable (and the call sets no environment variable: the app runs it in its own process)."""
+    from .tasks.sources import no_hub_reads
 
-    # Counting questions must not download data sets: hub data that is not cached shows as unavailable.
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with no_hub_reads():
+        return _describe(cfg)
+
+
+def _describe(cfg: RunConfig) -> str:
+    from .tasks import get_task
 
     g, s, m, e = cfg.generation, cfg.sft, cfg.merge, cfg.eval
     lines = [f"plan of {cfg.name}: method {cfg.method}, {cfg.iterations} iterations, seed {cfg.seed}, device {cfg.device}"]
-    if cfg.model.path.startswith(BUILTIN_PREFIX):
-        kind = "builtin, built offline"
-    elif is_gguf(cfg.model.path):
-        kind = "GGUF file, converted once into the home's models cache"
-    else:
-        kind = "local folder or hub id; not loaded"
+    kind = {ModelSource.BUILTIN: "builtin, built offline",
+            ModelSource.GGUF: "GGUF file, converted once into the home's models cache",
+            ModelSource.FOLDER_OR_HUB: "local folder or hub id; not loaded"}[ModelSource.of(cfg.model.path)]
     lines.append(f"model: {cfg.model.path} ({kind}), dtype {cfg.model.dtype}, chat template: {'on' if cfg.model.chat_template else 'off'}")
     if cfg.teacher.path:
         lines.append(f"teacher (distillation; generates the samples): {cfg.teacher.path}")
@@ -156,9 +159,9 @@ def describe(cfg: RunConfig) -> str:
     per_epoch = "unknown (train split unavailable here)"
     if n_train:
         per_epoch = f"at most {optimizer_steps(n_train * per_question, dataclasses.replace(s, grad_accum=accum, epochs=1), gpus):,}"
-    start = " (SFT starts from the base each iteration: vanilla_from base)" if cfg.method == "vanilla" and cfg.vanilla_from == "base" else ""
-    shown = f"{s.backend} ({backend} here)" if s.backend == "auto" else s.backend
-    zero = f", ZeRO stage {s.zero_stage}" if backend == "deepspeed" else ""
+    start = " (SFT starts from the base each iteration: vanilla_from base)" if cfg.method == Method.VANILLA and cfg.vanilla_from == "base" else ""
+    shown = f"{s.backend} ({backend} here)" if s.backend == SFTBackend.AUTO else s.backend
+    zero = f", ZeRO stage {s.zero_stage}" if backend == SFTBackend.DEEPSPEED else ""
     lines.append(f"sft: {data}{start}; {s.epochs} epochs, lr {s.lr:g}, warm-up {s.warmup:g}, {s.schedule}, max length {s.max_length}, "
                  f"backend {shown}{zero}")
     lines.append(f"  batch: per-device {s.batch_size} x grad-accum {accum} x {gpus} GPU(s) ({why}) = global batch "
@@ -169,12 +172,12 @@ def describe(cfg: RunConfig) -> str:
     if s.mask_top_p != 1:
         interventions.append(f"weight masking: top {s.mask_top_p:g} of each tensor by |grad * W| trained")
     lines.append("  " + "; ".join(interventions))
-    if backend == "deepspeed":
+    if backend == SFTBackend.DEEPSPEED:
         lines.append("  " + launch_line(s))
-    if cfg.method == "imm":
+    if cfg.method == Method.IMM:
         lines.append(f"merge: theta = {m.alpha:g} * base + {1 - m.alpha:g} * (prev + DARE_p(sft - prev)), p {m.drop_rate:g}, "
                      f"mode {m.mode}" + (" (layer scales N * I_n / sum I)" if m.mode == "importance" else ""))
-    checkpoints = "SFT_t and Merge_t" if cfg.method == "imm" else "SFT_t"
+    checkpoints = "SFT_t and Merge_t" if cfg.method == Method.IMM else "SFT_t"
     shots = f"{e.fewshot}-shot {e.exemplars}" if e.fewshot else "0-shot"
     lines.append(f"eval: {', '.join(f'pass@{k}' for k in e.k)} from {e.samples} samples per question at temperature {e.temperature:g}, "
                  f"{shots}, on base once and {checkpoints} every iteration")

@@ -4,17 +4,30 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
+
+from .domain import Checkpoint, Domain
 
 
 def checkpoint_label(name: str) -> str:
-    m = re.fullmatch(r"(sft|merge)(\d+)", name)
-    return {"sft": "SFT", "merge": "Merge"}[m.group(1)] + m.group(2) if m else name.capitalize()
+    """Base, SFT1, Merge1 (any other name, e.g. a sweep's "trial", capitalised)."""
+    try:
+        return Checkpoint.parse(name).title
+    except ValueError:
+        return name.capitalize()
 
 
 def checkpoint_order(name: str) -> tuple[int, int]:
-    m = re.fullmatch(r"(sft|merge)(\d+)", name)
-    return (int(m.group(2)), 0 if m.group(1) == "sft" else 1) if m else (0, -1)
+    """Base, SFT1, Merge1, SFT2, ... (any other name first)."""
+    try:
+        return Checkpoint.parse(name).sort_key
+    except ValueError:
+        return 0, -1
+
+
+def result_order(checkpoint: str, domain: str, task: str, metric: str) -> tuple:
+    """The order of result rows everywhere: by checkpoint (Base, SFT1, Merge1, ...), in-domain
+    first, then task and metric."""
+    return checkpoint_order(checkpoint), domain != Domain.ID, task, metric
 
 
 def adoptions(stages: list[dict]) -> dict[str, dict]:
@@ -24,7 +37,7 @@ def adoptions(stages: list[dict]) -> dict[str, dict]:
     for s in stages:
         info = json.loads(s["info"]) if isinstance(s.get("info"), str) and s["info"] else (s.get("info") or {})
         if s["stage"] == "merge" and isinstance(info, dict) and info.get("adopted_trial") is not None:
-            out[f"merge{s['iteration']}"] = {"iteration": s["iteration"], "trial": info["adopted_trial"],
+            out[str(Checkpoint.merge(s["iteration"]))] = {"iteration": s["iteration"], "trial": info["adopted_trial"],
                                              "alpha": info.get("alpha"), "drop_rate": info.get("drop_rate"),
                                              "seed": info.get("seed")}
     return out
@@ -39,7 +52,7 @@ def results(metric_rows: list[dict]) -> list[dict]:
     """The `results` list of `imm show --format json`."""
     return [
         {k: r[k] for k in ("checkpoint", "iteration", "task", "domain", "metric", "value", "n")}
-        for r in sorted(metric_rows, key=lambda r: (checkpoint_order(r["checkpoint"]), r["domain"] != "id", r["task"], r["metric"]))
+        for r in sorted(metric_rows, key=lambda r: result_order(r["checkpoint"], r["domain"], r["task"], r["metric"]))
     ]
 
 
@@ -48,7 +61,7 @@ def table(metric_rows: list[dict], metric: str = "pass@1", adopted: dict[str, di
     """Header and rows: one row per checkpoint, one column per task (in-domain first), values in %;
     where a checkpoint is an adopted sweep trial (`adopted`, see adoptions), a last column says so."""
     rows = [r for r in results(metric_rows) if r["metric"] == metric]
-    tasks = list(dict.fromkeys(f"{r['task']} ({r['domain']})" for r in sorted(rows, key=lambda r: r["domain"] != "id")))
+    tasks = list(dict.fromkeys(f"{r['task']} ({r['domain']})" for r in sorted(rows, key=lambda r: r["domain"] != Domain.ID)))
     by_ckpt: dict[str, dict[str, float]] = {}
     for r in rows:
         by_ckpt.setdefault(r["checkpoint"], {})[f"{r['task']} ({r['domain']})"] = r["value"]
@@ -66,7 +79,10 @@ def table(metric_rows: list[dict], metric: str = "pass@1", adopted: dict[str, di
 
 def render_text(header: list[str], body: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
-    line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    def line(cells) -> str:
+        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in body])
 
 
@@ -114,7 +130,7 @@ def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict], met
 def trial_table(trials, metric: str = "pass@1") -> tuple[list[str], list[list[str]]]:
     """Sweep trials (api.Trial) as rows (alpha, p) by task columns (in-domain first); queued,
     running and failed trials show their status instead of values."""
-    columns = sorted({(r.domain != "id", r.task) for tr in trials for r in tr.results if r.metric == metric})
+    columns = sorted({(r.domain != Domain.ID, r.task) for tr in trials for r in tr.results if r.metric == metric})
     tasks = [f"{task} ({'ood' if ood else 'id'})" for ood, task in columns]
     body = []
     for tr in trials:

@@ -9,12 +9,6 @@ from .config import RunConfig
 from .runstate.names import Stage
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError))
-
-
 def _half(n: int) -> int:
     return max(1, n // 2)
 
@@ -56,7 +50,7 @@ def worker_hint(run_id: str, stage: Stage) -> str:
 
 
 def stage_error(exc: BaseException, cfg: RunConfig, run_id: str, stage: Stage) -> str:
-    from .models.worker_pool import WorkerFailed
+    from .models.worker_pool import WorkerFailed, is_out_of_memory
 
     error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if is_out_of_memory(exc) or getattr(exc, "out_of_memory", False):

@@ -18,6 +18,7 @@ from .cpu_threads import CoreWatch
 from .driver import open_run, use_free_cores
 from .errors import RunStateError, UserError
 from .runstate.lock import run_lock
+from .runstate.lookup import require_run
 from .runstate.names import KEPT_ON_ADOPT, Stage, StageStatus
 from .runstate.reader import stored_config
 from .runstate.store import Store
@@ -25,6 +26,7 @@ from .stages import StageContext, stage_seed
 from .stages.evaluate import evaluate_checkpoint
 from .stages.merge import merge_into
 from .trackers import open_trackers
+from .domain import Checkpoint, Method, TrialStatus
 
 
 def _stage(stages: list[dict], t: int, name: Stage) -> dict | None:
@@ -89,7 +91,7 @@ def work_queue(store: Store, run_id: str, log: Callable[[str], None] | None = No
                 else:
                     t = trial["iteration"]
                     trackers.trials(t, [{**tr, "results": json.loads(tr["results"])} for tr in store.trials(ctx.run_id, t)
-                                        if tr["status"] == "done"])
+                                        if tr["status"] == TrialStatus.DONE])
         finally:
             trackers.close()
             store.update_run(ctx.run_id, sweep_pid=None)
@@ -114,9 +116,7 @@ def run_trial(store: Store, ctx: StageContext, trial: dict, log: Callable[[str],
 
 def run_config(store: Store, run_id: str):
     """(run row, resolved config) without opening the run's log."""
-    row = store.run(run_id)
-    if row is None:
-        raise RunStateError(f"no run {run_id!r} in {store.home}")
+    row = require_run(store.run(run_id), run_id, store.home)
     return row, resolve(stored_config(row))
 
 
@@ -125,9 +125,9 @@ def check_adoptable(store: Store, run_id: str, t: int, trial_id: int) -> None:
     row, cfg = run_config(store, run_id)
     stages = store.stages(row["id"])
     _check_iteration(row["id"], cfg.iterations, stages, t)
-    if cfg.method != "imm":
+    if cfg.method != Method.IMM:
         raise UserError(f"--adopt: run {row['id']} uses method {cfg.method!r}; allowed: runs of method 'imm'")
-    if not any(x["id"] == trial_id and x["status"] == "done" for x in store.trials(row["id"], t)):
+    if not any(x["id"] == trial_id and x["status"] == TrialStatus.DONE for x in store.trials(row["id"], t)):
         raise UserError(f"--adopt: got {trial_id}; allowed: a finished trial id of iteration {t} "
                         f"(see `imm sweep {row['id']} --iter {t} --list`)")
     if _stage(stages, t, Stage.MERGE)["status"] != StageStatus.DONE:
@@ -145,7 +145,7 @@ def adopt(store: Store, run_id: str, t: int, trial_id: int, log: Callable[[str],
     with run_lock(ctx.paths.lock, ctx.run_id):
         final = ctx.paths.merged(t)
         info = merge_into(ctx, t, final, trial["alpha"], trial["drop_rate"], trial["seed"])
-        metrics = evaluate_checkpoint(eval_context(ctx, t), str(final), f"merge{t}", t)
+        metrics = evaluate_checkpoint(eval_context(ctx, t), str(final), str(Checkpoint.merge(t)), t)
         later = [(s["iteration"], s["stage"]) for s in stages
                  if s["iteration"] > t or (s["iteration"] == t and s["stage"] not in KEPT_ON_ADOPT)]
         info["adopted_trial"] = trial_id

@@ -65,7 +65,7 @@ def base_models(tmp_path_factory) -> Path:
     """A home's models/ folder holding the builtin tiny-arith base: the shipped copy, installed with
     its sha256 checked, what a user's first run gets (tests/test_builtin_shipped.py trains with the
     build code). Once per session, or once per machine when $IMM_TEST_HOME names a home for it."""
-    from engine.models.builtin import ensure_builtin
+    from engine.train.builtin import ensure_builtin
 
     home = Path(os.environ["IMM_TEST_HOME"]) if os.environ.get("IMM_TEST_HOME") else tmp_path_factory.mktemp("base-home")
     ensure_builtin(home, "tiny-arith", log=lambda _: None)

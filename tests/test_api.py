@@ -334,15 +334,20 @@ def test_progress_rows_and_readers_during_a_real_run(home):
     assert db_rows(home, "SELECT label FROM progress WHERE stage = 'eval' AND iteration = 1") == [("Merge1 (2 of 2)",)]
 
 
-def test_the_app_contract_names_every_engine_module_but_the_api():
-    """imm_tui may import engine.api and engine.errors only: the import-linter contract must list
-    every other engine module, so a new module is not silently allowed."""
+def test_the_contracts_layer_every_engine_module_and_leave_the_app_only_the_api():
+    """Every top-level engine module sits in a layer (an exhaustive layers contract names each, so
+    a new module is not silently allowed), and the app may reach past engine.api only to
+    engine.errors (a protected contract over every engine module)."""
     import pkgutil
     import tomllib
 
     import engine
 
     contracts = tomllib.loads((PROJECT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
-    [app] = [c for c in contracts if c["source_modules"] == ["imm_tui"]]
-    modules = {f"engine.{m.name}" for m in pkgutil.iter_modules(engine.__path__)} - {"engine.__main__"}
-    assert set(app["forbidden_modules"]) == modules - {"engine.api", "engine.errors"}
+    [layers] = [c for c in contracts if c["type"] == "layers"]
+    placed = {m.strip() for layer in layers["layers"] for m in layer.replace("|", ":").split(":")}
+    assert layers["containers"] == ["engine"] and layers["exhaustive"]
+    assert placed == {m.name for m in pkgutil.iter_modules(engine.__path__)}
+    [app] = [c for c in contracts if c["type"] == "protected"]
+    assert (app["protected_modules"], app["allowed_importers"]) == (["engine.*"], ["engine"])
+    assert app["ignore_imports"] == ["imm_tui.** -> engine.api", "imm_tui.** -> engine.errors"]

@@ -83,7 +83,7 @@ async def test_real_run_in_every_pane(finished_run):
         await until(pilot, lambda: table.row_count > 0)
         rows = [r for r in api.results(run_id, home=home) if r.metric == "pass@1"]
         shown = cells(table)
-        assert [r[0] for r in shown] == sorted({r.label for r in rows}, key=lambda l: api.checkpoint_order(l.lower()))
+        assert [r[0] for r in shown] == sorted({r.label for r in rows}, key=lambda label: api.checkpoint_order(label.lower()))
         base_id = next(r for r in rows if r.checkpoint == "base" and r.domain == "id")
         assert f"{base_id.value:.1f}" in shown[0][1]
         merge = next(r for r in rows if r.checkpoint == "merge1" and r.domain == "id")

@@ -6,7 +6,6 @@ in Config, Results and the export."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal

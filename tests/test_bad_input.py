@@ -5,7 +5,6 @@ one run already). Most cases run the CLI in-process (fast); a few go through the
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys

@@ -10,8 +10,8 @@ import shutil
 
 import pytest
 
-from engine.models import builtin
-from engine.models.builtin import MANIFEST, ensure_builtin, sha256, shipped_folder
+from engine.train import builtin
+from engine.train.builtin import MANIFEST, ensure_builtin, sha256, shipped_folder
 
 from conftest import TINY_PRESET
 

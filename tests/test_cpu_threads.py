@@ -24,13 +24,18 @@ def env_without(*names: str) -> dict:
     return {k: v for k, v in os.environ.items() if k not in names}
 
 
-def test_engine_sets_the_short_wait_before_torch_loads_and_keeps_the_users():
-    probe = "import engine.driver, os, sys; print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)"
-    run = lambda env: subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                                     check=True, cwd=PROJECT).stdout.split()
-    assert run(env_without("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")) == ["1000", "False"]
-    assert run({**env_without("OMP_WAIT_POLICY"), "GOMP_SPINCOUNT": "5"}) == ["5", "False"]
-    assert run({**env_without("GOMP_SPINCOUNT"), "OMP_WAIT_POLICY": "ACTIVE"}) == ["None", "False"]
+def test_importing_the_engine_changes_no_environment_and_an_engine_process_sets_the_short_wait():
+    def py(code: str, env: dict) -> list[str]:
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                              cwd=PROJECT).stdout.split()
+
+    imports = "import os; e = dict(os.environ); import engine, engine.api, engine.driver, engine.config; print(e == dict(os.environ))"
+    assert py(imports, env_without("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")) == ["True"]
+    probe = ("import os, sys, engine.driver; torch_before = 'torch' in sys.modules; engine.driver.engine_process_env(); "
+             "print(os.environ.get('GOMP_SPINCOUNT'), torch_before)")
+    assert py(probe, env_without("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")) == ["1000", "False"]
+    assert py(probe, {**env_without("OMP_WAIT_POLICY"), "GOMP_SPINCOUNT": "5"}) == ["5", "False"]
+    assert py(probe, {**env_without("GOMP_SPINCOUNT"), "OMP_WAIT_POLICY": "ACTIVE"}) == ["None", "False"]
 
 
 def test_detached_engine_and_deepspeed_child_get_the_wait_policy():

@@ -102,7 +102,7 @@ class FixedSampler:
 
 
 def test_the_history_thread_stores_samples_during_a_stage_and_stays_bounded(tmp_path):
-    store = store_with_run(tmp_path)
+    store_with_run(tmp_path)
     sampler = FixedSampler()
     history = SystemHistory(tmp_path, RUN, Store.another_connection, interval=0.001, max_rows=20,
                             sampler_factory=lambda: sampler)

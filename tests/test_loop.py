@@ -59,7 +59,7 @@ def test_run_prints_id_first_then_the_results_table(reference):
     assert lines[0] == f"run {run_id}"
     table = "\n".join(lines[1:])
     assert "arith_add3 (id) pass@1 %" in table and "arith_mix3 (ood) pass@1 %" in table
-    assert [l.split()[0] for l in lines[-3:]] == ["Base", "SFT1", "Merge1"]
+    assert [line.split()[0] for line in lines[-3:]] == ["Base", "SFT1", "Merge1"]
 
 
 def test_show_json_holds_config_stages_and_results(reference):
@@ -114,7 +114,7 @@ def test_on_a_gpu_every_stage_holds_its_peak_gpu_memory_and_show_prints_it(refer
     peaks = {(s["iteration"], s["stage"]): s["info"]["peak_gpu_gib"] for s in stages}
     assert len(peaks) == len(stages) and all(v >= 0 for v in peaks.values()), peaks
     assert peaks[(1, "sft")] > peaks[(1, "filter")]  # training holds weights, gradients and Adam's moments
-    line = next(l for l in imm("show", run_id, home=home, check=True).stdout.splitlines() if l.startswith("peak GPU memory"))
+    line = next(x for x in imm("show", run_id, home=home, check=True).stdout.splitlines() if x.startswith("peak GPU memory"))
     assert f"1:sft {peaks[(1, 'sft')]:g}" in line
 
 

@@ -235,7 +235,8 @@ def test_multi_node_dry_run_shows_the_launch_and_the_hostfile_and_writes_nothing
 
 
 def test_the_job_folder_holds_the_hostfile_the_launch_names(tmp_path):
-    from engine.train.deepspeed_launcher import host_gpus, launch_command, write_job
+    from engine.models.ds_runner import host_gpus
+    from engine.train.deepspeed_launcher import launch_command, write_job
 
     cfg = SFTConfig(backend="deepspeed", num_gpus=4, hosts=["gpu-a slots=8", "gpu-b   slots=2"])
     job = write_job(tmp_path, tmp_path / "init", [("1+1=", "2")], cfg, seed=0)

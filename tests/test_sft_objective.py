@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import functools
 
-import torch
 
 from engine.train.deepspeed_worker import train_step
 from engine.train.loss import accumulate_step, optimizer_step_batches, response_loss_module, response_loss_sum

@@ -13,12 +13,14 @@ from .actions import (
 from .models import (
     Adoption, Comparison, FieldError, LayerStat, ModuleStat, PresetInfo, Progress, ResultRow, RunDetail, RunSummary,
     Sample, StageRow, Started, StepPoint, SystemPoint, Trial, Verdict, checkpoint_label, checkpoint_order,
+    result_order,
 )
 from .reads import (
     SAMPLE_SETS, layer_stats, list_runs, log_path, progress, read_log, results, run_detail, sample_sets, samples,
     sft_steps, system_history, tail_log, trials, verdicts,
 )
-from .tools import analyze_checkpoints, grade_file, merge_checkpoints, parse_task_spec
+from ..tools import analyze_checkpoints, grade_file, merge_checkpoints, parse_task_spec
+from ..domain import Checkpoint, Domain, GenerationBackend, Method, SFTBackend, TrialStatus
 from ..plain_text import clean, json_line
 from ..results_table import render_text, trial_table
 from ..runstate.machine import GpuReading, MachineSample, Sampler

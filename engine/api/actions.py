@@ -10,7 +10,7 @@ from typing import Callable
 from ..config import flatten
 from ..durable import write_atomic
 from ..errors import ConfigError, RunStateError, UserError
-from ..config.sources import bundled_dir as bundled_presets_dir, preset_files, user_dir as user_presets_dir
+from ..config.sources import bundled_dir as bundled_presets_dir, preset_files, user_dir as user_presets_dir  # noqa: F401 - re-exported
 from ..runstate.launcher import pid_alive, request_stop, spawn_detached
 from ..runstate.names import RunStatus, StageStatus
 from ..runstate.paths import RunPaths, home_dir, private_files, require_run_folder, run_paths

@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..results_table import adoption_text, checkpoint_label, checkpoint_order  # noqa: F401 - re-exported by the API
+from ..results_table import adoption_text, checkpoint_label, checkpoint_order, result_order  # noqa: F401 - re-exported by the API
 from ..runstate.machine import GpuReading
-from ..runstate.names import PEAK_GPU_KEY
+from ..domain import Checkpoint, Domain, Method, TrialStatus
+from ..runstate.names import PEAK_GPU_KEY, RunStatus, Stage, StageStatus
 
 
 @dataclass(frozen=True)
@@ -17,9 +18,9 @@ class RunSummary:
     id: str
     name: str
     preset: str
-    method: str
+    method: Method
     model: str
-    status: str  # a RunStatus value; "interrupted" when stored as running but the engine is gone, "missing" when
+    status: RunStatus  # "interrupted" when stored as running but the engine is gone, "missing" when
     # the run's folder is gone
     iteration: int | None  # where the run is (running stage, else the next pending one); None when all done
     stage: str | None
@@ -42,8 +43,8 @@ class RunSummary:
 @dataclass(frozen=True)
 class StageRow:
     iteration: int
-    stage: str
-    status: str  # a StageStatus value
+    stage: Stage
+    status: StageStatus
     started: float | None
     ended: float | None
     error: str | None
@@ -75,7 +76,7 @@ class Adoption:
 
     @property
     def checkpoint(self) -> str:
-        return f"merge{self.iteration}"
+        return str(Checkpoint.merge(self.iteration))
 
     @property
     def text(self) -> str:
@@ -97,7 +98,7 @@ class ResultRow:
     checkpoint: str  # base, sft1, merge1, ..., or "trial"
     iteration: int
     task: str
-    domain: str  # id | ood
+    domain: Domain
     metric: str  # pass@k
     value: float  # %
     n: int  # questions
@@ -151,7 +152,7 @@ class Trial:
     drop_rate: float
     seed: int
     subset: int  # questions per task (0 = the run's eval set)
-    status: str  # queued | running | done | failed
+    status: TrialStatus
     results: tuple[ResultRow, ...]
     seconds: float | None
     adopted: bool

@@ -7,12 +7,14 @@ import os
 import time
 from pathlib import Path
 
+from ..domain import Domain, Method, TrialStatus
 from ..errors import BrokenStateError, RunStateError
 from ..runstate.launcher import pid_alive
+from ..runstate.lookup import require_run
 from ..runstate.machine import GpuReading
-from ..runstate.names import RunStatus, StageStatus
+from ..runstate.names import RunStatus, Stage, StageStatus
 from ..runstate.paths import home_dir, run_paths
-from ..results_table import adoptions as adopted_checkpoints
+from ..results_table import adoptions as adopted_checkpoints, result_order
 from ..runstate.reader import Reader, stored_config
 from .models import (
     Adoption, LayerStat, ModuleStat, Progress, ResultRow, RunDetail, RunSummary, Sample, StageRow, StepPoint,
@@ -29,10 +31,7 @@ def reader(home=None) -> Reader:
 
 def find_run(r: Reader, run: str) -> dict:
     """The run row for an id or a unique id prefix; RunStateError when there is none."""
-    row = r.run(run)
-    if row is None:
-        raise RunStateError(f"no run {run!r} in {r.home}")
-    return row
+    return require_run(r.run(run), run, r.home)
 
 
 def live_status(row: dict) -> str:
@@ -63,17 +62,17 @@ def _summary(home: Path, row: dict, stages: list[dict], metrics: list[dict], ver
             end = s["ended"] if s["ended"] is not None else (now if alive else s["started"])
             elapsed += max(end - s["started"], 0.0)
     pass1 = [m for m in metrics if m["metric"] == "pass@1" and m["checkpoint"] != "trial"]
-    best_id = max((m["value"] for m in pass1 if m["domain"] == "id"), default=None)
+    best_id = max((m["value"] for m in pass1 if m["domain"] == Domain.ID), default=None)
     ood: dict[str, list[float]] = {}
     for m in pass1:
-        if m["domain"] == "ood":
+        if m["domain"] == Domain.OOD:
             ood.setdefault(m["checkpoint"], []).append(m["value"])
     best_ood = max((sum(v) / len(v) for v in ood.values()), default=None)
     latest = max(verdicts, key=lambda v: (v["iteration"], checkpoint_order(v["checkpoint"])), default=None)
     sweep_pid = row.get("sweep_pid")
     return RunSummary(
-        id=row["id"], name=row["name"], preset=row["preset"], method=row["method"],
-        model=config.get("model", {}).get("path", ""), status=status,
+        id=row["id"], name=row["name"], preset=row["preset"], method=Method(row["method"]),
+        model=config.get("model", {}).get("path", ""), status=RunStatus(status),
         iteration=current["iteration"] if current else None, stage=current["stage"] if current else None,
         stages_done=sum(s["status"] == StageStatus.DONE for s in stages), stages_total=len(stages),
         best_id=best_id, best_ood=best_ood, verdict=latest["verdict"] if latest else None,
@@ -100,7 +99,7 @@ def list_runs(home=None) -> list[RunSummary]:
 
 
 def _stage_row(s: dict) -> StageRow:
-    return StageRow(iteration=s["iteration"], stage=s["stage"], status=s["status"], started=s["started"],
+    return StageRow(iteration=s["iteration"], stage=Stage(s["stage"]), status=StageStatus(s["status"]), started=s["started"],
                     ended=s["ended"], error=s["error"], artifact=s["artifact"] or None, spent=s.get("spent") or 0.0,
                     info=json.loads(s["info"]) if s["info"] else {})
 
@@ -120,7 +119,7 @@ def run_detail(run: str, home=None) -> RunDetail:
 
 
 def _result(m: dict, adopted: Adoption | None = None) -> ResultRow:
-    return ResultRow(checkpoint=m["checkpoint"], iteration=m["iteration"], task=m["task"], domain=m["domain"],
+    return ResultRow(checkpoint=m["checkpoint"], iteration=m["iteration"], task=m["task"], domain=Domain(m["domain"]),
                      metric=m["metric"], value=m["value"], n=m["n"], adopted=adopted)
 
 
@@ -131,7 +130,7 @@ def results(run: str, home=None) -> list[ResultRow]:
     run_id = find_run(r, run)["id"]
     adopted = _adoptions(r.stages(run_id))
     rows = [_result(m, adopted.get(m["checkpoint"])) for m in r.metrics(run_id)]
-    return sorted(rows, key=lambda x: (checkpoint_order(x.checkpoint), x.domain != "id", x.task, x.metric))
+    return sorted(rows, key=lambda x: result_order(x.checkpoint, x.domain, x.task, x.metric))
 
 
 def layer_stats(run: str, iteration: int | None = None, checkpoint: str | None = None, home=None) -> list[LayerStat]:
@@ -169,7 +168,7 @@ def trials(run: str, iteration: int | None = None, home=None) -> list[Trial]:
         rows = tuple(_result({"checkpoint": "trial", "iteration": t["iteration"], **x})
                      for x in (json.loads(t["results"]) if t["results"] else []))
         out.append(Trial(id=t["id"], iteration=t["iteration"], alpha=t["alpha"], drop_rate=t["drop_rate"], seed=t["seed"],
-                         subset=t["subset"] or 0, status=t.get("status") or "done", results=rows, seconds=t["seconds"],
+                         subset=t["subset"] or 0, status=TrialStatus(t.get("status") or TrialStatus.DONE), results=rows, seconds=t["seconds"],
                          adopted=bool(t["adopted"]), weights=t["weights"] if t["weights"] != "keep" else None,
                          error=t.get("error"), created=t["created"]))
     return out

@@ -4,7 +4,7 @@ Every rejection is a `ConfigError` naming the field path, the value and what is 
 wrong field, all at once), raised before anything is written. The package's modules: `schema`
 (types, bounds and defaults), `types` (the value types and their wording), `presets` (files,
 `extends`, `--set`), `sources` (where presets live), `checks` (across fields, files, task data),
-`resolve`, `resume` (what a resume may change), `derived` (what stages compute from a config),
+`resolver` (preset + overrides to a RunConfig), `resume` (what a resume may change), `derived` (what stages compute from a config),
 `writing` (TOML, dotted keys) and `messages` (pydantic's errors in the project's words).
 
 Names load on first use (PEP 562): the app reads presets and compares configs through
@@ -15,11 +15,10 @@ import importlib
 
 _HOMES = {
     "checks": ["local_path"],
-    "derived": ["BUILTIN_PREFIX", "built_at_start", "derived_grad_accum", "hf_only_options", "is_gguf",
-                "samples_per_temperature", "sft_backend", "sft_step_examples"],
+    "derived": ["derived_grad_accum", "hf_only_options", "samples_per_temperature", "sft_backend", "sft_step_examples"],
     "messages": ["int_bounds"],
     "presets": ["apply_override", "deep_merge", "gather_task_specs", "load_preset"],
-    "resolve": ["resolve"],
+    "resolver": ["resolve"],
     "resume": ["RESUMABLE_KEYS", "resume_config"],
     "schema": ["AnalyzeConfig", "EvalConfig", "FilterConfig", "GenerationConfig", "MergeConfig", "MixtureConfig",
                "ModelConfig", "RunConfig", "SFTConfig", "TasksConfig", "TeacherConfig"],

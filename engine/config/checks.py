@@ -8,12 +8,13 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..domain import GenerationBackend, Method, SFTBackend
+from ..domain import BUILTIN_PREFIX, GenerationBackend, Method, ModelSource, SFTBackend
 from ..errors import ConfigError, UserError
-from .derived import BUILTIN_MODELS, BUILTIN_PREFIX, derived_grad_accum, is_gguf
+from .derived import derived_grad_accum
 from .schema import RunConfig
 from .types import check_name
 
+BUILTIN_MODELS = ("tiny-arith",)  # engine.train.builtin.BUILTINS
 GGUF_PACKAGES = ("gguf", "accelerate")  # what transformers needs to read one (the gguf extra)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HOST_ENTRY = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s+slots=(\d+)")  # one line of a DeepSpeed hostfile
@@ -31,12 +32,12 @@ def local_path(value: str) -> Path | None:
 
 
 def _model_path(path: str, value: str, gguf: bool = False) -> Errors:
-    local = local_path(value)
-    if value.startswith(BUILTIN_PREFIX):
+    local, source = local_path(value), ModelSource.of(value)
+    if source is ModelSource.BUILTIN:
         allowed = [BUILTIN_PREFIX + m for m in BUILTIN_MODELS]
         if value not in allowed:
             yield ConfigError(path, value, "one of " + ", ".join(allowed))
-    elif gguf and is_gguf(value):
+    elif gguf and source is ModelSource.GGUF:
         if local is None or not local.is_file():
             yield ConfigError(path, value, "an existing GGUF file (this path is not a file)")
             return

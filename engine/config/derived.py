@@ -6,20 +6,6 @@ from ..domain import SFTBackend
 from ..errors import ConfigError
 from .schema import GenerationConfig, SFTConfig
 
-BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODELS = ("tiny-arith",)
-GGUF_SUFFIX = ".gguf"  # a GGUF file as model.path: converted once into a model folder (engine.models.gguf)
-
-
-def is_gguf(model_path: str) -> bool:
-    return model_path.lower().endswith(GGUF_SUFFIX)
-
-
-def built_at_start(model_path: str) -> bool:
-    """Whether iteration 0's build stage makes the base model's folder (builtin or GGUF)."""
-    return model_path.startswith(BUILTIN_PREFIX) or is_gguf(model_path)
-
-
 def samples_per_temperature(g: GenerationConfig) -> list[int]:
     """generation.k samples of each question dealt round-robin: sample i at temperatures[i % T]."""
     return [len(range(j, g.k, len(g.temperatures))) for j in range(len(g.temperatures))]

@@ -6,7 +6,7 @@ import dataclasses
 import typing
 from enum import Enum
 
-from annotated_types import Le
+from annotated_types import Interval, Le
 from pydantic import ValidationError
 
 from ..errors import ConfigError
@@ -72,8 +72,8 @@ def field_errors(exc: ValidationError, root) -> list[ConfigError]:
 
 def _upper_bound(hint) -> int | None:
     for item in getattr(hint, "__metadata__", ()):
-        if isinstance(item, (Le, IntMax)):
-            return item.le
+        if isinstance(item, (Le, Interval, IntMax)) and item.le is not None:
+            return int(item.le)
     return None
 
 

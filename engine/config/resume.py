@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from .derived import sft_step_examples
-from .resolve import resolve
+from .resolver import resolve
 from .schema import RunConfig
 
 RESUMABLE_KEYS = ("device", "generation.batch_size", "generation.workers", "eval.batch_size", "eval.workers", "analyze.batch_size",

@@ -15,8 +15,8 @@ from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
 
 from ..domain import GenerationBackend, Method, SFTBackend
-from .types import (ALPHA, DROP_RATE, MAX_THREADS, MAX_WORKERS, SEED_MAX, Choice, Flag, Ge, Int, IntAtMost, ListOf, Name,
-                    Number, OneOf, Text, auto_or_count, within)
+from .types import (ALPHA, DROP_RATE, MAX_THREADS, MAX_WORKERS, SEED_MAX, Count, Flag, Ge, Interval, IntMax, Le, Name,
+                    Number, OneOf, Text, as_list, auto_or_count, non_empty, text_first, within)
 
 # Unknown keys are refused (a typo must not silently fall back to a default); numbers are finite.
 SCHEMA = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -25,12 +25,14 @@ DTYPE = OneOf("auto", "float32", "bfloat16", "float16")  # auto: bf16 on GPU, fp
 EXEMPLARS = OneOf("fixed", "random")  # fixed (the same shots for every question) | random (drawn per question)
 DEVICE = OneOf("auto", "cpu", "cuda")
 REPORT_TO = ("tensorboard", "wandb", "mlflow")  # engine.trackers.BACKENDS
-WORKERS = auto_or_count(MAX_WORKERS, f'"auto" (one per visible GPU, one on the CPU) or a number from 1 to {MAX_WORKERS}')
-Seed = Int(0, SEED_MAX)
-Size = Int(0, 10**8)  # questions or examples; 0 = all where the field says so
-Batch = Int(1, 2**16)
-NewTokens = Int(1, 10**6)
-Shots = Int(0, 64)
+Workers = Annotated[int | str, auto_or_count(MAX_WORKERS, f'"auto" (one per visible GPU, one on the CPU) or a number from 1 to {MAX_WORKERS}'),
+                    IntMax(MAX_WORKERS)]
+Seed = Annotated[Count, Interval(ge=0, le=SEED_MAX)]
+Size = Annotated[Count, Interval(ge=0, le=10**8)]  # questions or examples; 0 = all where the field says so
+Batch = Annotated[Count, Interval(ge=1, le=2**16)]
+NewTokens = Annotated[Count, Interval(ge=1, le=10**6)]
+Shots = Annotated[Count, Interval(ge=0, le=64)]
+Strings = Annotated[list[Text], as_list("strings")]
 Temperature = Annotated[Number, Ge(0)]
 Share = within((lambda v: 0 < v <= 1, "a number in (0, 1] (1 = off)"))
 
@@ -59,7 +61,7 @@ class ModelConfig:
 @dataclass(config=SCHEMA)
 class TasksConfig:
     id: Text = "arith_add3"  # in-domain: trained on and evaluated
-    ood: ListOf(Text, "strings") = field(default_factory=lambda: ["arith_add4", "arith_mix3"])
+    ood: Strings = field(default_factory=lambda: ["arith_add4", "arith_mix3"])
     train_size: Size = 0  # training questions per iteration (0 = the whole train split)
     eval_size: Size = 0  # evaluated questions per task (0 = the whole test split)
     # [tasks.NAME] tables: a custom task over local JSONL, or a built-in task's data moved
@@ -69,9 +71,9 @@ class TasksConfig:
 
 @dataclass(config=SCHEMA)
 class GenerationConfig:
-    backend: Choice(GenerationBackend) = GenerationBackend.HF
-    k: Int(1, 1024) = 3  # samples per question in total, dealt round-robin to the temperatures
-    temperatures: ListOf(Temperature, "numbers", "a non-empty list of numbers >= 0") = field(
+    backend: Annotated[GenerationBackend, text_first] = GenerationBackend.HF
+    k: Annotated[Count, Interval(ge=1, le=1024)] = 3  # samples per question in total, dealt round-robin to the temperatures
+    temperatures: Annotated[list[Temperature], as_list("numbers"), non_empty("a non-empty list of numbers >= 0")] = field(
         default_factory=lambda: [0.2, 0.4, 0.6])
     max_new_tokens: NewTokens = 512
     fewshot: Shots = 0
@@ -82,10 +84,10 @@ class GenerationConfig:
     source: Annotated[Text, OneOf("model", "gold")] = "model"
     # worker processes, each with its own copy of the model: "auto" (one per visible GPU, one on
     # the CPU) or a number (engine.models.placement)
-    workers: WORKERS = "auto"
+    workers: Workers = "auto"
     # vllm backend: GPUs per model copy (tensor parallelism, for models larger than one GPU); the
     # workers take the groups of this many GPUs (data parallelism over the rest)
-    vllm_tensor_parallel: Int(1, 1024) = 1
+    vllm_tensor_parallel: Annotated[Count, Interval(ge=1, le=1024)] = 1
 
 
 @dataclass(config=SCHEMA)
@@ -104,18 +106,18 @@ class FilterConfig:
 class SFTConfig:
     # hf (transformers + PyTorch, CPU or one GPU) | deepspeed (ZeRO, several GPUs) | auto (deepspeed
     # where several GPUs are visible or sft.hosts is set, unless an hf-only option is on; else hf)
-    backend: Choice(SFTBackend) = SFTBackend.HF
-    num_gpus: Int(0, 1024) = 0  # deepspeed backend: GPUs to train on (0 = all visible)
+    backend: Annotated[SFTBackend, text_first] = SFTBackend.HF
+    num_gpus: Annotated[Count, Interval(ge=0, le=1024)] = 0  # deepspeed backend: GPUs to train on (0 = all visible)
     # deepspeed backend: ZeRO stage 2 (optimizer state and gradients sharded; where the model and
     # its gradients fit each GPU) or 3 (the parameters sharded too, for larger models)
-    zero_stage: Annotated[IntAtMost(3), OneOf(2, 3)] = 3
-    epochs: Int(1, 1000) = 3
+    zero_stage: Annotated[Count, Le(3), OneOf(2, 3)] = 3
+    epochs: Annotated[Count, Interval(ge=1, le=1000)] = 3
     lr: Annotated[Number, within((lambda v: v > 0, "a number > 0"))] = 2e-5
     batch_size: Batch = 4  # per device
     grad_accum: Batch = 4  # ignored when global_batch_size is set
     # examples per optimizer step over all GPUs; when set (> 0), grad_accum is derived from it:
     # global_batch_size / (batch_size x GPUs), which must divide exactly
-    global_batch_size: Int(0, 2**24) = 0
+    global_batch_size: Annotated[Count, Interval(ge=0, le=2**24)] = 0
     max_grad_norm: Annotated[Number, Ge(0)] = 1.0  # gradient clipping (0 = none)
     # Interventions of the method's comparison (hf backend): layer-wise gradient decay gamma (the
     # update of layer n of N is scaled by gamma ** (N - 1 - n); 1 = off) and weight masking (SFT
@@ -126,7 +128,7 @@ class SFTConfig:
     # share of the optimiser steps spent warming up
     warmup: Annotated[Number, within((lambda v: 0 <= v < 1, "a share of the steps in [0, 1)"))] = 0.03
     schedule: Annotated[Text, OneOf("cosine", "linear")] = "cosine"
-    max_length: Int(8, 10**6) = 1024
+    max_length: Annotated[Count, Interval(ge=8, le=10**6)] = 1024
     weight_decay: Annotated[Number, Ge(0)] = 0.0
     # Speed (GPU): torch.compile of the decoder (hf backend; the first steps compile, so it pays
     # on long runs) and gradient checkpointing (recompute activations in backward: less memory,
@@ -135,12 +137,12 @@ class SFTConfig:
     grad_checkpointing: Flag = False
     # deepspeed backend over several machines: one "HOST slots=N" entry per machine (N GPUs),
     # written to a DeepSpeed hostfile; empty = this machine only (engine/train/deepspeed_launcher.py).
-    hosts: ListOf(Text, "strings") = field(default_factory=list)
+    hosts: Strings = field(default_factory=list)
     # Training checkpoints (hf backend; engine/train/checkpointing.py): saved every this many
     # optimizer steps or minutes, whichever comes first (0 = never), so a killed or stopped SFT
     # stage resumes from the last one. A save writes about 12 bytes per parameter (fp32 weights and
     # AdamW's two moments): tens of seconds for a 1.5B model, a few percent of 20 minutes.
-    checkpoint_every: Int(0, 10**9) = 100
+    checkpoint_every: Annotated[Count, Interval(ge=0, le=10**9)] = 100
     checkpoint_minutes: Annotated[Number, Ge(0)] = 20.0
 
 
@@ -155,14 +157,14 @@ class MergeConfig:
 
 @dataclass(config=SCHEMA)
 class EvalConfig:
-    k: ListOf(Int(1, 1024), "integers", "a non-empty list of integers >= 1") = field(default_factory=lambda: [1])
-    samples: Int(1, 1024) = 1  # completions per question (n of pass@k)
+    k: Annotated[list[Annotated[Count, Interval(ge=1, le=1024)]], as_list("integers"), non_empty("a non-empty list of integers >= 1")] = field(default_factory=lambda: [1])
+    samples: Annotated[Count, Interval(ge=1, le=1024)] = 1  # completions per question (n of pass@k)
     temperature: Temperature = 0.0  # 0 = greedy
     fewshot: Shots = 0
     exemplars: Annotated[Text, EXEMPLARS] = "fixed"  # as generation.exemplars
-    max_new_tokens: Int(0, 10**6) = 0  # 0 = the task's default
+    max_new_tokens: Annotated[Count, Interval(ge=0, le=10**6)] = 0  # 0 = the task's default
     batch_size: Batch = 64
-    workers: WORKERS = "auto"  # as generation.workers
+    workers: Workers = "auto"  # as generation.workers
 
 
 @dataclass(config=SCHEMA)
@@ -177,15 +179,15 @@ class AnalyzeConfig:
     # of every run; one forward and backward over `limit` examples plus a pass over the weights)
     when: Annotated[Text, OneOf("off", "every", "first_last")] = "every"
     data: Text = ""  # importance set: task, task:split or JSONL ("" = the in-domain task's train split)
-    limit: Int(1, 10**8) = 128  # examples of the importance set
+    limit: Annotated[Count, Interval(ge=1, le=10**8)] = 128  # examples of the importance set
     batch_size: Batch = 16
 
 
 @dataclass(config=SCHEMA)
 class RunConfig:
     name: Name = "run"
-    iterations: Int(1, 1000) = 2
-    method: Choice(Method) = Method.IMM
+    iterations: Annotated[Count, Interval(ge=1, le=1000)] = 2
+    method: Annotated[Method, text_first] = Method.IMM
     # method vanilla: SFT_t starts from SFT_{t-1} ("previous") or from the base ("base", as
     # original STaR restarts each outer loop); the samples come from SFT_{t-1} either way
     vanilla_from: Annotated[Text, OneOf("previous", "base")] = "previous"
@@ -193,10 +195,11 @@ class RunConfig:
     device: Annotated[Text, DEVICE] = "auto"
     # torch CPU threads: "auto" (the cores other processes leave free, looked at before each
     # stage; OMP_NUM_THREADS when set) or a fixed count (engine.cpu_threads)
-    threads: auto_or_count(MAX_THREADS, f'"auto" or a number of threads from 1 to {MAX_THREADS}') = "auto"
+    threads: Annotated[int | str, auto_or_count(MAX_THREADS, f'"auto" or a number of threads from 1 to {MAX_THREADS}'),
+                       IntMax(MAX_THREADS)] = "auto"
     # The lab's trackers that also get the run's numbers: any of "tensorboard", "wandb", "mlflow"
     # (engine.trackers; each needs its extra, e.g. pip install 'imm[wandb]'); none by default
-    report_to: ListOf(Annotated[Text, OneOf(*REPORT_TO)], "strings") = field(default_factory=list)
+    report_to: Annotated[list[Annotated[Text, OneOf(*REPORT_TO)]], as_list("strings")] = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)

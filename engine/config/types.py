@@ -7,10 +7,9 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Sequence
-from enum import Enum
 from typing import Annotated, Any
 
-from annotated_types import Ge, Le
+from annotated_types import Ge, Interval, Le
 from pydantic import AfterValidator, BeforeValidator, Strict
 from pydantic_core import PydanticCustomError
 
@@ -37,13 +36,8 @@ class IntMax:
         self.le = le
 
 
-def Int(low: int, high: int) -> Any:
-    """An integer in [low, high]: TOML's integers only (no bool, no 1.0)."""
-    return Annotated[int, Strict(), Ge(low), Le(high)]
-
-
-def IntAtMost(high: int) -> Any:
-    return Annotated[int, Strict(), Le(high)]
+# An integer: TOML's integers only (no bool, no 1.0). Bounds go beside it: Interval(ge=.., le=..).
+Count = Annotated[int, Strict()]
 
 
 def _int_as_float(value):
@@ -61,16 +55,15 @@ def _text(value):
 
 # A finite float (the schema's allow_inf_nan=False refuses nan and inf).
 Number = Annotated[float, BeforeValidator(_int_as_float), Strict()]
-Text = Annotated[str, BeforeValidator(_text)]
 Flag = Annotated[bool, Strict()]
 
 
-def Choice(enum: type[Enum]) -> Any:
-    """One of an enum's values, given as its text."""
-    return Annotated[enum, BeforeValidator(_text)]
+# Before a choice (an enum, OneOf): the value must be text (a table or a number is "a string").
+text_first = BeforeValidator(_text)
+Text = Annotated[str, text_first]
 
 
-def OneOf(*allowed) -> Any:
+def OneOf(*allowed) -> AfterValidator:
     """One of a few literal values (strings or integers) that need no enum of their own."""
     def check(value):
         if value not in allowed or type(value) is not type(allowed[0]):
@@ -120,7 +113,7 @@ def _name(value: str) -> str:
     return value
 
 
-Name = Annotated[str, BeforeValidator(_text), AfterValidator(_name)]
+Name = Annotated[str, text_first, AfterValidator(_name)]
 
 
 def check_name(path: str, value: str) -> None:
@@ -129,14 +122,15 @@ def check_name(path: str, value: str) -> None:
         raise ConfigError(path, value, NAME_ALLOWED)
 
 
-def auto_or_count(high: int, allowed: str) -> Any:
-    """"auto" or a count in [1, high] (workers, threads); `allowed` says so."""
+def auto_or_count(high: int, allowed: str) -> BeforeValidator:
+    """"auto" or a count in [1, high] (workers, threads); `allowed` says so. Put IntMax(high)
+    beside it, so INT_MAX lists the bound."""
     def check(value):
         if value != "auto" and not (type(value) is int and 1 <= value <= high):
             raise refuse(allowed)
         return value
 
-    return Annotated[int | str, BeforeValidator(check), IntMax(high)]
+    return BeforeValidator(check)
 
 
 def parse_scalar(text: str):
@@ -147,8 +141,9 @@ def parse_scalar(text: str):
         return text
 
 
-def ListOf(item: Any, what: str, non_empty: str = "") -> Any:
-    """A list; "a,b" (a --set value) splits at the commas. `non_empty`: the text refusing []."""
+def as_list(what: str) -> BeforeValidator:
+    """A list; "a,b" (a --set value) splits at the commas, its items read as TOML values unless
+    `what` is "strings"; anything else is refused as "a list of `what`"."""
     def split(value):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -158,14 +153,18 @@ def ListOf(item: Any, what: str, non_empty: str = "") -> Any:
             raise refuse(f"a list of {what}")
         return value
 
+    return BeforeValidator(split)
+
+
+def non_empty(allowed: str) -> AfterValidator:
     def filled(value: Sequence):
-        if non_empty and not value:
-            raise refuse(non_empty)
+        if not value:
+            raise refuse(allowed)
         return value
 
-    return Annotated[list[item], BeforeValidator(split), AfterValidator(filled)]
+    return AfterValidator(filled)
 
 
-__all__ = ["ALPHA", "DROP_RATE", "Choice", "Flag", "Ge", "Int", "IntAtMost", "IntMax", "ListOf", "MAX_THREADS", "MAX_WORKERS",
-           "NAME_ALLOWED", "Name", "Number", "OneOf", "SEED_MAX", "Text", "auto_or_count", "check", "check_alpha", "check_drop_rate", "check_name", "refuse",
-           "within"]
+__all__ = ["ALPHA", "DROP_RATE", "Count", "Flag", "Ge", "Interval", "IntMax", "Le", "MAX_THREADS", "MAX_WORKERS", "NAME_ALLOWED",
+           "Name", "Number", "OneOf", "SEED_MAX", "Text", "as_list", "auto_or_count", "check", "check_alpha",
+           "check_drop_rate", "check_name", "non_empty", "refuse", "text_first", "within"]

@@ -7,8 +7,10 @@ explicitly (`sampling_settings`), and generation ends at any of the checkpoint's
 ids (`eos_token_ids`: the generation config's, the model config's and the tokenizer's)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Optional, Protocol, Union
 
+from ..domain import GenerationBackend
 from ..tasks.base import cut_at_stop
 
 # A prompt is plain text, or chat messages that the backend renders with the model's chat template.
@@ -144,10 +146,27 @@ class HFGenerator:
             torch.cuda.empty_cache()
 
 
-def make_generator(backend: str, path, device: str, dtype, batch_size: int, trust_remote_code: bool = False,
+def make_generator(backend: GenerationBackend, path, device: str, dtype, batch_size: int, trust_remote_code: bool = False,
                    tensor_parallel: int = 1):
-    if backend == "vllm":
+    if backend == GenerationBackend.VLLM:
         from .vllm_backend import VLLMGenerator
 
         return VLLMGenerator(path, dtype, trust_remote_code=trust_remote_code, tensor_parallel=tensor_parallel)
     return HFGenerator(path, device, dtype, batch_size=batch_size, trust_remote_code=trust_remote_code)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """chunk_size prompts of one call with their own seed; `key` names it in the partial file."""
+
+    key: str
+    prompts: list
+    temperature: float
+    n: int
+    max_new_tokens: int
+    stop: tuple[str, ...]
+    seed: int
+
+    def run(self, generator, on_batch=None) -> list[list[str]]:
+        return generator.generate(self.prompts, self.temperature, self.n, self.max_new_tokens, self.stop,
+                                  on_batch=on_batch, seed=self.seed)

@@ -35,9 +35,9 @@ def host_labels(hosts: list[str], num_gpus: int, device: str) -> list[str]:
 
 def deepspeed_command(hosts: list[str], num_gpus: int) -> Callable[[Path], list[str]]:
     """The launch of the ranks for a job file: DeepSpeed's runner over the hostfile beside it."""
-    from ..train.deepspeed_launcher import _free_port, launch_command
+    from .ds_runner import free_port, launch_command
 
-    return lambda job: launch_command(job, num_gpus, None, _free_port(), hosts, module="engine.models.rank_worker")
+    return lambda job: launch_command(job, num_gpus, None, free_port(), hosts, module="engine.models.rank_worker")
 
 
 class HostPool:
@@ -45,7 +45,7 @@ class HostPool:
 
     def __init__(self, command: Callable[[Path], list[str]], devices: list[str], spec: dict, folder: Path,
                  hostfile: str = "", log=print):
-        from ..train.deepspeed_launcher import HOSTFILE
+        from .ds_runner import HOSTFILE
         from .generation import eos_token_ids
         from .loading import load_tokenizer
 
@@ -57,7 +57,7 @@ class HostPool:
     def run_chunks(self, chunks, finished, on_batch=None) -> None:
         """Write the job, launch the ranks, hand each chunk a rank finishes to finished(chunk,
         completions) (it may raise StopRequested: the ranks are then killed)."""
-        from ..train.deepspeed_launcher import child_env
+        from .ds_runner import child_env
 
         if not chunks:
             return

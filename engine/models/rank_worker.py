@@ -32,7 +32,7 @@ def main(argv=None) -> int:
 
     from engine.models.generation import make_generator
     from engine.models.loading import torch_dtype
-    from engine.stages.resumable import Chunk
+    from engine.models.generation import Chunk
 
     device = "cuda" if spec["device"] == "cuda" else "cpu"
     if device == "cuda":

@@ -1,7 +1,7 @@
 """The embedded default's tiny model: a character tokenizer and a small Llama config, made offline.
 
 Nothing is downloaded: the tokenizer's vocabulary is printable ASCII, and the model starts from
-random weights (see `engine.models.builtin` for its short pre-training on synthetic arithmetic).
+random weights (see `engine.train.builtin` for its short pre-training on synthetic arithmetic).
 """
 from __future__ import annotations
 

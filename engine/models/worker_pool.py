@@ -22,6 +22,13 @@ from .placement import Slot
 JOIN_S = 30  # how long a worker asked to end may take before it is killed
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A CUDA out-of-memory error or a MemoryError (the stage's error then names what to lower)."""
+    import torch
+
+    return isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError))
+
+
 class WorkerFailed(Exception):
     """A generation worker failed; `device` names where, `out_of_memory` whether it ran out."""
 
@@ -65,8 +72,6 @@ def serve(conn, parent: int, slot: Slot, threads: int, backend: str, path: str, 
             done = chunk.run(gen, lambda prompts, tokens: conn.send(("batch", prompts, tokens)))
             conn.send(("done", done))
     except BaseException as exc:  # noqa: BLE001  (every failure goes back to the engine)
-        from ..stage_errors import is_out_of_memory
-
         conn.send(("error", f"{type(exc).__name__}: {exc}", is_out_of_memory(exc), traceback.format_exc()))
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from typing import TYPE_CHECKING
 
-from ..config import RunConfig, built_at_start
+from ..domain import Method, ModelSource
 from ..durable import write_atomic
 from .names import RunStatus, Stage
 from .paths import RunPaths, private_files, run_paths
 from .store import Store
+
+if TYPE_CHECKING:  # the run state needs no schema: it reads a validated config
+    from ..config import RunConfig
 
 
 def new_run_id(name: str) -> str:
@@ -18,7 +22,7 @@ def new_run_id(name: str) -> str:
 
 def iteration_stages(cfg: RunConfig) -> list[Stage]:
     stages = [Stage.GENERATE, Stage.FILTER, Stage.SFT]
-    if cfg.method == "imm":
+    if cfg.method == Method.IMM:
         stages.append(Stage.MERGE)
     stages.append(Stage.EVAL)
     return stages
@@ -30,7 +34,7 @@ def analyzed(cfg: RunConfig, t: int) -> bool:
 
 def plan(cfg: RunConfig) -> list[tuple[int, Stage]]:
     """Every stage of the run in order, as (iteration, stage); iteration 0 prepares the base."""
-    steps = [(0, Stage.BUILD)] if built_at_start(cfg.model.path) else []
+    steps = [(0, Stage.BUILD)] if ModelSource.of(cfg.model.path).built_at_start else []
     steps.append((0, Stage.EVAL))
     for t in range(1, cfg.iterations + 1):
         steps += [(t, stage) for stage in iteration_stages(cfg)] + ([(t, Stage.ANALYZE)] if analyzed(cfg, t) else [])

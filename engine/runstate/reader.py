@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from ..errors import BrokenStateError, RunStateError
+from .lookup import match_run
 from .paths import db_path
 _local = threading.local()
 
@@ -84,12 +85,7 @@ class Reader:
 
     def run(self, run_id: str) -> dict | None:
         """The run with this id, or the only run whose id starts with it."""
-        rows = self.query("SELECT * FROM runs WHERE id = ?", [run_id])
-        if rows:
-            return rows[0]
-        escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self.query("SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\'", [escaped + "%"])
-        return rows[0] if len(rows) == 1 else None
+        return match_run(self.query, run_id)
 
     def stages(self, run_id: str | None = None) -> list[dict]:
         if run_id is None:

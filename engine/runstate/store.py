@@ -19,8 +19,10 @@ import sqlite_utils
 
 from ..errors import BrokenStateError, RunStateError
 
+from .lookup import match_run
 from .names import RunStatus, Stage, StageStatus
 from .paths import db_path, private_files, write_problem
+from ..domain import Checkpoint, TrialStatus
 
 BUSY_TIMEOUT_MS = 10_000
 SYNCHRONOUS = "FULL"
@@ -201,11 +203,8 @@ class Store:
             )
 
     def run(self, run_id: str) -> dict | None:
-        rows = list(self.db["runs"].rows_where("id = ?", [run_id]))
-        if rows:
-            return rows[0]
-        matches = list(self.db["runs"].rows_where("id LIKE ?", [run_id + "%"]))
-        return matches[0] if len(matches) == 1 else None
+        """The run with this id, or the only run whose id starts with it."""
+        return match_run(lambda sql, params: list(self.db.query(sql, params)), run_id)
 
     def runs(self) -> list[dict]:
         return list(self.db["runs"].rows_where(order_by="created desc"))
@@ -305,7 +304,7 @@ class Store:
             for spec in specs:
                 row = {"run_id": run_id, "iteration": iteration, "alpha": spec["alpha"], "drop_rate": spec["drop_rate"],
                        "seed": spec["seed"], "subset": spec["subset"], "weights": "keep" if spec["keep_weights"] else None,
-                       "status": "queued", "adopted": 0, "created": now()}
+                       "status": TrialStatus.QUEUED, "adopted": 0, "created": now()}
                 ids.append(self.db["sweeps"].insert(row).last_pk)
         return ids
 
@@ -315,8 +314,8 @@ class Store:
             rows = list(self.db["sweeps"].rows_where("run_id = ? AND status = 'queued'", [run_id], order_by="id", limit=1))
             if not rows:
                 return None
-            self.db["sweeps"].update(rows[0]["id"], {"status": "running"})
-        return {**rows[0], "status": "running"}
+            self.db["sweeps"].update(rows[0]["id"], {"status": TrialStatus.RUNNING})
+        return {**rows[0], "status": TrialStatus.RUNNING}
 
     def finish_trial(self, trial_id: int, results: list[dict], seconds: float, weights: str | None) -> None:
         with self.db.atomic():
@@ -325,7 +324,7 @@ class Store:
 
     def fail_trial(self, trial_id: int, error: str) -> None:
         with self.db.atomic():
-            self.db["sweeps"].update(trial_id, {"status": "failed", "error": error})
+            self.db["sweeps"].update(trial_id, {"status": TrialStatus.FAILED, "error": error})
 
     def requeue_running_trials(self, run_id: str) -> None:
         """Trials a killed worker left running go back to the queue."""
@@ -348,7 +347,7 @@ class Store:
                             [trial_id, run_id, iteration])
             self.db["stages"].update((run_id, iteration, Stage.MERGE), {"info": json.dumps(merge_info)})
             self.db.execute("DELETE FROM metrics WHERE run_id = ? AND (checkpoint = ? OR iteration > ?)",
-                            [run_id, f"merge{iteration}", iteration])
+                            [run_id, str(Checkpoint.merge(iteration)), iteration])
             self.db["metrics"].insert_all([{"run_id": run_id, **m} for m in merge_metrics])
             for table in ("layer_stats", "verdicts", "progress"):
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ? AND iteration >= ?", [run_id, iteration])

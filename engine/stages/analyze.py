@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from .context import StageContext, StageResult
+from ..domain import Checkpoint, Method
 
 
 def layer_importance(ctx: StageContext, t: int):
@@ -37,9 +38,9 @@ def analyze(ctx: StageContext, t: int) -> StageResult:
     from ..durable import write_atomic
 
     imp = layer_importance(ctx, t)
-    targets = {f"sft{t}": ctx.paths.sft(t)}
-    if ctx.cfg.method == "imm":
-        targets[f"merge{t}"] = ctx.paths.merged(t)
+    targets = {str(Checkpoint.sft(t)): ctx.paths.sft(t)}
+    if ctx.cfg.method == Method.IMM:
+        targets[str(Checkpoint.merge(t))] = ctx.paths.merged(t)
     reports = {name: build_report(weight_change(ctx.sft_init_path(t), folder, ctx.progress), imp) for name, folder in targets.items()}
     write_atomic(ctx.paths.diagnostics(t), json.dumps(reports, indent=1))
     layer_rows, verdict_rows = [], []

@@ -2,7 +2,7 @@
 the embedded default's model built offline, or a GGUF file converted."""
 from __future__ import annotations
 
-from ..config import BUILTIN_PREFIX, is_gguf
+from ..domain import BUILTIN_PREFIX, ModelSource
 from .context import StageContext, StageResult
 
 
@@ -10,10 +10,10 @@ def build(ctx: StageContext, t: int) -> StageResult:
     """Pre-train the builtin base model (progress: pre-training steps) or convert the GGUF file,
     or find the result cached."""
     path = ctx.cfg.model.path
-    if is_gguf(path):
+    if ModelSource.of(path) is ModelSource.GGUF:
         from ..models.gguf import ensure_gguf
 
         return StageResult(ensure_gguf(ctx.home, path, ctx.log))
-    from ..models.builtin import ensure_builtin
+    from ..train.builtin import ensure_builtin
 
     return StageResult(ensure_builtin(ctx.home, path.removeprefix(BUILTIN_PREFIX), ctx.log, ctx.progress))

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..config import BUILTIN_PREFIX, RunConfig, is_gguf
+from ..config import RunConfig
 from ..errors import StopRequested
 from ..runstate.paths import RunPaths
 from ..runstate.progress import ProgressReporter, null_progress
 from ..runstate.steps import StepRecorder, null_steps
+from ..domain import BUILTIN_PREFIX, Domain, Method, ModelSource
 
 
 def stage_seed(seed: int, iteration: int, stage: str) -> int:
@@ -70,11 +71,12 @@ class StageContext:
     # ------------------------------------------------------------ which model
     @property
     def base_path(self) -> str:
-        if self.cfg.model.path.startswith(BUILTIN_PREFIX):
-            from ..models.builtin import builtin_folder
+        source = ModelSource.of(self.cfg.model.path)
+        if source is ModelSource.BUILTIN:
+            from ..train.builtin import builtin_folder
 
             return str(builtin_folder(self.home, self.cfg.model.path.removeprefix(BUILTIN_PREFIX)))
-        if is_gguf(self.cfg.model.path):
+        if source is ModelSource.GGUF:
             from ..models.gguf import gguf_folder
 
             return str(gguf_folder(self.home, self.cfg.model.path))
@@ -84,7 +86,7 @@ class StageContext:
         """The model iteration t starts from: the base, then Merge_{t-1} (imm) or SFT_{t-1}."""
         if t == 1:
             return self.base_path
-        return str(self.paths.merged(t - 1) if self.cfg.method == "imm" else self.paths.sft(t - 1))
+        return str(self.paths.merged(t - 1) if self.cfg.method == Method.IMM else self.paths.sft(t - 1))
 
     def sft_init_path(self, t: int) -> str:
         """The model SFT_t is fine-tuned from: prev_path(t), or the base for vanilla_from = "base"
@@ -114,7 +116,7 @@ class StageContext:
         g, hosts = self.cfg.generation, self.cfg.sft.hosts
         if hosts:  # several machines: one rank per GPU of every host (engine.models.host_workers)
             from ..models.host_workers import HostPool, deepspeed_command
-            from ..train.deepspeed_launcher import hostfile_text
+            from ..models.ds_runner import hostfile_text
 
             spec = {"path": str(path), "backend": g.backend, "device": "cuda", "dtype": str(dtype).removeprefix("torch."),
                     "batch_size": batch_size, "trust_remote_code": trust, "tensor_parallel": g.vllm_tensor_parallel,
@@ -155,7 +157,7 @@ class StageContext:
         from ..tasks import get_task
 
         specs = self.cfg.tasks.specs
-        return {name: (get_task(name, specs.get(name)), "id" if i == 0 else "ood") for i, name in enumerate(self.cfg.all_tasks())}
+        return {name: (get_task(name, specs.get(name)), Domain.ID if i == 0 else Domain.OOD) for i, name in enumerate(self.cfg.all_tasks())}
 
     def in_domain_task(self):
         return self.tasks()[self.cfg.tasks.id][0]

@@ -11,6 +11,7 @@ from ..results_table import checkpoint_label
 from ..tasks import Task
 from .context import StageContext, StageResult
 from .resumable import PartialFile, chunks_of, model_stamp, run_chunks
+from ..domain import Checkpoint, CheckpointKind, Method
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -127,10 +128,10 @@ def evaluate(ctx: StageContext, t: int) -> StageResult:
     ctx.paths.iteration(t).mkdir(exist_ok=True)
     info = {"decoding": sampling_settings(ctx.cfg.eval.temperature), "workers": ctx.worker_labels(ctx.cfg.eval.workers)}
     if t == 0:
-        return StageResult(None, info, {"metrics": evaluate_checkpoint(ctx, ctx.base_path, "base", 0)})
-    checkpoints = [(str(ctx.paths.sft(t)), f"sft{t}")]
-    if ctx.cfg.method == "imm":
-        checkpoints.append((str(ctx.paths.merged(t)), f"merge{t}"))
+        return StageResult(None, info, {"metrics": evaluate_checkpoint(ctx, ctx.base_path, str(Checkpoint(CheckpointKind.BASE)), 0)})
+    checkpoints = [(str(ctx.paths.sft(t)), str(Checkpoint.sft(t)))]
+    if ctx.cfg.method == Method.IMM:
+        checkpoints.append((str(ctx.paths.merged(t)), str(Checkpoint.merge(t))))
     metrics = []
     for i, (path, checkpoint) in enumerate(checkpoints, 1):
         label = checkpoint_label(checkpoint) + (f" ({i} of {len(checkpoints)})" if len(checkpoints) > 1 else "")

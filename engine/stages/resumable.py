@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from ..models.generation import Chunk
 
 
 def digest(value) -> str:
@@ -80,23 +81,6 @@ class PartialFile:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """chunk_size prompts of one call with their own seed; `key` names it in the partial file."""
-
-    key: str
-    prompts: list
-    temperature: float
-    n: int
-    max_new_tokens: int
-    stop: tuple[str, ...]
-    seed: int
-
-    def run(self, generator, on_batch=None) -> list[list[str]]:
-        return generator.generate(self.prompts, self.temperature, self.n, self.max_new_tokens, self.stop,
-                                  on_batch=on_batch, seed=self.seed)
 
 
 def chunks_of(prompts: list, temperature: float, n: int, max_new_tokens: int, stop: tuple[str, ...], *, seed: int,

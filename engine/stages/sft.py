@@ -12,6 +12,7 @@ from ..jsonl import read_records
 from ..runstate.paths import RunPaths
 from .context import StageContext, StageResult
 from .resumable import digest, model_stamp
+from ..domain import Method, SFTBackend
 
 
 def training_pairs(cfg: RunConfig, paths: RunPaths, t: int, seed: int) -> list[tuple[str, str]]:
@@ -19,9 +20,9 @@ def training_pairs(cfg: RunConfig, paths: RunPaths, t: int, seed: int) -> list[t
     says: all of it (accumulate) or a share drawn with `seed` (mixture)."""
     current = read_records(paths.kept(t), "kept samples")
     earlier = [r for s in range(1, t) for r in read_records(paths.kept(s), "kept samples")]
-    if cfg.method == "accumulate":
+    if cfg.method == Method.ACCUMULATE:
         data = earlier + current
-    elif cfg.method == "mixture" and earlier:
+    elif cfg.method == Method.MIXTURE and earlier:
         n_mix = min(len(earlier), round(cfg.mixture.share * len(current)))
         data = current + random.Random(seed).sample(earlier, n_mix)
     else:
@@ -38,10 +39,10 @@ def visible_gpus() -> int:
 def training_gpus(cfg: SFTConfig) -> int:
     """GPUs SFT runs on: 1 (hf), the slots of sft.hosts, sft.num_gpus, or every visible one
     (deepspeed, num_gpus 0)."""
-    if sft_backend(cfg, visible_gpus()) != "deepspeed":
+    if sft_backend(cfg, visible_gpus()) != SFTBackend.DEEPSPEED:
         return 1
     if cfg.hosts:
-        from ..train.deepspeed_launcher import host_gpus
+        from ..models.ds_runner import host_gpus
 
         return host_gpus(cfg.hosts, cfg.num_gpus)
     return cfg.num_gpus or max(1, visible_gpus())
@@ -65,7 +66,7 @@ def sft(ctx: StageContext, t: int) -> StageResult:
     from ..models.loading import clear_stale
 
     backend = sft_backend(ctx.cfg.sft, visible_gpus())
-    if backend == "deepspeed":
+    if backend == SFTBackend.DEEPSPEED:
         from ..train.deepspeed_launcher import train
     else:
         from ..train.sft import train
@@ -79,12 +80,12 @@ def sft(ctx: StageContext, t: int) -> StageResult:
     device, dtype = ctx.device_and_dtype()
     gpus = training_gpus(ctx.cfg.sft)
     cfg = dataclasses.replace(ctx.cfg.sft, grad_accum=derived_grad_accum(ctx.cfg.sft, gpus))
-    ctx.log(f"[iter {t}] sft: backend {backend}" + (f" (ZeRO stage {cfg.zero_stage})" if backend == "deepspeed" else "")
+    ctx.log(f"[iter {t}] sft: backend {backend}" + (f" (ZeRO stage {cfg.zero_stage})" if backend == SFTBackend.DEEPSPEED else "")
             + f"; per-device batch {cfg.batch_size} x grad-accum {cfg.grad_accum} x {gpus} GPU(s) = "
             f"{cfg.batch_size * cfg.grad_accum * gpus} per optimizer step")
     init = Path(ctx.sft_init_path(t))
     trust = ctx.cfg.model.trust_remote_code
-    if backend == "deepspeed":  # no training checkpoints: a killed DeepSpeed SFT starts over
+    if backend == SFTBackend.DEEPSPEED:  # no training checkpoints: a killed DeepSpeed SFT starts over
         info = train(init, pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress, trust_remote_code=trust)
     else:
         checkpoints = training_checkpoints(ctx, t, pairs, cfg, device, dtype)

@@ -12,6 +12,9 @@ Records are plain dicts with the fields as stored, the same from a file or from 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,19 @@ from ..jsonl import read_records
 
 ENV_VAR = "IMM_DATA_DIR"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Whether a missing local file may be fetched from the hub: a context variable, not the
+# environment (HF_HUB_OFFLINE), which every engine the app starts later would inherit.
+_HUB_READS: ContextVar[bool] = ContextVar("hub_reads", default=True)
+
+
+@contextmanager
+def no_hub_reads() -> Iterator[None]:
+    """Inside: hub data is not fetched (the dry run counts questions without downloading)."""
+    token = _HUB_READS.set(False)
+    try:
+        yield
+    finally:
+        _HUB_READS.reset(token)
 
 
 def data_roots() -> list[Path]:
@@ -86,6 +102,8 @@ def read_jsonl(task: str, path: Path, split: str) -> list[dict]:
 
 
 def load_hub(task: str, hub: HubSplit, searched: str) -> list[dict]:
+    if not _HUB_READS.get():
+        raise UserError(f"task {task!r}: no local file (looked for {searched}); hub data is not read here")
     try:
         import datasets
     except ImportError:

@@ -29,21 +29,18 @@ import dataclasses
 import json
 import os
 import re
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 from ..config import SFTConfig
-from ..cpu_threads import with_wait_policy
 from ..errors import UserError
+from ..models.ds_runner import HOSTFILE, child_env, free_port, hostfile_text, launch_command
 
 WEIGHTS_FILE = "pytorch_model.bin"
 WRAPPER_PREFIX = "model."
-HOSTFILE = "hostfile"
 TAIL_LINES = 40
 
 
@@ -71,59 +68,6 @@ def ds_config(cfg: SFTConfig, world_size: int) -> dict:
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
-
-
-def hostfile_text(hosts: list[str]) -> str:
-    """A DeepSpeed hostfile of sft.hosts: one "HOST slots=N" line per machine."""
-    return "".join(" ".join(h.split()) + "\n" for h in hosts)
-
-
-def host_gpus(hosts: list[str], num_gpus: int) -> int:
-    """GPUs over all of sft.hosts: each host's slots, capped at num_gpus per host when set."""
-    slots = [int(h.split("slots=")[1]) for h in hosts]
-    return sum(min(n, num_gpus) if num_gpus else n for n in slots)
-
-
-def launch_command(job: Path, num_gpus: int, visible: str | None, port: int, hosts: list[str] = (),
-                   module: str = "engine.train.deepspeed_worker") -> list[str]:
-    """The launcher's argv, starting `module` (the SFT worker; engine.models.rank_worker for
-    generation over several machines) once per GPU. num_gpus 0 = all visible GPUs; with CUDA_VISIBLE_DEVICES set, the
-    runner ignores it whenever --num_gpus is given, so the first N visible ids are named instead.
-    With sft.hosts the runner reads the hostfile beside the job (write_job writes it) and starts
-    the ranks of the other machines over ssh (pdsh, its default); the first host is the master,
-    and num_gpus caps the GPUs used on each host."""
-    cmd = [sys.executable, "-u", "-m", "deepspeed.launcher.runner", "--master_port", str(port)]
-    if hosts:
-        cmd += ["--hostfile", str(Path(job).parent / HOSTFILE), "--master_addr", hosts[0].split()[0]]
-        if num_gpus > 0:
-            cmd += ["--num_gpus", str(num_gpus)]
-    elif num_gpus > 0:
-        if visible:
-            ids = [v.strip() for v in visible.split(",") if v.strip()]
-            cmd += ["--include", "localhost:" + ",".join(ids[:num_gpus])]
-        else:
-            cmd += ["--num_gpus", str(num_gpus)]
-    return cmd + ["--module", module, "--job", str(job)]
-
-
-def child_env(base: dict | None = None) -> dict:
-    """The launcher's environment: unbuffered output, the engine package importable, the short
-    OpenMP wait (engine.cpu_threads), and TORCH_CUDA_ARCH_LIST without the 'a' suffix (9.0a breaks
-    DeepSpeed's op builder)."""
-    env = with_wait_policy(dict(os.environ if base is None else base))
-    env["PYTHONUNBUFFERED"] = "1"
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    arch = env.get("TORCH_CUDA_ARCH_LIST")
-    if arch:
-        env["TORCH_CUDA_ARCH_LIST"] = re.sub(r"(\d+\.\d+)a\b", r"\1", arch)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _check_can_run(num_gpus: int, multi_node: bool) -> None:
@@ -246,7 +190,7 @@ def train(init_path: Path, pairs: list[tuple[str, str]], cfg: SFTConfig, out: Pa
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.ds-", dir=out.parent) as tmp:
         folder = Path(tmp)
         job = write_job(folder, Path(init_path), pairs, cfg, seed, trust_remote_code)
-        cmd = launch_command(job, cfg.num_gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), _free_port(), cfg.hosts)
+        cmd = launch_command(job, cfg.num_gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), free_port(), cfg.hosts)
         log("sft (deepspeed): " + " ".join(cmd[1:]))
         run_launcher(cmd, child_env(), progress_from_lines(log, progress))
         weights = folder / "weights" / WEIGHTS_FILE

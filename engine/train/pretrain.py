@@ -1,5 +1,5 @@
 """The short pre-training that makes the embedded default's base model: the tiny char-level Llama
-of engine.models.tiny on synthetic arithmetic with chain of thought (engine.models.builtin caches
+of engine.models.tiny on synthetic arithmetic with chain of thought (engine.train.builtin caches
 the result)."""
 from __future__ import annotations
 

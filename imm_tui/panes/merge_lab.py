@@ -40,7 +40,7 @@ def trial_metrics(t: api.Trial) -> dict[str, float]:
     """pass@1 of a trial: 'ID' (mean over in-domain tasks), 'OOD mean', and each task by name."""
     rows = [r for r in t.results if r.metric == "pass@1"]
     out = {r.task: r.value for r in rows}
-    for name, domain in (("ID", "id"), ("OOD mean", "ood")):
+    for name, domain in (("ID", api.Domain.ID), ("OOD mean", api.Domain.OOD)):
         v = mean([r.value for r in rows if r.domain == domain])
         if v is not None:
             out[name] = v
@@ -140,7 +140,7 @@ class MergeLabPane(LivePoll, Vertical):
         """Iterations a trial can re-merge: those with a finished SFT checkpoint."""
         if self.data is None:
             return []
-        return sorted({s.iteration for s in self.data.detail.stages if s.stage == "sft" and s.status == "done"})
+        return sorted({s.iteration for s in self.data.detail.stages if s.stage == api.Stage.SFT and s.status == api.StageStatus.DONE})
 
     def trials(self) -> list[api.Trial]:
         return [t for t in self.data.trials if t.iteration == self.iteration] if self.data else []
@@ -202,7 +202,7 @@ class MergeLabPane(LivePoll, Vertical):
 
     def latest_done(self, trials: list[api.Trial]) -> dict[tuple[float, float], api.Trial]:
         """The newest finished trial per (alpha, p)."""
-        return {(t.alpha, t.drop_rate): t for t in sorted(trials, key=lambda t: t.id) if t.status == "done"}
+        return {(t.alpha, t.drop_rate): t for t in sorted(trials, key=lambda t: t.id) if t.status == api.TrialStatus.DONE}
 
     def render_plot(self, trials: list[api.Trial]) -> None:
         plt = self.query_one("#lab-plot", PlotextPlot).plt
@@ -228,7 +228,7 @@ class MergeLabPane(LivePoll, Vertical):
         cells: dict[tuple[float, float], float | str] = {}
         for t in sorted(trials, key=lambda t: t.id):
             key = (t.alpha, t.drop_rate)
-            v = trial_metrics(t).get(self.metric) if t.status == "done" else None
+            v = trial_metrics(t).get(self.metric) if t.status == api.TrialStatus.DONE else None
             if v is not None:
                 cells[key] = v
             elif not isinstance(cells.get(key), float):
@@ -309,7 +309,7 @@ class MergeLabPane(LivePoll, Vertical):
         if t is None:
             self.notify("Highlight a trial first.", severity="warning")
             return
-        if t.status != "done":
+        if t.status != api.TrialStatus.DONE:
             self.notify(f"Trial {t.id} is {t.status}; adopt a finished trial.", severity="warning", markup=False)
             return
         merge = f"Merge{t.iteration}"

@@ -38,7 +38,7 @@ class ResultsTable:
     def __init__(self, rows: list[api.ResultRow], metric: str):
         rows = [r for r in rows if r.metric == metric and r.checkpoint != "trial"]
         self.checkpoints = sorted({r.checkpoint for r in rows}, key=api.checkpoint_order)
-        self.tasks = sorted({(r.domain, r.task) for r in rows}, key=lambda d_t: (d_t[0] != "id", d_t[1]))
+        self.tasks = sorted({(r.domain, r.task) for r in rows}, key=lambda d_t: (d_t[0] != api.Domain.ID, d_t[1]))
         self.value = {(r.checkpoint, r.task): r.value for r in rows}
         self.adopted = {r.checkpoint: r.adopted for r in rows if r.adopted is not None}
         self.best = {t: max((self.value[c, t] for c in self.checkpoints if (c, t) in self.value), default=None)

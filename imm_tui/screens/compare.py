@@ -88,14 +88,13 @@ class CompareScreen(Screen):
         rows: dict[tuple, dict[str, api.ResultRow]] = {}
         for s in c.runs:
             for r in c.results[s.id]:
-                rows.setdefault((api.checkpoint_order(r.checkpoint), r.label, r.domain != "id", r.task, r.metric),
-                                {})[s.id] = r
+                rows.setdefault((api.result_order(r.checkpoint, r.domain, r.task, r.metric), r.label), {})[s.id] = r
         table = self.query_one("#compare-results", DataTable)
         table.clear(columns=True)
         table.add_columns("checkpoint", "task", "metric", *names)
         first = c.runs[0].id
         uneven = False
-        for (_, label, ood, task, metric), found in sorted(rows.items()):
+        for ((_, ood, task, metric), label), found in sorted(rows.items()):
             values = {run_id: r.value for run_id, r in found.items()}
             apart = len({r.n for r in found.values()}) > 1  # measured on different question counts
             uneven |= apart

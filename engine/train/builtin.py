@@ -2,13 +2,13 @@
 short pre-training on synthetic arithmetic with chain of thought (`engine.train.pretrain`).
 
 Building it takes 75-140 s on 2 CPU cores, most of a new user's first run, so the package ships
-the built checkpoint (3.4 MB, engine/models/shipped/NAME-vN, with the sha256 of every file and how
+the built checkpoint (3.4 MB, engine/train/shipped/NAME-vN, with the sha256 of every file and how
 it was built in its manifest.json). `ensure_builtin` copies it into the home folder's model cache
 (models/NAME-vN) after checking the sums, or builds the model when it is not shipped or
 `build=True` (the tests build it for real and check the build reproduces the shipped copy).
 Either happens once, under a file lock, so two runs starting together do not both do it.
 
-    python -m engine.models.builtin NAME    # rebuild the shipped copy (1 torch thread)
+    python -m engine.train.builtin NAME    # rebuild the shipped copy (1 torch thread)
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def ensure_builtin(home: Path, name: str, log: Callable[[str], None] = print, pr
                    build: bool = False) -> Path:
     """The cached builtin base model's folder, installing the shipped copy (or, with `build` or
     none shipped, building it) first if it is not there yet."""
-    from .loading import made_once
+    from ..models.loading import made_once
 
     folder = builtin_folder(home, name)
 
@@ -48,7 +48,7 @@ def ensure_builtin(home: Path, name: str, log: Callable[[str], None] = print, pr
         if not build and (shipped_folder(name) / MANIFEST).exists():
             install_shipped(name, folder, log)
         else:
-            from ..train.pretrain import build_tiny
+            from .pretrain import build_tiny
 
             spec = BUILTINS[name]
             log(f"building base model {name} (once; cached in {folder})")
@@ -71,7 +71,7 @@ def install_shipped(name: str, folder: Path, log: Callable[[str], None]) -> None
             shutil.copyfile(source / file, tmp / file)
             if sha256(tmp / file) != digest:
                 raise RuntimeError(f"shipped base model {name}: {source / file} does not match its sha256 in "
-                                   f"{source / MANIFEST}; reinstall imm, or rebuild with python -m engine.models.builtin {name}")
+                                   f"{source / MANIFEST}; reinstall imm, or rebuild with python -m engine.train.builtin {name}")
 
     write_then_publish(folder, fill, sum((source / file).stat().st_size for file in manifest["sha256"]))
     log(f"base model {name}: installed the shipped copy in {folder} (sha256 checked)")
@@ -84,7 +84,7 @@ def rebuild_shipped(name: str) -> Path:
 
     import torch
 
-    from ..train.pretrain import build_tiny
+    from .pretrain import build_tiny
 
     torch.set_num_threads(1)
     spec, out = BUILTINS[name], shipped_folder(name)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
+from ..domain import ModelSource
 from ..errors import ConfigError
 from .checks import config_errors, local_path
-from .derived import BUILTIN_PREFIX
 from .messages import field_errors
 from .presets import apply_override, gather_task_specs, load_preset
 from .schema import RunConfig
@@ -37,7 +37,7 @@ def resolve(preset: str | Path | dict, overrides: list[str] | tuple[str, ...] = 
     if errors:
         raise ConfigError.every(errors)
     for holder in (cfg.model, cfg.teacher):
-        local = local_path(holder.path) if holder.path and not holder.path.startswith(BUILTIN_PREFIX) else None
+        local = local_path(holder.path) if holder.path and ModelSource.of(holder.path) is not ModelSource.BUILTIN else None
         if local:
             holder.path = str(local.resolve())
     for spec in cfg.tasks.specs.values():

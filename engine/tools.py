@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import UserError
+from .errors import UserError
 
 
 def merge_checkpoints(base, prev, sft, out, alpha: float, drop_rate: float, seed: int, device: str = "cpu"):
     """theta = alpha * base + (1 - alpha) * (prev + DARE_p(sft - prev)), streamed tensor by tensor;
     writes nothing unless every input is valid. Returns the merge result (tensors, parameters,
     bytes_written, seconds, out)."""
-    from ..merge.stream import merge_checkpoints as merge
+    from .merge.stream import merge_checkpoints as merge
 
     return merge(base, prev, sft, out, alpha=alpha, drop_rate=drop_rate, seed=seed, device=device)
 
@@ -24,7 +24,7 @@ def analyze_checkpoints(before, after, data: str | None = None, limit: int = 256
     for name, value in (("limit", limit), ("batch-size", batch_size), ("max-length", max_length)):
         if value < 1:
             raise UserError(f"--{name}: got {value}; allowed: an integer >= 1")
-    from ..diagnostics import analyze
+    from .diagnostics import analyze
 
     return analyze(before, after, data, limit=limit, batch_size=batch_size, max_length=max_length, device=device)
 
@@ -45,10 +45,10 @@ def parse_task_spec(text: str | None) -> dict | None:
 def grade_file(task_name: str, file: Path, spec: dict | None = None) -> list[dict]:
     """Each record of a JSONL file (the task's gold fields, or `gold`, plus `completion`) with
     `extracted` and `correct` added."""
-    from ..tasks import get_task
-    from ..tasks.base import Example
-    from ..tasks.jsonl_task import BenchmarkTask
-    from ..tasks.sources import read_jsonl
+    from .tasks import get_task
+    from .tasks.base import Example
+    from .tasks.jsonl_task import BenchmarkTask
+    from .tasks.sources import read_jsonl
 
     task = get_task(task_name, spec)
     records = read_jsonl(task.name, file, "input")
