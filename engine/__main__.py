@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runstate.store import Store
 
     os.umask(PRIVATE_UMASK)  # logs, samples and checkpoints of the run: owner only
+    status: str  # how the job ended: a run's status, or "adopted"
     try:
         store = Store(home_dir(args.home))
         if args.job == "run":

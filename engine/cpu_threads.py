@@ -6,32 +6,40 @@ tiny default 10-30x slower (benchmarks/RESULTS.md). Two measures keep the slow-d
 to the load (benchmarks/busy_bench.py):
 
 - `WAIT_ENV`: a short spin before a waiting thread sleeps. libgomp reads it once, when torch loads
-  it, so `engine/__init__.py` puts it in the environment before anything imports torch, and the
-  detached engine and the DeepSpeed child get it in theirs. A value the user set is kept.
+  it, so an engine process puts it in its environment before its stages import torch
+  (engine.driver.engine_process_env), and the detached engine and the DeepSpeed child get it from
+  their launchers. Importing `engine` sets nothing. A value the user set is kept.
 - `threads = "auto"` (the config's default): before each stage, as many threads as there are cores
   that other processes left free (`CoreWatch`); `threads = N` fixes it, and so does
   OMP_NUM_THREADS when set (the environment's explicit choice).
 
-No torch here: the run state imports this module.
+No torch here: the run state imports this module. CPU times come from psutil (as the machine
+sampler's, engine.runstate.machine, through `busy_seconds`).
 """
 from __future__ import annotations
 
 import math
 import os
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+import psutil
+
+Env = TypeVar("Env", bound=MutableMapping[str, str])
 
 # GOMP_SPINCOUNT: spins before a waiting OpenMP thread sleeps (libgomp's default 300,000; 0 is
 # OMP_WAIT_POLICY=PASSIVE). Measured with 2 threads on 2 cores (tiny model, training steps and
 # generation): 0 cost the idle machine 14-40%; 1,000 kept idle speed within noise and, next to a
 # busy process, ran 1.8x slower where 300,000 ran 3-3.5x slower.
 WAIT_ENV = {"GOMP_SPINCOUNT": "1000"}
-# How long the first look at the machine watches /proc/stat (later looks use the stage just run).
+# How long the first look at the machine watches the CPUs (later looks use the stage just run).
 FIRST_WINDOW_S = 0.2
 
 
-def with_wait_policy(env: dict) -> dict:
+def with_wait_policy(env: Env) -> Env:
     """`env` with the short OpenMP wait added where the user has not set one (in place)."""
     if "OMP_WAIT_POLICY" not in env:
         for key, value in WAIT_ENV.items():
@@ -51,53 +59,53 @@ def usable_cores() -> int:
     return cores
 
 
-def _busy_ticks() -> int | None:
-    """Busy clock ticks (everything but idle and iowait) summed over the CPUs this process may use."""
-    mine = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+def busy_seconds(times) -> tuple[float, float]:
+    """(busy, total) seconds of one CPU's psutil.cpu_times: busy is all but idle and iowait;
+    the total leaves out guest time, which Linux counts in user time already."""
+    values = tuple(times)[:8]  # user, nice, system, idle, iowait, irq, softirq, steal
+    return sum(values) - times.idle - getattr(times, "iowait", 0.0), sum(values)
+
+
+def _busy() -> float | None:
+    """Busy seconds summed over the CPUs this process may use."""
     try:
-        lines = Path("/proc/stat").read_text().splitlines()
+        per_cpu = psutil.cpu_times(percpu=True)
     except OSError:
         return None
-    busy = 0
-    for line in lines:
-        name, *ticks = line.split()
-        if name in mine:
-            values = [int(t) for t in ticks[:8]]
-            busy += sum(values) - values[3] - values[4]
-    return busy
+    return sum(busy_seconds(per_cpu[i])[0] for i in os.sched_getaffinity(0) if i < len(per_cpu))
 
 
-def _own_ticks() -> float:
-    """CPU time of this process and of its children that ended (the DeepSpeed child), in ticks."""
+def _own() -> float:
+    """CPU seconds of this process and of its children that ended (the DeepSpeed child)."""
     t = os.times()
-    return (t.user + t.system + t.children_user + t.children_system) * os.sysconf("SC_CLK_TCK")
+    return t.user + t.system + t.children_user + t.children_system
 
 
 @dataclass
 class CoreWatch:
-    """Cores left free by other processes since the last look: busy ticks of this process's CPUs
-    in /proc/stat minus its own CPU time, over the wall time between two looks."""
+    """Cores left free by other processes since the last look: busy time of this process's CPUs
+    minus its own CPU time, over the wall time between two looks."""
 
-    ticks: int | None = None
+    busy: float | None = None
     own: float = 0.0
     at: float = 0.0
     threads: int = 0  # the count last set (0: none yet)
 
     def look(self) -> float | None:
-        """Free cores (0 to usable_cores()) since the last look, or None where /proc/stat is unreadable;
-        the first look watches FIRST_WINDOW_S."""
-        if self.ticks is None:
+        """Free cores (0 to usable_cores()) since the last look, or None where CPU times are
+        unreadable; the first look watches FIRST_WINDOW_S."""
+        if self.busy is None:
             self._mark()
             time.sleep(FIRST_WINDOW_S)
-        ticks, own, at = self.ticks, self.own, self.at
-        if not self._mark():
+        busy, own, at = self.busy, self.own, self.at
+        if busy is None or not self._mark() or self.busy is None:
             return None
-        others = (self.ticks - ticks - (self.own - own)) / os.sysconf("SC_CLK_TCK") / max(self.at - at, 1e-3)
+        others = (self.busy - busy - (self.own - own)) / max(self.at - at, 1e-3)
         return min(max(usable_cores() - others, 0.0), float(usable_cores()))
 
     def _mark(self) -> bool:
-        self.ticks, self.own, self.at = _busy_ticks(), _own_ticks(), time.monotonic()
-        return self.ticks is not None
+        self.busy, self.own, self.at = _busy(), _own(), time.monotonic()
+        return self.busy is not None
 
 
 def parse_setting(setting: int | str) -> int | None:

@@ -13,6 +13,7 @@ from .config import RunConfig, derived_grad_accum, samples_per_temperature, sft_
 from .errors import ConfigError, UserError
 from .runstate.plan import plan
 from .models.ds_runner import host_gpus, hostfile_text, launch_command
+from .models.placement import visible_gpus
 from .train.schedule import optimizer_steps
 from .domain import Method, ModelSource, SFTBackend
 
@@ -33,9 +34,7 @@ def dry_run_gpus(cfg: RunConfig, backend: SFTBackend) -> tuple[int, str]:
         return host_gpus(s.hosts, s.num_gpus), f"sft.hosts: {len(s.hosts)} machine(s)"
     if s.num_gpus:
         return s.num_gpus, "sft.num_gpus"
-    import torch
-
-    visible = torch.cuda.device_count()
+    visible = len(visible_gpus())
     if visible:
         return visible, "sft.num_gpus 0: all visible here"
     return 8, "sft.num_gpus 0 = all visible at run time; none visible here, so 8 (the method's) assumed"
@@ -53,7 +52,7 @@ def workers_line(cfg: RunConfig, workers: int | str, key: str) -> str:
         return (f"  workers (sft.hosts): {len(labels)} ranks on {', '.join(labels)}; "
                 + launch_line(cfg.sft, "engine.models.rank_worker"))
 
-    from .models.placement import slots, visible_gpus
+    from .models.placement import slots
 
     device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     gpus = visible_gpus() if device == "cuda" else []
@@ -151,9 +150,7 @@ def _describe(cfg: RunConfig) -> str:
     data = {"imm": "this iteration's kept samples", "vanilla": "this iteration's kept samples",
             "mixture": f"this iteration's kept samples + {cfg.mixture.share:g}x as many from earlier iterations",
             "accumulate": "all kept samples so far"}[cfg.method]
-    import torch
-
-    backend = sft_backend(s, torch.cuda.device_count())
+    backend = sft_backend(s, len(visible_gpus()))
     gpus, why = dry_run_gpus(cfg, backend)
     accum = derived_grad_accum(s, gpus)
     per_epoch = "unknown (train split unavailable here)"

@@ -77,7 +77,7 @@ def is_disk_full(exc: BaseException | None) -> bool:
     return False
 
 
-def write_then_publish(final: Path, fill: Callable[[Path], None], nbytes: int) -> Path:
+def write_then_publish(final: Path, fill: Callable[[Path], object], nbytes: int) -> Path:
     """Call fill(tmp) to write the artifact (a file or a folder) at a temporary sibling of
     `final`, then publish it. On any failure the sibling is removed; ENOSPC becomes DiskFullError
     with `nbytes`, the caller's estimate of what the artifact takes."""

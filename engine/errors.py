@@ -53,7 +53,7 @@ class DiskFullError(OSError):
         self.path, self.needed, self.free = path, needed, free
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.strerror or ""
 
 
 def _size(nbytes: int) -> str:

@@ -101,7 +101,7 @@ STEP_COLUMNS = ("iteration", "step", "loss", "lr", "grad_norm", "tokens", "token
 
 
 def render(fmt: str, run: dict, stages: list[dict], metric_rows: list[dict], metric: str = "pass@1",
-           step_rows: list[dict] = ()) -> str:
+           step_rows: list[dict] | tuple[()] = ()) -> str:
     """The results in a format; JSON also holds the config, the stages, the adopted trials and
     every SFT step."""
     adopted = adoptions(stages)

@@ -126,11 +126,12 @@ def check_adoptable(store: Store, run_id: str, t: int, trial_id: int) -> None:
     stages = store.stages(row["id"])
     _check_iteration(row["id"], cfg.iterations, stages, t)
     if cfg.method != Method.IMM:
-        raise UserError(f"--adopt: run {row['id']} uses method {cfg.method!r}; allowed: runs of method 'imm'")
+        raise UserError(f"--adopt: run {row['id']} uses method '{cfg.method}'; allowed: runs of method 'imm'")
     if not any(x["id"] == trial_id and x["status"] == TrialStatus.DONE for x in store.trials(row["id"], t)):
         raise UserError(f"--adopt: got {trial_id}; allowed: a finished trial id of iteration {t} "
                         f"(see `imm sweep {row['id']} --iter {t} --list`)")
-    if _stage(stages, t, Stage.MERGE)["status"] != StageStatus.DONE:
+    merge = _stage(stages, t, Stage.MERGE)
+    if merge is None or merge["status"] != StageStatus.DONE:
         raise RunStateError(f"iteration {t} of run {row['id']} has not finished its merge yet; resume it first")
 
 

@@ -46,8 +46,8 @@ def _model_path(path: str, value: str, gguf: bool = False) -> Errors:
             yield ConfigError(path, value, f"a GGUF file with its readers installed (missing: {', '.join(missing)}; pip install -e '.[gguf]')")
     elif local is not None:
         if not local.is_dir():
-            allowed = "a GGUF file (*.gguf) or " if gguf else ""
-            yield ConfigError(path, value, f"{allowed}a model folder (config.json + weights), not this file")
+            gguf_too = "a GGUF file (*.gguf) or " if gguf else ""
+            yield ConfigError(path, value, f"{gguf_too}a model folder (config.json + weights), not this file")
     elif value.startswith(("/", ".", "~")) or not HUB_ID.match(value):
         yield ConfigError(path, value, f"an existing local model folder, a hub id like 'Qwen/Qwen2.5-0.5B-Instruct', or {BUILTIN_PREFIX}NAME")
 

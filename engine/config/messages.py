@@ -48,7 +48,7 @@ def _choices(root, loc: tuple) -> list[str]:
     return [m.value for m in hint] if isinstance(hint, type) and issubclass(hint, Enum) else []
 
 
-def _allowed(root, err: dict) -> str:
+def _allowed(root, err) -> str:
     kind, ctx, loc = err["type"], err.get("ctx") or {}, err["loc"]
     if kind == "imm":
         return ctx["allowed"]
@@ -73,7 +73,7 @@ def field_errors(exc: ValidationError, root) -> list[ConfigError]:
 def _upper_bound(hint) -> int | None:
     for item in getattr(hint, "__metadata__", ()):
         if isinstance(item, (Le, Interval, IntMax)) and item.le is not None:
-            return int(item.le)
+            return int(item.le)  # type: ignore[call-overload]  # annotated_types types it as SupportsLe
     return None
 
 

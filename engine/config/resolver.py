@@ -52,7 +52,7 @@ def _checks_without(data: dict, exc: ValidationError) -> list[ConfigError]:
     cut = []
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"][: next((i for i, p in enumerate(err["loc"]) if isinstance(p, int)), None)])
-        node = data
+        node: object = data
         for part in loc[:-1]:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and loc:

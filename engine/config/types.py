@@ -7,7 +7,7 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 from annotated_types import Ge, Interval, Le
 from pydantic import AfterValidator, BeforeValidator, Strict

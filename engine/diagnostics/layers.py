@@ -62,9 +62,11 @@ class Tally:
     def add(self, name: str, ndim: int, value: float) -> None:
         where = place(name, ndim)
         if where.layer is None:
+            assert where.category is not None  # place() names the category of every unassigned tensor
             self.unassigned[where.category] = self.unassigned.get(where.category, 0.0) + value
             self.unassigned_names.setdefault(where.category, []).append(name)
             return
+        assert where.module is not None  # and the module of every layer's tensor
         self.layers[where.layer] = self.layers.get(where.layer, 0.0) + value
         mods = self.modules.setdefault(where.layer, {})
         mods[where.module] = mods.get(where.module, 0.0) + value

@@ -197,7 +197,9 @@ class ResidentMerge:
                     raise ValueError("ResidentMerge needs tensors aligned to their element size")
                 anchors.append(anchor)
                 offsets.append([g // size for g in gaps])
-            rows, block_tensor, block_start = [], [], []
+            rows: list[list[int]] = []
+            block_tensor: list[int] = []
+            block_start: list[int] = []
             for row, i in enumerate(members):
                 n = outs[i].numel()
                 rows.append([offsets[r][row] for r in range(4)] + [n])

@@ -179,7 +179,7 @@ def plan_tensors(readers: dict[str, CheckpointReader], layer_scale: LayerScale |
     scales = resolve_scales(layer_scale, names)
     plan = []
     for name in names:
-        sources = {role: r.location(source_name(r, name)) for role, r in readers.items()}
+        sources = {role: r.location(source_name(r, name) or name) for role, r in readers.items()}  # `everywhere`: found
         shapes = {role: loc.shape for role, loc in sources.items()}
         if len(set(shapes.values())) > 1:
             raise UserError(f"tensor {name}: shapes differ {shapes}; allowed: the same shape in all three")

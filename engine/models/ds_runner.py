@@ -26,7 +26,7 @@ def host_gpus(hosts: list[str], num_gpus: int) -> int:
     return sum(min(n, num_gpus) if num_gpus else n for n in slots)
 
 
-def launch_command(job: Path, num_gpus: int, visible: str | None, port: int, hosts: list[str] = (),
+def launch_command(job: Path, num_gpus: int, visible: str | None, port: int, hosts: list[str] | tuple[()] = (),
                    module: str = "engine.train.deepspeed_worker") -> list[str]:
     """The launcher's argv, starting `module` (the SFT worker; engine.models.rank_worker for
     generation over several machines) once per GPU. num_gpus 0 = all visible GPUs; with CUDA_VISIBLE_DEVICES set, the

@@ -39,13 +39,13 @@ def slots(workers: int | str, device: str, gpus: list[str], tensor_parallel: int
     """The workers of a stage on `device` ("cpu" or "cuda") with these visible GPU ids. A worker
     needs `tensor_parallel` GPUs; the GPUs left over after whole groups stay idle."""
     if device != "cuda":
-        return [Slot()] * (1 if workers == "auto" else workers)
+        return [Slot()] * (1 if workers == "auto" else int(workers))
     groups = [tuple(gpus[i : i + tensor_parallel]) for i in range(0, len(gpus) - tensor_parallel + 1, tensor_parallel)]
     if not groups:
         from ..errors import ConfigError
 
         raise ConfigError("generation.vllm_tensor_parallel", tensor_parallel, f"at most the {len(gpus)} visible GPU(s)")
-    count = len(groups) if workers == "auto" else workers
+    count = len(groups) if workers == "auto" else int(workers)
     return [Slot(groups[i % len(groups)]) for i in range(count)]
 
 

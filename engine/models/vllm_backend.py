@@ -13,6 +13,7 @@ starts, whatever vLLM's own teardown leaves behind."""
 from __future__ import annotations
 
 import multiprocessing
+from typing import Any
 import os
 import traceback
 
@@ -25,7 +26,7 @@ class VLLMGenerator:
 
         self.eos_ids = eos_token_ids(path, load_tokenizer(path, trust_remote_code=trust_remote_code), trust_remote_code)
         self._conn, child = multiprocessing.get_context("spawn").Pipe()
-        self._process = multiprocessing.get_context("spawn").Process(
+        self._process: Any = multiprocessing.get_context("spawn").Process(
             target=serve, args=(child, str(path), str(dtype).removeprefix("torch."), seed, trust_remote_code, tensor_parallel,
                                       os.getpid()), daemon=True)
         self._process.start()

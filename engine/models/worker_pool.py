@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import traceback
+from typing import Any
 from collections import deque
 from multiprocessing.connection import wait
 
@@ -61,11 +62,12 @@ def serve(conn, parent: int, slot: Slot, threads: int, backend: str, path: str, 
     try:
         import torch
 
+        from ..domain import GenerationBackend
         from .generation import make_generator
         from .loading import torch_dtype
 
         torch.set_num_threads(threads)
-        gen = make_generator(backend, path, slot.device, torch_dtype(dtype, slot.device), batch_size, trust_remote_code,
+        gen = make_generator(GenerationBackend(backend), path, slot.device, torch_dtype(dtype, slot.device), batch_size, trust_remote_code,
                              tensor_parallel=max(1, len(slot.gpus)))
         conn.send(("ready", gen.eos_ids))
         while (chunk := conn.recv()) is not None:
@@ -83,7 +85,7 @@ class WorkerPool:
         context = multiprocessing.get_context("spawn")
         self.devices = [s.label for s in slots]
         self.log = log
-        self._workers: list[tuple[Slot, object, object]] = []  # (slot, process, connection)
+        self._workers: list[tuple[Slot, Any, Any]] = []  # (slot, process, connection)
         self._busy: dict = {}
         try:
             for slot in slots:

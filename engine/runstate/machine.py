@@ -1,11 +1,15 @@
-"""The machine's load, read from the system: CPU per core (/proc/stat), memory (/proc/meminfo)
-and, where NVML finds NVIDIA GPUs, each GPU's utilisation and memory (nvidia-ml-py). No NVML
-library, driver or GPU: no GPUs, never an error. The app's System screen shows it live; the
-engine stores it during each stage (engine.runstate.system_history). Standard library only: the
-app imports it."""
+"""The machine's load, read from the system: CPU per core and memory (psutil) and, where NVML
+finds NVIDIA GPUs, each GPU's utilisation and memory (nvidia-ml-py). No NVML library, driver or
+GPU: no GPUs, never an error. The app's System screen shows it live; the engine stores it during
+each stage (engine.runstate.system_history). No torch or numpy: the app imports it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from ..cpu_threads import busy_seconds
 
 
 @dataclass(frozen=True)
@@ -33,32 +37,26 @@ class Sampler:
     """Reads the machine; the first sample's CPU numbers cover the time since boot."""
 
     def __init__(self) -> None:
-        self._last: dict[str, tuple[int, int]] = {}
-        self._nvml = None  # the pynvml module once initialised; False when unavailable
+        # CPU times per core at the last sample (each sampler its own: psutil.cpu_percent keeps
+        # one for the whole process, which a second sampler would reset)
+        self._last: dict[int, tuple[float, float]] = {}
+        self._nvml: Any = None  # the pynvml module once initialised; False when unavailable
 
     def cores(self) -> tuple[float, ...]:
         out = []
-        with open("/proc/stat") as f:
-            for line in f:
-                name, *fields = line.split()
-                if not (name.startswith("cpu") and name[3:].isdigit()):
-                    continue
-                values = [int(v) for v in fields]
-                idle, total = values[3] + values[4], sum(values[:8])  # idle + iowait; user..steal
-                last_idle, last_total = self._last.get(name, (0, 0))
-                self._last[name] = (idle, total)
-                span = total - last_total
-                out.append(100.0 * (1 - (idle - last_idle) / span) if span > 0 else 0.0)
+        for i, times in enumerate(psutil.cpu_times(percpu=True)):
+            busy, total = busy_seconds(times)
+            last_busy, last_total = self._last.get(i, (0.0, 0.0))
+            self._last[i] = (busy, total)
+            span = total - last_total
+            out.append(100.0 * (busy - last_busy) / span if span > 0 else 0.0)
         return tuple(out)
 
     @staticmethod
     def memory() -> tuple[int, int]:
-        info = {}
-        with open("/proc/meminfo") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                info[key] = int(rest.split()[0]) * 1024
-        return info["MemTotal"] - info.get("MemAvailable", info.get("MemFree", 0)), info["MemTotal"]
+        """(used, total) bytes; used is what is not available to new processes."""
+        mem = psutil.virtual_memory()
+        return mem.total - mem.available, mem.total
 
     def gpus(self) -> tuple[GpuReading, ...]:
         if self._nvml is None:

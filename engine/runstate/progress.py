@@ -21,7 +21,7 @@ class ProgressReporter:
         self.tokens = 0
         self.label: str | None = None
         self._restored = 0  # steps of `step` restored, not done, in this attempt
-        self._t0 = self._last = None
+        self._t0 = self._last = 0.0  # clock readings, set by start()
 
     def start(self, total: int, unit: str, label: str | None = None, restored: int = 0) -> None:
         """A new phase of the stage: `total` units (samples, steps, questions, tensors, examples),

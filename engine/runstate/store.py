@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import sqlite_utils
@@ -193,7 +194,7 @@ class Store:
                 self.db.execute(f"PRAGMA user_version = {target + 1}")
 
     # ------------------------------------------------------------ runs
-    def create_run(self, run: dict, plan: list[tuple[int, str]]) -> None:
+    def create_run(self, run: dict, plan: Sequence[tuple[int, str]]) -> None:
         """Insert a run and its whole stage plan in one transaction."""
         with self.db.atomic():
             self.db["runs"].insert({**run, "created": now(), "updated": now()})
@@ -332,7 +333,7 @@ class Store:
             self.db.execute("UPDATE sweeps SET status = 'queued' WHERE run_id = ? AND status = 'running'", [run_id])
 
     def trials(self, run_id: str, iteration: int | None = None) -> list[dict]:
-        where, args = "run_id = ?", [run_id]
+        where, args = "run_id = ?", list[str | int]([run_id])
         if iteration is not None:
             where, args = where + " AND iteration = ?", args + [iteration]
         return list(self.db["sweeps"].rows_where(where, args, order_by="id"))

@@ -13,6 +13,7 @@ from ..runstate.paths import RunPaths
 from .context import StageContext, StageResult
 from .resumable import digest, model_stamp
 from ..domain import Method, SFTBackend
+from ..models.placement import visible_gpus
 
 
 def training_pairs(cfg: RunConfig, paths: RunPaths, t: int, seed: int) -> list[tuple[str, str]]:
@@ -30,22 +31,16 @@ def training_pairs(cfg: RunConfig, paths: RunPaths, t: int, seed: int) -> list[t
     return [(r["prompt"], r["response"]) for r in data]
 
 
-def visible_gpus() -> int:
-    import torch
-
-    return torch.cuda.device_count()
-
-
 def training_gpus(cfg: SFTConfig) -> int:
     """GPUs SFT runs on: 1 (hf), the slots of sft.hosts, sft.num_gpus, or every visible one
     (deepspeed, num_gpus 0)."""
-    if sft_backend(cfg, visible_gpus()) != SFTBackend.DEEPSPEED:
+    if sft_backend(cfg, len(visible_gpus())) != SFTBackend.DEEPSPEED:
         return 1
     if cfg.hosts:
         from ..models.ds_runner import host_gpus
 
         return host_gpus(cfg.hosts, cfg.num_gpus)
-    return cfg.num_gpus or max(1, visible_gpus())
+    return cfg.num_gpus or max(1, len(visible_gpus()))
 
 
 def training_checkpoints(ctx: StageContext, t: int, pairs, cfg: SFTConfig, device: str, dtype):
@@ -65,12 +60,7 @@ def sft(ctx: StageContext, t: int) -> StageResult:
     records every optimizer step (ctx.steps: the curves; the deepspeed worker records none yet)."""
     from ..models.loading import clear_stale
 
-    backend = sft_backend(ctx.cfg.sft, visible_gpus())
-    if backend == SFTBackend.DEEPSPEED:
-        from ..train.deepspeed_launcher import train
-    else:
-        from ..train.sft import train
-
+    backend = sft_backend(ctx.cfg.sft, len(visible_gpus()))
     pairs = training_pairs(ctx.cfg, ctx.paths, t, ctx.seed)
     if not pairs:
         raise UserError(f"iteration {t}: the filter kept no correct samples to fine-tune on "
@@ -86,8 +76,12 @@ def sft(ctx: StageContext, t: int) -> StageResult:
     init = Path(ctx.sft_init_path(t))
     trust = ctx.cfg.model.trust_remote_code
     if backend == SFTBackend.DEEPSPEED:  # no training checkpoints: a killed DeepSpeed SFT starts over
-        info = train(init, pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress, trust_remote_code=trust)
+        from ..train.deepspeed_launcher import train as train_deepspeed
+
+        info = train_deepspeed(init, pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress, trust_remote_code=trust)
     else:
+        from ..train.sft import train
+
         checkpoints = training_checkpoints(ctx, t, pairs, cfg, device, dtype)
         info = train(init, pairs, cfg, out, device, dtype, ctx.seed, ctx.log, ctx.progress, trust_remote_code=trust,
                      checkpoints=checkpoints, recorder=ctx.steps)

@@ -24,10 +24,11 @@ def task_names() -> list[str]:
 
 def get_task(name: str, spec: Mapping[str, Any] | TaskSpec | None = None) -> Task:
     if name in ARITH_TASKS and spec:
-        raise ConfigError(f"tasks.{name}", dict(spec), "nothing: arithmetic tasks are generated, not read")
+        raise ConfigError(f"tasks.{name}", dict(spec) if isinstance(spec, Mapping) else spec,
+                          "nothing: arithmetic tasks are generated, not read")
     if name in REGISTRY:
         task = REGISTRY[name]()
-        return relocate(task, spec) if spec else task
+        return relocate(task, spec) if spec else task  # type: ignore[arg-type]  # a registered benchmark reads records
     if spec is not None:
         return custom_task(name, spec)
     raise UserError(

@@ -55,7 +55,7 @@ class ArithTask(Task):
         # The test split is drawn first from its own seed; train skips any test question.
         rng = random.Random(f"{self.name}:{split}")
         held_out = {e.question for e in self.load("test")} if split == "train" else set()
-        seen, out = set(held_out), []
+        seen, out = set(held_out), []  # type: set[str], list[Example]
         while len(out) < self.split_size(split):
             ex = self.sample(rng)
             if ex.question not in seen:

@@ -68,9 +68,10 @@ class Task:
         if stated_only:
             from .answers import stated_answer
 
-            completion = stated_answer(completion)
-            if completion is None:
+            stated = stated_answer(completion)
+            if stated is None:
                 return None, False
+            completion = stated
         extracted = self.extract(completion)
         return extracted, extracted is not None and self.is_correct(extracted, example)
 

@@ -17,9 +17,9 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-BUILTINS = {"tiny-arith": {"version": 1, "steps": 400, "batch_size": 64, "lr": 3e-3, "seed": 1234}}
+BUILTINS: dict[str, dict[str, Any]] = {"tiny-arith": {"version": 1, "steps": 400, "batch_size": 64, "lr": 3e-3, "seed": 1234}}
 SHIPPED = Path(__file__).resolve().parent / "shipped"
 MANIFEST = "manifest.json"
 

@@ -37,6 +37,7 @@ from typing import Callable
 
 from ..config import SFTConfig
 from ..errors import UserError
+from ..models.placement import visible_gpus
 from ..models.ds_runner import HOSTFILE, child_env, free_port, hostfile_text, launch_command
 
 WEIGHTS_FILE = "pytorch_model.bin"
@@ -78,9 +79,7 @@ def _check_can_run(num_gpus: int, multi_node: bool) -> None:
                         "or use sft.backend = 'hf'")
     if multi_node:  # the hosts' GPUs are not visible from here
         return
-    import torch
-
-    visible = torch.cuda.device_count()
+    visible = len(visible_gpus())
     if visible == 0:
         raise UserError("sft.backend = 'deepspeed' needs NVIDIA GPUs and none is visible; use sft.backend = 'hf'")
     if num_gpus > visible:
@@ -93,6 +92,7 @@ def run_launcher(cmd: list[str], env: dict, log: Callable[[str], None], cwd: str
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace", bufsize=1, start_new_session=False)
+    assert proc.stdout is not None  # stdout=PIPE
     try:
         for line in proc.stdout:
             line = line.rstrip("\n")

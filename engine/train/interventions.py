@@ -59,7 +59,8 @@ class WeightMask:
     """Weight masking: `apply(model)` before each optimizer step; the first call fixes the mask."""
 
     def __init__(self, share: float):
-        self.share, self.masks = share, None
+        self.share = share
+        self.masks: list | None = None
 
     def apply(self, model) -> None:
         params = [p for p in model.parameters() if p.grad is not None]
