@@ -58,7 +58,7 @@ def per_iteration(stages: tuple[api.StageRow, ...], results: list[api.ResultRow]
     return lines
 
 
-class CurvesPane(LivePoll, Vertical, can_focus=True):
+class CurvesPane(LivePoll, Vertical, can_focus=True):  # type: ignore[call-arg]  # textual is Any to mypy
     DEFAULT_CSS = """
     CurvesPane { height: 1fr; }
     CurvesPane > #curves-note { height: 1; color: $text-muted; }
@@ -96,7 +96,7 @@ class CurvesPane(LivePoll, Vertical, can_focus=True):
         detail = api.run_detail(self.run_id, home=self.app.home)
         return CurvesRead(steps, detail.stages, api.results(self.run_id, home=self.app.home), detail.summary.method)
 
-    def show(self, data: object) -> None:
+    def show(self, data) -> None:
         if isinstance(data, Exception):
             self.query_one("#curves-note", Static).update(plain(f"curves: {data}"))
             return

@@ -121,7 +121,7 @@ class LayersPane(LivePoll, Vertical):
                           tuple(api.verdicts(self.run_id, home=self.app.home)),
                           str(detail.config.get("analyze", {}).get("when", "off")))
 
-    def show(self, data: object) -> None:
+    def show(self, data) -> None:
         if isinstance(data, Exception):
             self.query_one("#layers-head", Static).update(plain(f"Cannot read layer diagnostics: {data}"))
             return

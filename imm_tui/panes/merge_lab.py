@@ -117,7 +117,7 @@ class MergeLabPane(LivePoll, Vertical):
         return LabData(api.run_detail(self.run_id, home=self.app.home),
                        tuple(api.trials(self.run_id, home=self.app.home)))
 
-    def show(self, data: object) -> None:
+    def show(self, data) -> None:
         if isinstance(data, Exception):
             self.query_one("#lab-head", Static).update(plain(f"Cannot read the run: {data}"))
             return
@@ -277,7 +277,8 @@ class MergeLabPane(LivePoll, Vertical):
                                           "0", str(self.subset)), answered)
 
     def action_queue(self) -> None:
-        self.queue([self.alpha], [self.drop])
+        if self.alpha is not None:  # None until the run's config was read
+            self.queue([self.alpha], [self.drop])
 
     def action_queue_grid(self) -> None:
         """α 0.1..0.9 at the current p, less those with a trial at that p (queued, running or done)

@@ -136,7 +136,7 @@ class SamplesPane(Vertical):
             first = self.page * CAP
             count = (f"rows {first + 1:,}-{first + len(self.shown):,} of {len(matching):,} (< > page)"
                      if len(matching) > CAP else f"{len(matching):,} of {len(self.samples):,}")
-            note = (f"iter {self.iteration}/{self.iterations} · {self.which} ({self.sets.index(self.which) + 1}/"
+            note = (f"iter {self.iteration}/{self.iterations} · {self.which} ({self.sets.index(self.which or '') + 1}/"
                     f"{len(self.sets)}) · {self.verdict_filter} · task {self.task_filter} · {count}")
         self.query_one("#samples-note", Static).update(clean(note))
         table = self.query_one(DataTable)
@@ -159,7 +159,7 @@ class SamplesPane(Vertical):
 
     def action_next_set(self) -> None:
         if len(self.sets) > 1:
-            self.load(self.sets[(self.sets.index(self.which) + 1) % len(self.sets)])
+            self.load(self.sets[(self.sets.index(self.which or '') + 1) % len(self.sets)])
 
     def action_next_verdict(self) -> None:
         self.verdict_filter = VERDICTS[(VERDICTS.index(self.verdict_filter) + 1) % len(VERDICTS)]

@@ -111,7 +111,7 @@ class SystemHistoryPane(LivePoll, Vertical):
         stages = api.run_detail(self.run_id, home=self.app.home).stages
         return points, {(s.iteration, s.stage): s.seconds for s in stages}
 
-    def show(self, read: object) -> None:
+    def show(self, read) -> None:
         note = self.query_one("#history-note", Static)
         if isinstance(read, Exception):
             note.update(plain(f"system history: {read}"))

@@ -112,5 +112,5 @@ class CompareScreen(Screen):
         config.add_columns("key", *names)
         if not c.config_diff:
             config.add_row(plain("(the configs are the same)"), *[""] * len(names))
-        for key, values in c.config_diff.items():
-            config.add_row(plain(key), *[plain(config_value(v)) for v in values])
+        for key, per_run in c.config_diff.items():
+            config.add_row(plain(key), *[plain(config_value(v)) for v in per_run])

@@ -170,7 +170,7 @@ class RunsScreen(Screen):
         if message.error is not None:
             self.query_one("#run-info", Static).update(plain(f"error: {message.error}", "bold red"))
         else:
-            self.runs = message.runs
+            self.runs = message.runs or []
             self.show()
         if self._timer is not None:
             self._timer.stop()

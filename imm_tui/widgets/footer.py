@@ -99,7 +99,7 @@ class ImmFooter(Footer):
             for (_, binding, enabled, tooltip) in active_bindings.values()
             if binding.show
         ]
-        action_to_bindings = defaultdict(list)
+        action_to_bindings: dict = defaultdict(list)
         for binding, enabled, tooltip in bindings:
             action_to_bindings[binding.action].append((binding, enabled, tooltip))
 
@@ -114,15 +114,15 @@ class ImmFooter(Footer):
             multi_bindings = list(multi_bindings_iterable)
             if group is not None and len(multi_bindings) > 1:
                 with KeyGroup(classes="-compact" if group.compact else ""):
-                    for multi_bindings in multi_bindings:
-                        binding, enabled, tooltip = multi_bindings[0]
+                    for of_action in multi_bindings:
+                        binding, enabled, tooltip = of_action[0]
                         yield self._key(binding.key, self.app.get_key_display(binding), "", binding.action,
                                         disabled=not enabled, tooltip=tooltip or binding.description,
                                         classes="-grouped")
                 yield FooterLabel(group.description)
             else:
-                for multi_bindings in multi_bindings:
-                    binding, enabled, tooltip = multi_bindings[0]
+                for of_action in multi_bindings:
+                    binding, enabled, tooltip = of_action[0]
                     yield self._key(binding.key, self.app.get_key_display(binding), binding.description,
                                     binding.action, disabled=not enabled, tooltip=tooltip)
         if self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE:

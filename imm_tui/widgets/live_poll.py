@@ -2,34 +2,41 @@
 then arm the next read. Reads never overlap, and a hidden tab or a covered screen reads nothing."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from textual import work
 from textual.message import Message
 from textual.timer import Timer
+
+if TYPE_CHECKING:  # the mixin runs on a Widget: its methods are the widget's
+    from textual.widget import Widget as _Widget
+else:
+    _Widget = object
 
 # How often a hidden widget checks whether it became visible (cheap: no read).
 HIDDEN_CHECK_S = 0.5
 
 
-class Polled(Message, bubble=False):
+class Polled(Message, bubble=False):  # type: ignore[call-arg]  # textual is read as Any by mypy
     """What one read returned: the data, or the exception it raised (the engine's UserError, or
     e.g. a database caught mid-write), which the widget shows as text and reads again later."""
 
-    def __init__(self, data: object):
+    def __init__(self, data: Any):
         super().__init__()
         self.data = data
 
 
-class LivePoll:
+class LivePoll(_Widget):
     """Mixin for a Widget: define `read()` (runs in a thread; engine.api calls only) and
     `show(data)` (UI thread; data may be an Exception); call `start_polling()` from on_mount."""
 
     poll_s: float = 2.0
     _poll_timer: Timer | None = None
 
-    def read(self) -> object:
+    def read(self) -> Any:
         raise NotImplementedError
 
-    def show(self, data: object) -> None:
+    def show(self, data: Any) -> None:  # what read() returned, or the Exception it raised
         raise NotImplementedError
 
     def start_polling(self) -> None:

@@ -129,6 +129,7 @@ class LogView(LivePoll, Vertical):
 
     def read(self) -> tuple[list[str], int]:
         """Only the bytes appended since the last read; a burst larger than the window keeps its end."""
+        assert self.path is not None  # polling starts once a log is followed
         lines, offset = api.read_log(self.path, self._offset)
         return [clean(s) for s in lines[-self.window:]], offset
 
