@@ -16,6 +16,7 @@ from engine import api
 
 from ..widgets.alpha_grid import AlphaGrid
 from ..widgets.dialogs import ConfirmScreen, PromptScreen
+from ..widgets.fmt import STATUS_STYLE
 from ..widgets.live_poll import LivePoll
 from ..widgets.plain import plain
 
@@ -23,7 +24,6 @@ STEP = 0.1
 GRID_ALPHAS = [round(STEP * i, 1) for i in range(1, 10)]  # g queues these at the current p
 MAX_P = 0.9
 NOTE = "α weights the BASE model: θ = α·base + (1−α)·(prev + DARE_p(sft − prev))"
-STATUS_STYLE = {"done": "green", "failed": "bold red", "running": "yellow", "queued": ""}
 
 
 @dataclass(frozen=True)

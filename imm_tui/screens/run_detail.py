@@ -26,12 +26,10 @@ from ..panes.samples import SamplesPane
 from .runs import stoppable
 from ..widgets.footer import ImmFooter
 from ..widgets.plain import clean
-from ..widgets.fmt import duration
+from ..widgets.fmt import STATUS_STYLE, duration
 
 POLL_S = 1.0
 TABS = ("progress", "layers", "results", "merge-lab", "samples", "config", "curves")
-STATUS_STYLE = {"running": "bold yellow", "done": "bold green", "failed": "bold red", "interrupted": "bold magenta",
-                "stopped": "bold", "missing": "bold red reverse"}
 
 
 def header_text(s: api.RunSummary) -> Text:

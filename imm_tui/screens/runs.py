@@ -21,7 +21,7 @@ from engine import api
 from engine.errors import RunStateError
 
 from ..messages import RunChanged
-from ..widgets.fmt import duration, percent, when
+from ..widgets.fmt import STATUS_STYLE, duration, percent, when
 from ..widgets.footer import ImmFooter
 from ..widgets.plain import plain
 
@@ -33,8 +33,6 @@ COLUMNS = [("mark", " "), ("id", "Run"), ("status", "Status"), ("stage", "Stage"
 PRIORITY = ("mark", "id", "status", "best_id", "best_ood", "verdict", "stage", "elapsed", "started", "name",
             "preset", "method", "model")
 CELL_PADDING = 1  # the DataTable's default, on each side of a cell
-STATUS_STYLE = {"running": "bold", "done": "green", "failed": "bold red", "interrupted": "bold yellow reverse",
-                "stopped": "yellow", "created": "dim", "missing": "bold red reverse"}
 WELCOME = """No runs in {home} yet.
 
 Press n to configure and launch a new run (start from the tiny-arith preset: it runs on a CPU in a few minutes), or run one from a shell:

@@ -1,7 +1,16 @@
-"""Short formats for tables: durations, percentages, dates."""
+"""Short formats for tables: durations, percentages, dates, and the style of every status."""
 from __future__ import annotations
 
 import time
+
+# One style per status word, wherever it shows (runs table, run header, stage timeline, merge-lab
+# trials): a run's, a stage's or a trial's "running" look the same.
+STATUS_STYLE = {
+    "created": "dim", "pending": "dim", "queued": "dim",  # not started
+    "running": "bold yellow", "done": "green", "stopped": "yellow", "failed": "bold red",
+    "interrupted": "bold magenta", "stale": "bold magenta",  # its engine is gone
+    "missing": "bold red reverse",  # the run's folder is gone
+}
 
 
 def duration(seconds: float | None) -> str:

@@ -11,19 +11,18 @@ from textual.widgets import Static
 
 from engine import api
 
-from .fmt import duration
+from .fmt import STATUS_STYLE, duration
 from .plain import clean
 
 MARK = {"done": "✓", "running": "▶", "pending": "·", "failed": "✗"}
 ORDER = {str(s): i for i, s in enumerate(api.Stage)}  # build, generate, filter, sft, merge, eval, analyze
-STYLE = {"done": "green", "running": "bold yellow", "pending": "dim", "failed": "bold red", "stale": "bold magenta"}
 
 
 def stage_cell(row: api.StageRow, now: float, live: bool) -> Text:
     if row.status == "running" and not live:
-        return Text("⏸", style=STYLE["stale"])  # its engine is gone: no clock runs
+        return Text("⏸", style=STATUS_STYLE["stale"])  # its engine is gone: no clock runs
     took = row.seconds if row.status != "running" else (row.spent + now - row.started if row.started else None)
-    text = Text(MARK.get(row.status, "?"), style=STYLE.get(row.status, ""))
+    text = Text(MARK.get(row.status, "?"), style=STATUS_STYLE.get(row.status, ""))
     if took is not None and row.status != "pending":
         text.append(f" {duration(took)}")
     return text
