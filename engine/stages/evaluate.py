@@ -2,11 +2,11 @@
 the eval stage scores SFT_t and Merge_t (and the base once, as iteration 0)."""
 from __future__ import annotations
 
-import json
 from math import comb
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..jsonl import write_records
 from ..results_table import checkpoint_label
 from ..tasks import Task
 from .context import StageContext, StageResult
@@ -83,9 +83,7 @@ def evaluate_tasks(generator, tasks: dict[str, tuple[Task, str]], eval_cfg, size
             score = sum(pass_at_k(eval_cfg.samples, c, k) for c in correct_counts) / len(examples)
             rows.append({"task": name, "domain": domain, "metric": f"pass@{k}", "value": 100.0 * score, "n": len(examples)})
     if samples_path is not None:
-        from ..durable import write_atomic
-
-        write_atomic(samples_path, "".join(json.dumps(r) + "\n" for r in records))
+        write_records(samples_path, records)
     return rows
 
 

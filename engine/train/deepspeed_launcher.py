@@ -37,6 +37,7 @@ from typing import Callable
 
 from ..config import SFTConfig
 from ..errors import UserError
+from ..jsonl import write_records
 from ..models.placement import visible_gpus
 from ..models.ds_runner import HOSTFILE, child_env, free_port, hostfile_text, launch_command
 
@@ -141,9 +142,7 @@ def convert_checkpoint(init_path: Path, weights: Path, out: Path, save_dtype=Non
 
 
 def write_job(folder: Path, init_path: Path, pairs, cfg: SFTConfig, seed: int, trust_remote_code: bool = False) -> Path:
-    with (folder / "pairs.jsonl").open("w", encoding="utf-8") as f:
-        for prompt, response in pairs:
-            f.write(json.dumps({"prompt": prompt, "response": response}) + "\n")
+    write_records(folder / "pairs.jsonl", [{"prompt": prompt, "response": response} for prompt, response in pairs])
     spec = {"init_path": str(init_path), "sft": dataclasses.asdict(cfg), "seed": seed, "trust_remote_code": trust_remote_code,
             "pairs": str(folder / "pairs.jsonl"), "weights_dir": str(folder / "weights"),
             "result": str(folder / "result.json")}
