@@ -107,7 +107,7 @@ def test_ten_fixed_exemplars_from_train_none_evaluated(data_dir, name, test_fiel
 
 @needs_data
 def test_fewshot_beyond_the_exemplars_fails_clearly(data_dir):
-    from engine.stages.evaluate import build_prompts
+    from engine.tasks.prompts import build_prompts
 
     task = get_task("math")
     ex = task.load("test")[:2]

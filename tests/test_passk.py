@@ -2,7 +2,7 @@ from itertools import combinations
 
 import pytest
 
-from engine.stages.evaluate import pass_at_k
+from engine.metrics import pass_at_k
 
 
 def brute_force(n: int, c: int, k: int) -> float:

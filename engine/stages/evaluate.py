@@ -2,42 +2,16 @@
 the eval stage scores SFT_t and Merge_t (and the base once, as iteration 0)."""
 from __future__ import annotations
 
-from math import comb
 from pathlib import Path
 
-from ..errors import ConfigError
 from ..jsonl import write_records
 from ..results_table import checkpoint_label
+from ..metrics import pass_at_k
 from ..tasks import Task
+from ..tasks.prompts import build_prompts
 from .context import StageContext, StageResult
 from .resumable import PartialFile, chunks_of, model_stamp, run_chunks
 from ..domain import Checkpoint, CheckpointKind, Method
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Probability that at least one of k samples drawn from n (c of them correct) is correct:
-    1 - C(n - c, k) / C(n, k), a fraction in [0, 1]."""
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - comb(n - c, k) / comb(n, k)
-
-
-def build_prompts(task: Task, examples: list, n_shots: int, mode: str, seed: int, chat: bool, field: str) -> list:
-    """Few-shot prompts (or chat messages, for chat-template models) for each example: the task's
-    first n fixed exemplars for every question (mode "fixed"), or n drawn per question from its
-    pool (mode "random"). Fewer exemplars than n is a ConfigError naming `field` (e.g.
-    generation.fewshot)."""
-    render = task.messages if chat else task.prompt
-    if n_shots == 0:
-        return [render(ex, []) for ex in examples]
-    pool = task.fixed_exemplars() if mode == "fixed" else task.shot_pool()
-    if len(pool) < n_shots:
-        raise ConfigError(field, n_shots, f"at most {len(pool)}: task {task.name!r} has {len(pool)} {mode} exemplars")
-    if mode == "fixed":
-        return [render(ex, pool[:n_shots]) for ex in examples]
-    return [render(ex, task.shots_for(ex, pool, n_shots, seed)) for ex in examples]
 
 
 def eval_examples(task: Task, size: int):

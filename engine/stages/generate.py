@@ -7,7 +7,8 @@ from __future__ import annotations
 from ..config import samples_per_temperature
 from ..jsonl import write_records
 from .context import StageContext, StageResult
-from .evaluate import build_prompts, decoding
+from ..tasks.prompts import build_prompts
+from .evaluate import decoding
 from .resumable import PartialFile, chunks_of, model_stamp, run_chunks
 
 

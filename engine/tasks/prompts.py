@@ -24,7 +24,8 @@ strings in their colon forms (STOP_SEQUENCES).
 """
 from __future__ import annotations
 
-from .base import Example
+from ..errors import ConfigError
+from .base import Example, Task
 
 HEADER = (
     "Below is an instruction that describes a task. "
@@ -68,3 +69,19 @@ def choice_question(question: str, options: list[str]) -> str:
     letters = "ABCDEFGHIJ"
     shown = " ".join(f"({letters[i]}) {text}" for i, text in enumerate(options))
     return f"{question}\nAnswer Choices: {shown}"
+
+
+def build_prompts(task: Task, examples: list, n_shots: int, mode: str, seed: int, chat: bool, field: str) -> list:
+    """Few-shot prompts (or chat messages, for chat-template models) for each example: the task's
+    first n fixed exemplars for every question (mode "fixed"), or n drawn per question from its
+    pool (mode "random"). Fewer exemplars than n is a ConfigError naming `field` (e.g.
+    generation.fewshot)."""
+    render = task.messages if chat else task.prompt
+    if n_shots == 0:
+        return [render(ex, []) for ex in examples]
+    pool = task.fixed_exemplars() if mode == "fixed" else task.shot_pool()
+    if len(pool) < n_shots:
+        raise ConfigError(field, n_shots, f"at most {len(pool)}: task {task.name!r} has {len(pool)} {mode} exemplars")
+    if mode == "fixed":
+        return [render(ex, pool[:n_shots]) for ex in examples]
+    return [render(ex, task.shots_for(ex, pool, n_shots, seed)) for ex in examples]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..models.generation import render_prompt
 from .schedule import shuffled
 
 IGNORE = -100  # label value that the cross-entropy loss skips
@@ -23,8 +24,7 @@ def encode_pair(tokenizer, prompt, response: str, max_length: int) -> Encoded:
     if isinstance(prompt, str):
         prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     else:
-        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        prompt_ids = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ids = (prompt_ids + response_ids)[:max_length]
     labels = ([IGNORE] * len(prompt_ids) + response_ids)[:max_length]
