@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from ..errors import BrokenStateError, RunStateError
-from .lookup import match_run
+from .queries import RunQueries
 from .paths import db_path
 _local = threading.local()
 
@@ -42,7 +42,7 @@ def stored_config(row: dict) -> dict:
     return config
 
 
-class Reader:
+class Reader(RunQueries):
     """Queries over one home's imm.db. `Reader.exists` is False when there is no database yet."""
 
     def __init__(self, home: Path):
@@ -80,23 +80,6 @@ class Reader:
         return next(iter(rows[0].values())) if rows else 0
 
     # ------------------------------------------------------------ rows
-    def runs(self) -> list[dict]:
-        return self.query("SELECT * FROM runs ORDER BY created DESC")
-
-    def run(self, run_id: str) -> dict | None:
-        """The run with this id, or the only run whose id starts with it."""
-        return match_run(self.query, run_id)
-
-    def stages(self, run_id: str | None = None) -> list[dict]:
-        if run_id is None:
-            return self.query("SELECT * FROM stages ORDER BY run_id, ord")
-        return self.query("SELECT * FROM stages WHERE run_id = ? ORDER BY ord", [run_id])
-
-    def metrics(self, run_id: str | None = None) -> list[dict]:
-        if run_id is None:
-            return self.query("SELECT * FROM metrics")
-        return self.query("SELECT * FROM metrics WHERE run_id = ? ORDER BY iteration, checkpoint, task, metric", [run_id])
-
     def layer_stats(self, run_id: str) -> list[dict]:
         return self.query("SELECT * FROM layer_stats WHERE run_id = ? ORDER BY iteration, checkpoint, layer", [run_id])
 
@@ -104,9 +87,6 @@ class Reader:
         if run_id is None:
             return self.query("SELECT * FROM verdicts ORDER BY run_id, iteration, checkpoint")
         return self.query("SELECT * FROM verdicts WHERE run_id = ? ORDER BY iteration, checkpoint", [run_id])
-
-    def trials(self, run_id: str) -> list[dict]:
-        return self.query("SELECT * FROM sweeps WHERE run_id = ? ORDER BY id", [run_id])
 
     def progress(self, run_id: str) -> list[dict]:
         return self.query("SELECT * FROM progress WHERE run_id = ? ORDER BY updated", [run_id])

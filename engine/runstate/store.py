@@ -20,7 +20,7 @@ import sqlite_utils
 
 from ..errors import BrokenStateError, RunStateError
 
-from .lookup import match_run
+from .queries import RunQueries
 from .names import RunStatus, Stage, StageStatus
 from .paths import db_path, private_files, write_problem
 from ..domain import Checkpoint, TrialStatus
@@ -147,7 +147,7 @@ ROW_KEYS = {"metrics": ("run_id", "checkpoint", "task", "metric"),
             "verdicts": ("run_id", "iteration", "checkpoint")}  # MIGRATIONS[i] brings the schema from version i to i + 1
 
 
-class Store:
+class Store(RunQueries):
     def __init__(self, home: Path):
         self.home = Path(home)
         problem = write_problem(self.home)
@@ -203,21 +203,14 @@ class Store:
                 for i, (it, st) in enumerate(plan)
             )
 
-    def run(self, run_id: str) -> dict | None:
-        """The run with this id, or the only run whose id starts with it."""
-        return match_run(lambda sql, params: list(self.db.query(sql, params)), run_id)
-
-    def runs(self) -> list[dict]:
-        return list(self.db["runs"].rows_where(order_by="created desc"))
+    def query(self, sql: str, args: tuple | list = ()) -> list[dict]:
+        return list(self.db.query(sql, args))
 
     def update_run(self, run_id: str, **fields) -> None:
         with self.db.atomic():
             self.db["runs"].update(run_id, {**fields, "updated": now()})
 
     # ------------------------------------------------------------ stages
-    def stages(self, run_id: str) -> list[dict]:
-        return list(self.db["stages"].rows_where("run_id = ?", [run_id], order_by="ord"))
-
     def set_stage(self, run_id: str, iteration: int, stage: str, **fields) -> None:
         with self.db.atomic():
             self.db["stages"].update((run_id, iteration, stage), fields)
@@ -252,9 +245,6 @@ class Store:
             )
 
     # ------------------------------------------------------------ metrics
-    def metrics(self, run_id: str) -> list[dict]:
-        return list(self.db["metrics"].rows_where("run_id = ?", [run_id], order_by="iteration, checkpoint, task, metric"))
-
     # ------------------------------------------------------------ progress inside a stage
     def set_progress(self, run_id: str, iteration: int, stage: str, **fields) -> None:
         """Upsert the stage's progress row (callers coalesce: see progress.ProgressReporter)."""
@@ -331,12 +321,6 @@ class Store:
         """Trials a killed worker left running go back to the queue."""
         with self.db.atomic():
             self.db.execute("UPDATE sweeps SET status = 'queued' WHERE run_id = ? AND status = 'running'", [run_id])
-
-    def trials(self, run_id: str, iteration: int | None = None) -> list[dict]:
-        where, args = "run_id = ?", list[str | int]([run_id])
-        if iteration is not None:
-            where, args = where + " AND iteration = ?", args + [iteration]
-        return list(self.db["sweeps"].rows_where(where, args, order_by="id"))
 
     def adopt_trial(self, run_id: str, iteration: int, trial_id: int, merge_info: dict,
                     merge_metrics: list[dict], reset: list[tuple[int, str]]) -> None:
