@@ -145,6 +145,9 @@ async def test_log_follows_pauses_resumes_and_searches(growing_run):
                           and log.scroll_y <= log.match_line < log.scroll_y + log.size.height and log.match_line,
                           what="the match in view")
         assert "appended line 42" in log.lines[hit]
+        row = hit - round(log.scroll_offset.y)  # the match's row on screen is drawn reversed, a neighbour not
+        other = row - 1 if row > 0 else row + 1
+        assert [any(seg.style and seg.style.reverse for seg in log.render_line(r)) for r in (other, row)] == [False, True]
         await pilot.press("n")  # only one line holds "line 42": n wraps back to it
         assert log.match_line == hit
         await pilot.press("slash", *"appended line 1", "enter")

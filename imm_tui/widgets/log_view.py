@@ -64,9 +64,10 @@ class TailLog(Log):
         elif dropped:
             self.scroll_to(y=max(self.scroll_y - dropped, 0), animate=False, immediate=True)
 
-    def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
-        strip = super()._render_line_strip(y, rich_style)
-        return strip.apply_style(MATCH) if y == self.match_line else strip
+    def render_line(self, y: int) -> Strip:
+        """Row y of the view (the Line API); the search match's line highlighted."""
+        strip = super().render_line(y)
+        return strip.apply_style(MATCH) if self.match_line is not None and self.scroll_offset.y + y == self.match_line else strip
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
