@@ -55,6 +55,7 @@ class StaticDecoder:
         self.graphed = self.device.type == "cuda"
         self.kv_bytes_per_token = 2 * self.n_layers * self.n_kv * self.head_dim * first.element_size()
         self.shape: Optional[tuple[int, int]] = None  # (sequences, cache length) of the buffers below
+        self.shared_prefix = 0  # prompt tokens the last sub-batch's prompts shared (prefilled once)
         self.room = None  # bytes for caches and sampling: the card's memory less the weights (CUDA only)
         if self.graphed:
             total = torch.cuda.get_device_properties(self.device).total_memory
@@ -99,11 +100,7 @@ class StaticDecoder:
         with torch.inference_mode():
             self._buffers(B, cache_len)
             lengths = torch.tensor([len(p) for p in prompts], device=self.device)
-            ids = torch.full((len(prompts), T), self.pad_id, dtype=torch.long)
-            for b, p in enumerate(prompts):
-                ids[b, T - len(p):] = torch.tensor(p, dtype=torch.long)
-            ids = ids.to(self.device)
-            logits = self._prefill(ids, lengths, n)
+            logits = self._prefill(prompts, T, n)
             # decode state: the cache slot written next, each sequence's next position, which keys count
             self.slot.fill_(T)
             self.pos.copy_(lengths.repeat_interleave(n)[:, None])
@@ -183,31 +180,69 @@ class StaticDecoder:
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         return self.model.lm_head(inner.norm(x[:, -1])).float()
 
-    def _prefill(self, ids, lengths, n) -> torch.Tensor:
-        """Run the left-padded prompts ids (P, T) in chunks of PREFILL_TOKENS, writing each prompt's
-        keys and values into the cache rows of its n samples; the next-token logits, n rows a prompt."""
-        P, T = ids.shape
-        chunk = max(1, PREFILL_TOKENS // T)
+    def _prefill(self, prompts: list[list[int]], T: int, n: int) -> torch.Tensor:
+        """Write each prompt's keys and values into the cache rows of its n samples, right-aligned
+        at slot T; return the next-token logits, n rows a prompt. The prompts' shared prefix (the
+        few-shot exemplars) runs once (`_prefix`); the rest of each prompt, left-padded, in chunks
+        of PREFILL_TOKENS, attending to that prefix's keys and values and to its own."""
+        shared = self._prefix(prompts)
+        P = shared[0][0].shape[2] if shared else 0
+        self.shared_prefix = P
         out = []
-        for s in range(0, P, chunk):
-            part, lens = ids[s : s + chunk], lengths[s : s + chunk]
-            pad = (T - lens)[:, None]
-            real = torch.arange(T, device=self.device)[None, :] >= pad  # (p, T)
-            positions = (torch.arange(T, device=self.device)[None, :] - pad).clamp(min=0)
-            causal = torch.ones(T, T, dtype=torch.bool, device=self.device).tril()
+        step = max(1, PREFILL_TOKENS // T)
+        for s in range(0, len(prompts), step):
+            part = [p[P:] for p in prompts[s : s + step]]
+            S = _round_up(max(map(len, part)), PAD_TO)
+            lens = torch.tensor([len(p) for p in part], device=self.device)
+            ids = torch.full((len(part), S), self.pad_id, dtype=torch.long)
+            for b, p in enumerate(part):
+                ids[b, S - len(p):] = torch.tensor(p, dtype=torch.long)
+            pad = (S - lens)[:, None]
+            real = torch.arange(S, device=self.device)[None, :] >= pad  # (p, S)
+            positions = P + (torch.arange(S, device=self.device)[None, :] - pad).clamp(min=0)
+            causal = torch.ones(S, S, dtype=torch.bool, device=self.device).tril()
             # padded query rows see themselves only, so that no row is fully masked (NaN)
-            mask = ((causal[None] & real[:, None, :]) | torch.eye(T, dtype=torch.bool, device=self.device))[:, None]
-            rows = slice(s * n, (s + len(part)) * n)
+            own = (causal[None] & real[:, None, :]) | torch.eye(S, dtype=torch.bool, device=self.device)
+            mask = torch.cat([own.new_ones(len(part), S, P), own], 2)[:, None]  # every query sees the prefix
+            # cache slot t of a row holds key j of [prefix, left-padded rest]: the rest's real
+            # tokens end at slot T, the prefix just before them (slots before it stay masked)
+            slot = torch.arange(T, device=self.device)[None, :]
+            src = torch.where(slot >= T - lens[:, None], slot - T + P + S, (slot - T + lens[:, None] + P).clamp(min=0))
+            rows = slice(s * n, (s * n + len(part) * n))
 
             def attend(i, q, k, v):
-                self.k_cache[i][rows, :, :T] = k.repeat_interleave(n, 0)
-                self.v_cache[i][rows, :, :T] = v.repeat_interleave(n, 0)
+                if shared:
+                    k = torch.cat([shared[i][0].expand(len(part), -1, -1, -1), k], 2)
+                    v = torch.cat([shared[i][1].expand(len(part), -1, -1, -1), v], 2)
+                index = src[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
+                self.k_cache[i][rows, :, :T] = k.gather(2, index).repeat_interleave(n, 0)
+                self.v_cache[i][rows, :, :T] = v.gather(2, index).repeat_interleave(n, 0)
                 g = q.shape[1] // k.shape[1]
                 return F.scaled_dot_product_attention(q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1),
                                                       attn_mask=mask, scale=self.scaling)
 
-            out.append(self._layers(part, self.cos[positions], self.sin[positions], attend))
+            out.append(self._layers(ids.to(self.device), self.cos[positions], self.sin[positions], attend))
         return torch.cat(out).repeat_interleave(n, 0)
+
+    def _prefix(self, prompts: list[list[int]]) -> list:
+        """The keys and values, (1, kv heads, P, head_dim) per layer, of the prompts' longest shared
+        prefix P (at most the shortest prompt less one token); [] when under PAD_TO tokens."""
+        first, P = prompts[0], min(map(len, prompts)) - 1
+        for p in prompts[1:]:
+            P = next((j for j in range(P) if p[j] != first[j]), P)
+        if len(prompts) < 2 or P < PAD_TO:
+            return []
+        kv = []
+
+        def attend(i, q, k, v):
+            kv.append((k, v))
+            g = q.shape[1] // k.shape[1]
+            return F.scaled_dot_product_attention(q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1),
+                                                  is_causal=True, scale=self.scaling)
+
+        ids = torch.tensor([first[:P]], device=self.device)
+        self._layers(ids, self.cos[None, :P], self.sin[None, :P], attend)
+        return kv
 
     def _step(self) -> torch.Tensor:
         """One decode step for every sequence: self.tok at self.pos, written to cache slot self.slot."""
