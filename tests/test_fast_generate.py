@@ -1,6 +1,7 @@
 """The hf backend's fast decoder (engine/models/fast_generate.py) against transformers' `generate`,
-on the CPU and (marked gpu, skipped without CUDA) on a GPU, where its steps replay a CUDA graph:
-greedy output identical, sampling from softmax(logits / T), seeded draws, n and stop handling."""
+on the CPU and (marked gpu, skipped without CUDA) on a GPU, where its steps replay a CUDA graph
+(and run its Triton kernels where Triton is installed): greedy output identical, sampling from
+softmax(logits / T), seeded draws, n and stop handling, the shared prefix prefilled once."""
 from __future__ import annotations
 
 import pytest

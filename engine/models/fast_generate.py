@@ -20,6 +20,7 @@ count)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Callable, Optional
 
 import torch
@@ -53,6 +54,9 @@ class StaticDecoder:
         first = next(model.parameters())
         self.device, self.dtype = first.device, first.dtype
         self.graphed = self.device.type == "cuda"
+        # the step's attention and sampling: "triton" (engine/models/triton_decode.py; on CUDA
+        # where Triton is installed) or "torch" (SDPA and pick_tokens: the reference and fallback)
+        self.kernels = "triton" if self.graphed and importlib.util.find_spec("triton") else "torch"
         self.kv_bytes_per_token = 2 * self.n_layers * self.n_kv * self.head_dim * first.element_size()
         self.shape: Optional[tuple[int, int]] = None  # (sequences, cache length) of the buffers below
         self.shared_prefix = 0  # prompt tokens the last sub-batch's prompts shared (prefilled once)
@@ -104,7 +108,8 @@ class StaticDecoder:
             # decode state: the cache slot written next, each sequence's next position, which keys count
             self.slot.fill_(T)
             self.pos.copy_(lengths.repeat_interleave(n)[:, None])
-            keep = torch.arange(cache_len, device=self.device)[None, :] >= (T - lengths.repeat_interleave(n))[:, None]
+            self.first.copy_(T - lengths.repeat_interleave(n))
+            keep = torch.arange(cache_len, device=self.device)[None, :] >= self.first[:, None]
             keep[:, T:] = False
             self.bias.copy_(torch.where(keep, 0.0, float("-inf"))[:, None, None, :])
             eos = torch.tensor(eos_ids, dtype=torch.long, device=self.device)
@@ -114,7 +119,7 @@ class StaticDecoder:
             for t in range(max_new_tokens):
                 if t:
                     logits = self._step_replay()
-                token = torch.where(done, self.pad_id, pick_tokens(logits, temperature))
+                token = torch.where(done, self.pad_id, self._pick(logits, temperature))
                 out[:, t] = token
                 done |= torch.isin(token, eos)
                 if t + 1 == max_new_tokens:
@@ -151,6 +156,8 @@ class StaticDecoder:
         self.tok = torch.zeros((B, 1), dtype=torch.long, device=self.device)
         self.pos = torch.zeros((B, 1), dtype=torch.long, device=self.device)
         self.slot = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.first = torch.zeros(B, dtype=torch.long, device=self.device)  # each row's first filled slot
+        self.splits = triton_decode().splits_for(B, self.n_kv, cache_len) if self.kernels == "triton" else 1
         self.bias = torch.zeros((B, 1, 1, cache_len), dtype=self.dtype, device=self.device)
         positions = torch.arange(cache_len, device=self.device)[None]
         cos, sin = self.model.model.rotary_emb(self.bias, positions)
@@ -165,7 +172,7 @@ class StaticDecoder:
     # ------------------------------------------------------------------ the model, in two passes
     def _layers(self, ids, cos, sin, attend) -> torch.Tensor:
         """The model on ids (B, T), rotary tables cos/sin (B, T, head_dim), attention by
-        attend(layer, q, k, v) -> (B, heads, T, head_dim); fp32 logits of the last position."""
+        attend(layer, q, k, v) -> (B, heads, T, head_dim); the logits of the last position (model dtype)."""
         inner = self.model.model
         B, T = ids.shape
         x = inner.embed_tokens(ids)
@@ -178,7 +185,7 @@ class StaticDecoder:
             q, k = self.rope(q, k, cos, sin)
             x = x + a.o_proj(attend(i, q, k, v).transpose(1, 2).reshape(B, T, -1))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
-        return self.model.lm_head(inner.norm(x[:, -1])).float()
+        return self.model.lm_head(inner.norm(x[:, -1]))
 
     def _prefill(self, prompts: list[list[int]], T: int, n: int) -> torch.Tensor:
         """Write each prompt's keys and values into the cache rows of its n samples, right-aligned
@@ -254,8 +261,11 @@ class StaticDecoder:
             vc.index_copy_(2, self.slot, v)
             B, H = q.shape[:2]
             # the query heads of each key/value group as one query block: the cache is read once
-            o = F.scaled_dot_product_attention(q.reshape(B, self.n_kv, -1, self.head_dim), kc, vc,
-                                               attn_mask=self.bias, scale=self.scaling)
+            q = q.reshape(B, self.n_kv, -1, self.head_dim)
+            if self.kernels == "triton":  # over the filled slots only
+                o = triton_decode().decode_attention(q, kc, vc, self.first, self.slot, self.scaling, self.splits)
+            else:
+                o = F.scaled_dot_product_attention(q, kc, vc, attn_mask=self.bias, scale=self.scaling)
             return o.reshape(B, H, 1, self.head_dim)
 
         return self._layers(self.tok, self.cos[self.pos], self.sin[self.pos], attend)
@@ -282,12 +292,23 @@ class StaticDecoder:
         return self.logits
 
 
+    def _pick(self, logits, temperature: float) -> torch.Tensor:
+        if temperature and self.kernels == "triton":
+            return triton_decode().sample_tokens(logits, temperature)
+        return pick_tokens(logits, temperature)
+
+
+def triton_decode():
+    """engine.models.triton_decode, imported on first use (it imports Triton)."""
+    return importlib.import_module("engine.models.triton_decode")
+
+
 def pick_tokens(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """The next token of each row of fp32 logits: argmax at temperature 0, else one draw from
-    softmax(logits / temperature) (argmax of p / E with E ~ Exp(1), which is a draw from p)."""
+    """The next token of each row of logits: argmax at temperature 0, else one draw from
+    softmax(logits / temperature) in fp32 (argmax of p / E with E ~ Exp(1), which is a draw from p)."""
     if temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, -1)
+    probs = torch.softmax(logits.float() / temperature, -1)
     return probs.div_(torch.empty_like(probs).exponential_()).argmax(-1)
 
 
