@@ -48,10 +48,12 @@ async def test_the_curves_tab_draws_a_line_per_iteration_with_the_current_one_hi
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_curves(pilot, RUN_DONE, 2 * STEPS)
         text = screen_text(app)
-        assert "SFT loss by optimizer step" in text and "iter 1 " in text and "iter 2 (current)" in text
-        assert "loss · iter 2 (current) at step 30" in text
+        assert "SFT loss by optimizer step" in text
+        assert "loss · ━ iter 1  ━ iter 2 (current) at step 30" in text  # the legend, off the plot
         assert len(braille_colours(app)) == 2  # iteration 1 dimmed, iteration 2 in the accent colour
-        assert "per iteration (%)" in text and "yield %" in text and "ID pass@1 Merge" in text
+        assert "per iteration (%)" in text  # 32 rows: room for the per-iteration chart under its table
+        assert "● yield %                   -   19.6   27.3" in text
+        assert "x ID pass@1 Merge        31.0   55.3   66.3" in text
         assert sorted(pane.points) == [(t, s) for t in (1, 2) for s in range(1, STEPS + 1)]
 
 
@@ -109,3 +111,16 @@ async def test_a_run_without_samples_says_where_they_come_from(home):
         await until(pilot, lambda: isinstance(app.screen, RunSystemScreen) and "no samples" in screen_text(app),
                     what="the empty history's note")
         assert app.screen.query_one("#history-table").row_count == 0
+
+
+async def test_at_80x24_the_per_iteration_numbers_are_a_table_and_the_footer_keeps_keys_and_quit(home):
+    """At 80x24 a chart of three iterations got three rows (values rounded onto them, its legend
+    over the points): the numbers are a table and the chart is left out; the footer, too long for
+    80 columns, leaves out keys but never `? Keys` nor `q Quit` (Textual's cut `q Quit` off)."""
+    app = ImmApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_curves(pilot, RUN_DONE, 2 * STEPS)
+        text = screen_text(app)
+        assert "+ OOD pass@1 Merge       10.7   18.5   20.9" in text
+        assert "per iteration (%)" not in text
+        assert "? Keys  q Quit" in text.splitlines()[-1]

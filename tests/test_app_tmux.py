@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from app_fixtures import RUN_DONE, RUN_INTERRUPTED, make_snapshot_home
-from conftest import wait_until
+from conftest import FAST, TINY_PRESET, wait_until
 
 IMM = Path(sys.executable).parent / "imm"
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (CI installs it with apt-get)")
@@ -42,11 +43,11 @@ def wait_for_screen(session: str, text: str, timeout: float = 120.0) -> str:
 
 
 @contextlib.contextmanager
-def imm_in_tmux(tmp_path: Path, home: Path):
+def imm_in_tmux(tmp_path: Path, home: Path, **extra_env: str):
     """A tmux session running the installed `imm --home HOME` at 80x24; after it quits, the pane
     shows `imm exited N`."""
     name = f"imm-test-{uuid.uuid4().hex[:8]}"
-    env = {"TERM": "xterm-256color", "TZ": "UTC", "IMM_PRESETS_DIR": str(tmp_path / "presets")}
+    env = {"TERM": "xterm-256color", "TZ": "UTC", "IMM_PRESETS_DIR": str(tmp_path / "presets"), **extra_env}
     exports = " ".join(f"{k}={v}" for k, v in env.items())
     tmux(name, "new-session", "-d", "-x", "80", "-y", "24", "-s", name,
          f"env {exports} {IMM} --home {home}; echo imm exited $?; sleep 30")
@@ -162,3 +163,49 @@ def test_an_adopted_trial_is_marked_in_config_results_and_export(tmp_path):
         keys(session, "Enter")
         wait_for_screen(session, "wrote")
     assert MARK in (tmp_path / "r.md").read_text()
+
+
+def seconds(shown: str) -> int:
+    """The header's elapsed (42s, 14m05s, 3h07m) in seconds."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([dhms])", shown))
+
+
+def test_resume_in_the_app_keeps_elapsed_rising_and_the_sft_bar_from_the_restored_step(tmp_path, home):
+    """A run killed after SFT's checkpoint at step 3, resumed with r: the header's elapsed never
+    goes below what it was (it fell from 55 s to 43 s), and the bar goes on from the restored step
+    (the resumed engine holds after its step-6 checkpoint, so the bar is read there)."""
+    from test_loop import start_engine
+
+    sets = [a for kv in FAST + ["sft.batch_size=2", "sft.checkpoint_every=3"] for a in ("--set", kv)]
+    first = start_engine("run", str(TINY_PRESET), *sets, home=home, hold="1:sft:checkpoint3")
+    run_id = first.stdout.readline().split()[1]
+    holding = home / "runs" / run_id / "HOLDING"
+    try:
+        wait_until(holding.exists, what="the first attempt at SFT's step-3 checkpoint")
+    finally:
+        first.kill()
+        first.wait()
+    holding.unlink()
+    with imm_in_tmux(tmp_path, home, IMM_TEST_HOLD="1:sft:checkpoint6") as session:
+        wait_for_screen(session, run_id)
+        keys(session, "Enter")
+        header = wait_for_screen(session, f"{run_id} · interrupted")
+        before = seconds(re.search(r"elapsed (\S+)", header)[1])
+        keys(session, "r")
+        wait_until(holding.exists, what="the resumed attempt at SFT's step-6 checkpoint")
+        bar = wait_for_screen(session, "iter 1 sft · 6/")  # 3 steps restored, 3 trained now
+        shown = [before]
+
+        def read_elapsed():
+            screen = tmux(session, "capture-pane", "-p", "-t", session)
+            found = re.search(r"elapsed (\S+)", screen)
+            if found:
+                shown.append(seconds(found[1]))
+            return " · done · " in screen
+
+        read_elapsed()
+        holding.unlink()
+        wait_until(read_elapsed, what="the resumed run done", every=0.2)
+    assert shown == sorted(shown), f"elapsed went down: {shown}"
+    assert re.search(r"iter 1 sft · 6/\d+ steps", bar)

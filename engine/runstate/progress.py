@@ -51,6 +51,11 @@ class ProgressReporter:
         if self.step >= self.total or self._clock() - self._last >= self.interval:
             self._flush()
 
+    def flush(self) -> None:
+        """Write the row now (a safe point: the stage's work so far is saved)."""
+        if self._t0 is not None:
+            self._flush()
+
     def _flush(self, started: bool = False) -> None:
         now = self._last = self._clock()
         elapsed = max(now - self._t0, 1e-9)

@@ -61,8 +61,12 @@ class StageContext:
     hold: Callable[[str], None] = lambda when: None
 
     def safe_point(self, when: str) -> None:
-        """What the stage finished so far is saved: wait here if a test says so, and raise
-        StopRequested if a stop was asked for."""
+        """What the stage finished so far is saved: the bar and the curves show it now (not up
+        to a coalescing interval later: a stage that stops here would leave them behind the work
+        its resume starts from); wait here if a test says so, and raise StopRequested if a stop was
+        asked for."""
+        self.progress.flush()
+        self.steps.flush()
         self.hold(when)
         if self.stop_requested():
             raise StopRequested(f"stop requested; stopped at {when}")

@@ -2,7 +2,8 @@
 tokens/s (m cycles), a braille line per iteration against the step with the current iteration
 highlighted, read live while a stage trains (only the steps stored since the last read); below,
 per iteration, the generation yield and the pass@1 (in-domain, and the mean out-of-domain) of the
-checkpoint the next iteration starts from: Merge_t under IMM, SFT_t otherwise (Base at 0).
+checkpoint the next iteration starts from: Merge_t under IMM, SFT_t otherwise (Base at 0), as a
+table of the values and, when the tab is tall enough to draw it readably, a chart.
 
 A tab rather than a section of Progress: at 80x24 Progress already holds the timeline, the bar and
 the log, and a chart needs the height to be read."""
@@ -17,10 +18,11 @@ from textual.widgets import Static
 
 from engine import api
 
-from ..widgets.curve_chart import CurveChart, IterationChart
+from ..widgets.curve_chart import CURRENT, PAST, RICH_COLOUR, CurveChart, IterationChart, iteration_table
 from ..widgets.live_poll import LivePoll
 from ..widgets.plain import plain
 
+CHART_MIN_ROWS = 12  # the per-iteration chart only where it gets this many rows (80x24 gives the loss chart all)
 # (StepPoint field, what the chart calls it)
 METRICS = (("loss", "loss"), ("lr", "learning rate"), ("grad_norm", "gradient norm"), ("tokens_per_s", "tokens/s"))
 
@@ -61,7 +63,8 @@ class CurvesPane(LivePoll, Vertical, can_focus=True):
     CurvesPane { height: 1fr; }
     CurvesPane > #curves-note { height: 1; color: $text-muted; }
     CurvesPane > CurveChart { height: 3fr; min-height: 8; }
-    CurvesPane > IterationChart { height: 2fr; min-height: 6; }
+    CurvesPane > #iterations-table { height: auto; margin: 1 0 0 0; }
+    CurvesPane > IterationChart { height: 2fr; min-height: 12; }
     """
     BINDINGS = [Binding("m", "next_metric", "Metric")]
     poll_s = 1.0
@@ -77,10 +80,16 @@ class CurvesPane(LivePoll, Vertical, can_focus=True):
     def compose(self) -> ComposeResult:
         yield Static("loading curves…", id="curves-note", markup=False)
         yield CurveChart(id="curves-chart")
+        yield Static("", id="iterations-table", markup=False)
         yield IterationChart(id="iterations-chart")
 
     def on_mount(self) -> None:
         self.start_polling()
+
+    def on_resize(self) -> None:
+        # 8 rows of loss chart, the note, the table (a margin, a heading, 3 rows), then the chart's own.
+        self.query_one(IterationChart).display = self.size.height >= 8 + 1 + 5 + CHART_MIN_ROWS
+        self.draw()
 
     def read(self) -> CurvesRead:
         steps = api.sft_steps(self.run_id, home=self.app.home, after=self.seq)
@@ -114,10 +123,18 @@ class CurvesPane(LivePoll, Vertical, can_focus=True):
             if value is not None:
                 series.setdefault(t, []).append((step, value))
         current = current_iteration(stages, sorted({t for t, _ in self.points}))
-        note = "no SFT steps recorded yet (the hf backend stores every optimizer step)"
+        note = plain("no SFT steps recorded yet (the hf backend stores every optimizer step)")
         if self.points:
+            # The legend, here rather than inside the plot, where it covered the first steps.
             last = max((s for t, s in self.points if t == current), default=None)
-            note = f"{name}" + (f" · iter {current} (current) at step {last}" if last else "") + " · m: next metric"
-        self.query_one("#curves-note", Static).update(plain(note))
+            note = plain(f"{name} · ")
+            for t in sorted(series):
+                now = t == current
+                note.append("━ ", style=RICH_COLOUR[CURRENT if now else PAST])
+                note.append(f"iter {t}" + (f" (current) at step {last}" if now and last else "") + "  ")
+            note.append("· m: next metric")
+        self.query_one("#curves-note", Static).update(note)
         self.query_one(CurveChart).draw(series, current, f"SFT {name} by optimizer step")
-        self.query_one(IterationChart).draw(per_iteration(stages, results, method), "per iteration (%)")
+        lines = per_iteration(stages, results, method)
+        self.query_one("#iterations-table", Static).update(iteration_table(lines, self.size.width))
+        self.query_one(IterationChart).draw(lines, "per iteration (%)")

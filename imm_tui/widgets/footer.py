@@ -6,8 +6,11 @@ changes focus two or three times, so the footer was rebuilt that often per key p
 each rebuilt FooterKey stayed alive through its `data_bind(compact=...)` watcher on the Footer
 (textual#6666: watchers on a long-lived object are pruned only when that attribute changes).
 
-This footer rebuilds at most once per refresh, only when the keys it would show changed, and
-gives its keys their `compact` value directly (no watcher on the Footer, so nothing leaks).
+This footer rebuilds at most once per refresh, only when the keys it would show (or its width)
+changed, and gives its keys their `compact` value directly (no watcher on the Footer, so nothing
+leaks). Where the keys do not fit the width, it leaves out the last ones (the app's and the
+screen's, after the focused pane's), never `? Keys` (which lists them all) nor `q Quit`: Textual's
+Footer cut the line wherever the width ended.
 """
 from __future__ import annotations
 
@@ -18,6 +21,23 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey, FooterLabel, KeyGroup
+
+KEPT = ("help", "quit")  # actions the footer always shows
+PALETTE_WIDTH = 13  # "▏ ^p palette " docked at the right
+
+
+def key_width(binding, display: str) -> int:
+    """Cells a FooterKey takes: " key " and "description "."""
+    return len(display) + 2 + (len(binding.description) + 1 if binding.description else 0)
+
+
+def fitting(actions: dict, width: int, display) -> dict:
+    """The actions (in order) whose keys fit the width, the last ones left out first, KEPT never."""
+    actions = dict(actions)
+    droppable = [a for a in actions if a not in KEPT]
+    while droppable and sum(key_width(b[0][0], display(b[0][0])) for b in actions.values()) > width:
+        del actions[droppable.pop()]
+    return actions
 
 
 class ImmFooter(Footer):
@@ -33,7 +53,7 @@ class ImmFooter(Footer):
                       for (_, b, enabled, tooltip) in active.values() if b.show)
         palette = active.get(self.app.COMMAND_PALETTE_BINDING)
         palette = (palette[1].key, palette[2], palette[1].tooltip) if palette else None
-        return shown, palette, self.compact, self.show_command_palette, self.combine_groups
+        return shown, palette, self.compact, self.show_command_palette, self.combine_groups, self.app.size.width
 
     def bindings_changed(self, screen: Screen) -> None:
         self._bindings_ready = True
@@ -52,6 +72,11 @@ class ImmFooter(Footer):
             self._shown = signature
             await self.recompose()
 
+    def on_resize(self) -> None:
+        if not self._pending:
+            self._pending = True
+            self.call_after_refresh(self._recompose_if_changed)
+
     def _key(self, *args, **kw) -> FooterKey:
         key = FooterKey(*args, **kw)
         # What data_bind(compact=Footer.compact) would give it, without a watcher on the Footer.
@@ -64,7 +89,8 @@ class ImmFooter(Footer):
             key.compact = compact
 
     def compose(self) -> ComposeResult:
-        """Footer.compose (textual 8.2.8) with self._key for FooterKey(...).data_bind(...)."""
+        """Footer.compose (textual 8.2.8) with self._key for FooterKey(...).data_bind(...), and the
+        keys that fit."""
         if not self._bindings_ready:
             return
         active_bindings = self.screen.active_bindings
@@ -77,6 +103,8 @@ class ImmFooter(Footer):
         for binding, enabled, tooltip in bindings:
             action_to_bindings[binding.action].append((binding, enabled, tooltip))
 
+        width = self.app.size.width - PALETTE_WIDTH * (self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE)
+        action_to_bindings = fitting(action_to_bindings, width, self.app.get_key_display)
         self.styles.grid_size_columns = len(action_to_bindings)
 
         for group, multi_bindings_iterable in groupby(
