@@ -1,5 +1,7 @@
 """Batched decoding for the hf backend on a GPU: a static KV cache, each prompt prefilled once for
-all its n samples, and every decode step replayed from one captured CUDA graph.
+all its n samples (and the prompts' shared few-shot prefix once for all of them), and every decode
+step replayed from one captured CUDA graph, its attention and sampling Triton kernels where Triton
+is installed (engine/models/triton_decode.py; SDPA and pick_tokens otherwise, the reference).
 
 Why not transformers' own fast paths: `generate_batch` (paged cache) reached 521 tokens/s on an
 H100 where plain `generate` gives 2,201 (issue 12); `generate` expands each prompt to its n samples
@@ -13,8 +15,9 @@ attention in every layer are supported; others decode with `generate`.
 
 Decoding is what `generate` does with the same settings: greedy (argmax) at temperature 0, else
 a draw from softmax(logits / temperature) with no truncation (the exponential-race form, as vLLM
-draws: argmax(p / E), E ~ Exp(1)), from torch's global generator, so a caller's seed fixes the
-draws on one machine; tokens after an end-of-sequence id are padding. Prompts are sorted by length
+draws: argmax(p / E), E ~ Exp(1); with the Triton kernels its Gumbel-max twin, other draws of the
+same distribution), from torch's global generator, so a caller's seed fixes the draws on one
+machine; tokens after an end-of-sequence id are padding. Prompts are sorted by length
 and cut into sub-batches that fit the GPU's memory beside the weights (a token budget, not a prompt
 count)."""
 from __future__ import annotations
