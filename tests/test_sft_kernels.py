@@ -156,6 +156,26 @@ def test_bad_kernel_and_precision_settings_name_the_field(assignment, message):
     assert str(exc.value).startswith(message)
 
 
+def test_liger_patches_the_models_norms_and_rotary_and_restores_the_transformers_module_after():
+    """The patching only (liger's kernels need a GPU; Triton's interpreter cannot run them)."""
+    import importlib
+
+    pytest.importorskip("liger_kernel")
+    from engine.train.kernels import patched
+
+    model, _ = tiny()
+    modeling = importlib.import_module(type(model).__module__)
+    before = dict(vars(modeling))
+    with patched(model, "liger") as linear_ce:
+        assert modeling.apply_rotary_pos_emb is not before["apply_rotary_pos_emb"]
+        layer = model.model.layers[0]
+        assert [m.forward.__qualname__ for m in (model.model.norm, layer.input_layernorm, layer.mlp)] == \
+            ["LigerRMSNorm.forward", "LigerRMSNorm.forward", "LigerSwiGLUMLP.forward"] and linear_ce is not None
+    assert vars(modeling).keys() == before.keys() and all(vars(modeling)[k] is v for k, v in before.items())
+    with patched(model, "eager") as linear_ce:
+        assert linear_ce is None
+
+
 @pytest.mark.gpu
 @needs_cuda
 def test_on_a_gpu_liger_kernels_and_bf16_masters_follow_the_eager_fp32_loss_curve():
