@@ -147,6 +147,13 @@ class SFTConfig:
     # about a third more compute). Both off: the CPU default trains as without them.
     compile: bool = False
     grad_checkpointing: bool = False
+    # Speed (GPU, hf backend; engine/train/kernels.py, engine/train/master_weights.py; not yet
+    # verified on a GPU). kernels: "auto" (liger-kernel's fused RMSNorm, SwiGLU, RoPE and linear
+    # cross-entropy on CUDA when the package is installed, else PyTorch's ops) | "liger" (those, or
+    # an error) | "eager". precision: "fp32" (fp32 weights under bf16 autocast on a GPU) | "bf16"
+    # (bf16 weights, fp32 master copy and gradients held by the optimizer; also on the CPU).
+    kernels: str = "auto"
+    precision: str = "fp32"
     # deepspeed backend over several machines: one "HOST slots=N" entry per machine (N GPUs),
     # written to a DeepSpeed hostfile; empty = this machine only (engine/train/deepspeed_launcher.py).
     hosts: list[str] = field(default_factory=list)
@@ -440,7 +447,8 @@ def derived_grad_accum(s: SFTConfig, gpus: int) -> int:
 
 def hf_only_options(s: SFTConfig) -> list[str]:
     """The SFT settings only the hf backend has that are on (sft.backend auto then picks hf)."""
-    return [k for k, on in (("grad_decay", s.grad_decay != 1), ("mask_top_p", s.mask_top_p != 1), ("compile", s.compile)) if on]
+    return [k for k, on in (("grad_decay", s.grad_decay != 1), ("mask_top_p", s.mask_top_p != 1), ("compile", s.compile),
+                            ("kernels", s.kernels == "liger"), ("precision", s.precision == "bf16")) if on]
 
 
 def sft_backend(s: SFTConfig, visible_gpus: int) -> str:
@@ -620,6 +628,13 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"sft.{key}", value, "1 with sft.backend = 'deepspeed' (the interventions run on the hf backend)")
     if s.compile and s.backend == "deepspeed":
         raise ConfigError("sft.compile", s.compile, "false with sft.backend = 'deepspeed' (compilation is the hf backend's)")
+    _choice("sft.kernels", s.kernels, ("auto", "liger", "eager"))
+    _choice("sft.precision", s.precision, ("fp32", "bf16"))
+    for key, value, allowed in (("kernels", s.kernels, "'auto' or 'eager'"), ("precision", s.precision, "'fp32'")):
+        if value in ("liger", "bf16") and s.backend == "deepspeed":
+            raise ConfigError(f"sft.{key}", value, f"{allowed} with sft.backend = 'deepspeed' (an hf backend option)")
+    if s.kernels == "liger" and cfg.device == "cpu":  # other devices are checked when SFT starts
+        raise ConfigError("sft.kernels", s.kernels, "'auto' or 'eager' with device = 'cpu' (liger-kernel runs on CUDA only)")
     check_hosts("sft.hosts", s.hosts)
     if s.hosts and s.backend == "hf":
         raise ConfigError("sft.hosts", s.hosts, "[] with sft.backend = 'hf' (several machines need 'deepspeed' or 'auto')")
@@ -668,7 +683,7 @@ def validate(cfg: RunConfig) -> None:
 # and which trackers hear of it, not what it computes, so finished stages keep their meaning. Anything else (lr, alpha,
 # tasks, seed, k, lengths, ...) would make one run two experiments: a new run does that.
 RESUMABLE_KEYS = ("device", "generation.batch_size", "generation.workers", "eval.batch_size", "eval.workers", "analyze.batch_size",
-                  "sft.batch_size", "sft.grad_accum", "sft.num_gpus", "sft.grad_checkpointing", "sft.compile",
+                  "sft.batch_size", "sft.grad_accum", "sft.num_gpus", "sft.grad_checkpointing", "sft.compile", "sft.kernels",
                   "sft.checkpoint_every", "sft.checkpoint_minutes",
                   "merge.device", "report_to")
 
