@@ -21,7 +21,16 @@ sequence's KV cache up to its position; at the device-to-device copy bandwidth m
 1 GiB copy, bytes read + written per second) that caps tokens/s for the batch's sequence count.
 The projected iteration time is 7,473 GSM8K questions x 3 samples x `--new` tokens at the measured
 rate. Results: a table, benchmarks/out/generate_bench.json and the "Generation on a GPU" section of
-benchmarks/RESULTS.md."""
+benchmarks/RESULTS.md.
+
+Side by side with another tree's decoder (today's main) and the decoder's kernel choices:
+`--kernels torch,triton` runs the fast decoder once with SDPA attention and fp32 sampling (the
+reference) and once with the Triton kernels (engine/models/triton_decode.py); `--shared-prefix N`
+starts every prompt with the same N characters (a few-shot prefix, prefilled once per sub-batch);
+`--root TREE --label NAME` measures TREE's engine instead of this one's (a checkout of main):
+
+    python benchmarks/generate_bench.py --root MAIN --label main --kernels auto --shared-prefix 1200 --no-results-md
+    python benchmarks/generate_bench.py --kernels torch,triton --shared-prefix 1200"""
 from __future__ import annotations
 
 import argparse
@@ -93,23 +102,33 @@ def make_checkpoint(shape: str, folder: Path, device: str):
     return params, kv_bytes
 
 
-def prompts_of(count: int, length: int, seed: int = 0) -> list[str]:
+def prompts_of(count: int, length: int, seed: int = 0, shared: int = 0) -> list[str]:
+    """count prompts of length +- a quarter (100 at most) random characters, the first `shared` of
+    them the same in every prompt."""
     import random
 
     rng = random.Random(seed)
     spread = min(100, length // 4)
-    return ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(length + rng.randint(-spread, spread)))
-            for _ in range(count)]
+
+    def letters(n):
+        return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(n))
+
+    prefix = letters(shared)
+    return [prefix + letters(length + rng.randint(-spread, spread) - shared) for _ in range(count)]
 
 
-def measure(folder: Path, device: str, fast: bool, batch: int, prompts: list[str], new: int) -> dict:
-    """Generate n = 3 samples of `new` tokens for each prompt; wall time, tokens, peak memory."""
+def measure(folder: Path, device: str, fast: bool, batch: int, prompts: list[str], new: int, kernels: str = "auto") -> dict:
+    """Generate n = 3 samples of `new` tokens for each prompt; wall time, tokens, peak memory.
+    kernels: the fast decoder's step kernels ("torch", "triton"; "auto": its own choice)."""
     import torch
 
     from engine.models.generation import HFGenerator
 
     gen = HFGenerator(folder, device, torch.bfloat16 if device == "cuda" else torch.float32, batch_size=batch, fast=fast)
     assert (gen.decoder is not None) == fast and gen.eos_ids == []  # no end-of-sequence: all `new` tokens
+    if fast and kernels != "auto":
+        gen.decoder.kernels = kernels
+    backend = f"fast/{getattr(gen.decoder, 'kernels', 'torch')}" if fast else "generate"
     tokens = []
     try:
         gen.generate(prompts[:2], TEMPERATURE, SAMPLES, 8)  # warm-up: kernels, allocator
@@ -127,7 +146,7 @@ def measure(folder: Path, device: str, fast: bool, batch: int, prompts: list[str
         peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
     finally:
         gen.close()
-    return {"backend": "fast" if fast else "generate", "prompts_per_batch": batch, "prompts": len(prompts),
+    return {"backend": backend, "prompts_per_batch": batch, "prompts": len(prompts),
             "sequences": sequences, "seconds": seconds, "tokens": sum(tokens), "tokens_per_s": sum(tokens) / seconds,
             "peak_gib": peak}
 
@@ -152,7 +171,13 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", default="/tmp/generate_bench")
     ap.add_argument("--no-results-md", action="store_true", help="print and write the JSON only")
     ap.add_argument("--report", metavar="JSON", help="measure nothing: print and write RESULTS.md from a saved JSON")
+    ap.add_argument("--kernels", default="auto", help="the fast decoder's step kernels, each a run: auto, torch, triton")
+    ap.add_argument("--shared-prefix", type=int, default=0, help="characters every prompt starts with (a few-shot prefix)")
+    ap.add_argument("--root", help="measure this tree's engine instead (e.g. a checkout of main)")
+    ap.add_argument("--label", default="", help="prefix of the backend names in the rows (e.g. main)")
     args = ap.parse_args(argv)
+    if args.root:
+        sys.path.insert(0, str(Path(args.root).resolve()))
     if args.report:
         saved = json.loads(Path(args.report).read_text())
         return report(saved["env"], saved["rows"], not args.no_results_md)
@@ -161,7 +186,8 @@ def main(argv=None) -> None:
     bandwidth = copy_bandwidth(args.device)
     env = {"card": card, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "torch": torch.__version__,
            "transformers": transformers.__version__, "copy_bandwidth_gbs": bandwidth / 1e9,
-           "prompt_len": args.prompt_len, "new_tokens": args.new, "samples": SAMPLES, "temperature": TEMPERATURE}
+           "prompt_len": args.prompt_len, "new_tokens": args.new, "samples": SAMPLES, "temperature": TEMPERATURE,
+           "shared_prefix": args.shared_prefix, "root": str(Path(args.root or ROOT).resolve())}
     print(f"{card}: copy bandwidth {bandwidth / 1e9:.0f} GB/s; torch {torch.__version__}, "
           f"transformers {transformers.__version__}", flush=True)
     rows = []
@@ -169,12 +195,14 @@ def main(argv=None) -> None:
         folder = Path(args.workdir) / shape
         params, kv_bytes = make_checkpoint(shape, folder, args.device)
         batches = [int(b) for b in args.batches.split(",")]
-        prompts = prompts_of(max(batches + [args.baseline_batch]), args.prompt_len)
-        for fast, batch in [(True, b) for b in batches] + [(False, args.baseline_batch)]:
+        prompts = prompts_of(max(batches + [args.baseline_batch]), args.prompt_len, shared=args.shared_prefix)
+        runs = [(True, b, k) for b in batches for k in args.kernels.split(",")]
+        for fast, batch, kernels in runs + ([(False, args.baseline_batch, "")] if args.baseline_batch else []):
             ps = prompts[:batch]
             mean_len = sum(map(len, ps)) / len(ps)  # characters = tokens
             try:
-                r = measure(folder, args.device, fast, batch, ps, args.new)
+                r = measure(folder, args.device, fast, batch, ps, args.new, kernels)
+                r["backend"] = f"{args.label} {r['backend']}".strip()
             except Exception:  # noqa: BLE001  (report it, measure the rest)
                 traceback.print_exc()
                 continue
@@ -188,7 +216,7 @@ def main(argv=None) -> None:
                   f"peak {r['peak_gib']:.1f} GiB", flush=True)
         for r in rows:
             if r["shape"] == shape:
-                today = [b["tokens_per_s"] for b in rows if b["shape"] == shape and b["backend"] == "generate"]
+                today = [b["tokens_per_s"] for b in rows if b["shape"] == shape and b["backend"].endswith("generate")]
                 r["speedup"] = r["tokens_per_s"] / today[0] if today else float("nan")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "generate_bench.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
@@ -200,9 +228,9 @@ def per_sequence_cost(rows: list[dict], env: dict) -> list[str]:
     extra seconds per extra sequence and decode step (prefill share included), against the time to
     read that sequence's KV cache once at the copy bandwidth (mean context: prompt + new / 2)."""
     lines = []
-    for shape in dict.fromkeys(r["shape"] for r in rows):
+    for shape, backend in dict.fromkeys((r["shape"], r["backend"]) for r in rows if "fast" in r["backend"]):
         by_size = {}
-        for r in sorted((r for r in rows if r["shape"] == shape and r["backend"] == "fast"), key=lambda r: -r["prompts"]):
+        for r in sorted((r for r in rows if r["shape"] == shape and r["backend"] == backend), key=lambda r: -r["prompts"]):
             by_size[r["sequences"]] = r  # the run with the fewest sub-batches of that size wins
         if len(by_size) < 2:
             continue
@@ -213,7 +241,7 @@ def per_sequence_cost(rows: list[dict], env: dict) -> list[str]:
 
         per_step = (sub_batch_seconds(b) - sub_batch_seconds(a)) / ((sb - sa) * env["new_tokens"])
         kv_read = b["kv_bytes_per_token"] * (env["prompt_len"] + env["new_tokens"] / 2) / (env["copy_bandwidth_gbs"] * 1e9)
-        lines.append(f"{shape}: {per_step * 1e6:.1f} us per sequence and decode step (from the {sa}- and {sb}-sequence "
+        lines.append(f"{shape}, {backend}: {per_step * 1e6:.1f} us per sequence and decode step (from the {sa}- and {sb}-sequence "
                      f"runs) against {kv_read * 1e6:.1f} us to read its KV cache once")
     return lines
 

@@ -8,7 +8,9 @@ Loops, in the same run: `before` is the hf loop as it was before this benchmark'
 (padded micro-batches with the attention mask, the model's own loss over full logits, bf16
 autocast over fp32 weights, torch AdamW, loss.item() after every micro-batch, micro-batch 4);
 `now` is engine.train.sft.fit (length-bucketed steps, no mask, the chunked head loss, fused
-AdamW, one sync a step) at the micro-batch sizes given, optionally compiled and/or with gradient checkpointing. Each configuration
+AdamW, one sync a step) at the micro-batch sizes given, optionally compiled, with gradient
+checkpointing, liger-kernel's fused kernels (sft.kernels = liger; else eager) and/or bf16 weights
+with fp32 masters in the optimizer (sft.precision = bf16; else fp32). Each configuration
 runs --steps optimizer steps after one untimed warm-up step (compilation happens there).
 tokens/s counts real (non-pad) tokens; MFU = 6 x parameters x tokens/s / the card's dense bf16
 peak (989 TFLOP/s for an H100 SXM, 989 for an H200; attention FLOPs not counted).
@@ -21,7 +23,7 @@ timed, so DeepSpeed's start and the first steps stay out).
 Prints a table, writes benchmarks/out/sft_bench.json and, with --write-results, the "SFT on GPU"
 section of benchmarks/RESULTS.md.
 
-    python benchmarks/sft_bench.py [--shapes 0.5b,1.5b] [--now 16,32,16c] [--before-steps 1] [--deepspeed]
+    python benchmarks/sft_bench.py [--shapes 0.5b,1.5b] [--now 16,32,16c,16lb,32lbg] [--before-steps 1] [--deepspeed]
 """
 from __future__ import annotations
 
@@ -141,7 +143,11 @@ def before_loop(model, items, micro: int, steps: int, clock: StepClock) -> None:
                 return
 
 
-def measure(shape: str, loop: str, micro: int, steps: int, compile_: bool = False, checkpointing: bool = False) -> dict:
+OPTIONS = {"c": " + compile", "g": " + checkpointing", "l": " + liger", "b": " + bf16 masters"}
+
+
+def measure(shape: str, loop: str, micro: int, steps: int, options: str = "") -> dict:
+    """One configuration; options: letters of OPTIONS."""
     import torch
 
     from engine.train.sft import fit
@@ -158,7 +164,8 @@ def measure(shape: str, loop: str, micro: int, steps: int, compile_: bool = Fals
             before_loop(model, items, micro, steps, clock)
         else:
             cfg = SFTConfig(epochs=1, lr=1e-5, batch_size=micro, grad_accum=GLOBAL_BATCH // micro, warmup=0.0,
-                            compile=compile_, grad_checkpointing=checkpointing)
+                            compile="c" in options, grad_checkpointing="g" in options,
+                            kernels="liger" if "l" in options else "eager", precision="bf16" if "b" in options else "fp32")
             fit(model, items, 0, cfg, "cuda", 0, lambda _: None, clock, max_steps=steps + 1)
         torch.cuda.synchronize()
         tokens_s, step_s = clock.rate()
@@ -167,7 +174,7 @@ def measure(shape: str, loop: str, micro: int, steps: int, compile_: bool = Fals
         tokens_s = step_s = None
         error = f"out of memory ({str(exc).splitlines()[0][:80]})"
     name, peak = card()
-    row = {"shape": shape, "loop": loop + (" + compile" if compile_ else "") + (" + checkpointing" if checkpointing else ""),
+    row = {"shape": shape, "loop": loop + "".join(OPTIONS[o] for o in options),
            "micro_batch": micro,
            "global_batch": GLOBAL_BATCH, "params": params, "tokens_per_s": round(tokens_s) if tokens_s else None,
            "step_s": round(step_s, 3) if step_s else None,
@@ -241,7 +248,7 @@ def versions() -> dict:
     import torch
 
     out = {"torch": torch.__version__, "cuda": torch.version.cuda}
-    for pkg in ("transformers", "deepspeed"):
+    for pkg in ("transformers", "deepspeed", "liger-kernel", "triton"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -265,7 +272,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default="0.5b,1.5b")
     parser.add_argument("--now", default="16,32,16c", help="configurations of the `now` loop: micro-batch sizes, "
-                        "each with c (torch.compile) and/or g (gradient checkpointing), e.g. 16,32c,64cg")
+                        "each with c (torch.compile), g (gradient checkpointing), l (liger-kernel) and/or b "
+                        "(bf16 weights, fp32 masters), e.g. 16,32c,16lb,32lbg")
     parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps per configuration")
     parser.add_argument("--before-steps", type=int, default=1, help="timed steps of the `before` loop (slow)")
     parser.add_argument("--deepspeed", action="store_true", help="also the deepspeed backend on 1 and 2 GPUs (1.5B)")
@@ -279,14 +287,14 @@ def main() -> None:
         raise SystemExit("sft_bench needs a CUDA GPU")
     torch.backends.cuda.matmul.allow_tf32 = True
     rows = []
-    now = [re.fullmatch(r"(\d+)([cg]*)", v.strip()) for v in args.now.split(",")]
+    now = [re.fullmatch(r"(\d+)([cglb]*)", v.strip()) for v in args.now.split(",")]
     for shape in args.shapes.split(","):
         if args.before_steps:
             rows.append(measure(shape, "before", 4, args.before_steps))
             print(json.dumps(rows[-1]), flush=True)
         for m in now:
             with profiled(args.profile):
-                rows.append(measure(shape, "now", int(m.group(1)), args.steps, "c" in m.group(2), "g" in m.group(2)))
+                rows.append(measure(shape, "now", int(m.group(1)), args.steps, m.group(2)))
             print(json.dumps(rows[-1]), flush=True)
     if args.deepspeed:
         rows += deepspeed_rows("1.5b", args.ds_steps, args.ds_micro, tuple(int(x) for x in args.ds_stages.split(",")))

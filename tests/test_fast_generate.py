@@ -1,6 +1,7 @@
 """The hf backend's fast decoder (engine/models/fast_generate.py) against transformers' `generate`,
-on the CPU and (marked gpu, skipped without CUDA) on a GPU, where its steps replay a CUDA graph:
-greedy output identical, sampling from softmax(logits / T), seeded draws, n and stop handling."""
+on the CPU and (marked gpu, skipped without CUDA) on a GPU, where its steps replay a CUDA graph
+(and run its Triton kernels where Triton is installed): greedy output identical, sampling from
+softmax(logits / T), seeded draws, n and stop handling, the shared prefix prefilled once."""
 from __future__ import annotations
 
 import pytest
@@ -130,3 +131,22 @@ def test_a_sample_ends_at_its_first_end_of_sequence_id(base_models, device):
     ended = [r for r in rows if r[-1] in gen.eos_ids]
     assert len(ended) > 8 and all(sum(t in gen.eos_ids for t in r) == 1 for r in ended)
     assert all(len(r) == 60 for r in rows if r not in ended)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_shared_few_shot_prefix_is_prefilled_once_and_greedy_output_is_still_generates(tmp_path, device):
+    folder = qwen_gqa(tmp_path / "qwen", init=0.2)
+    task = ArithTask("arith_add3", 3, "+")
+    examples = task.load("test")
+    prompts = [task.prompt(e, examples[100:103]) for e in examples[:16]]  # the same three exemplars
+    plain = outputs(folder, device, False, prompts, 0.0, 1, 30, batch_size=8)
+    gen = HFGenerator(folder, device, torch.float32, batch_size=8, fast=True)
+    try:
+        fast = gen.generate(prompts, 0.0, 2, 30)
+        ids = [gen.tokenizer(p)["input_ids"] for p in prompts[8:]]
+        common = next(j for j in range(len(ids[0])) if any(p[j] != ids[0][j] for p in ids))
+        assert gen.decoder.shared_prefix == common > 100  # the exemplars' tokens, run once for the batch
+    finally:
+        gen.close()
+    assert fast == [o * 2 for o in plain]
+    assert len({o[0] for o in plain}) > 8

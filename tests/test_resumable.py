@@ -119,14 +119,15 @@ def weights(folder):
 
 
 @pytest.mark.fault
-@pytest.mark.parametrize("mask_top_p", [1.0, 0.5])
-def test_sft_stopped_at_a_checkpoint_resumes_to_bit_identical_weights(tmp_path, base_models, mask_top_p):
+@pytest.mark.parametrize("mask_top_p, precision", [(1.0, "fp32"), (0.5, "fp32"), (0.5, "bf16")])
+def test_sft_stopped_at_a_checkpoint_resumes_to_bit_identical_weights(tmp_path, base_models, mask_top_p, precision):
     """10 optimizer steps (5 an epoch), a checkpoint every 3: stopped at step 6 (mid-epoch 2) and
     resumed in a fresh call, training ends with exactly the weights and losses of an uninterrupted
-    run (weight masking on: its mask is part of the checkpoint)."""
+    run (weight masking on: its mask is part of the checkpoint; bf16 weights: their fp32 masters are)."""
     from engine.train.checkpointing import TrainingCheckpoints
 
-    whole = train_tiny(base_models, tmp_path / "whole", mask_top_p=mask_top_p)
+    settings = dict(mask_top_p=mask_top_p, precision=precision)
+    whole = train_tiny(base_models, tmp_path / "whole", **settings)
     saved = []
 
     def stop_at_six(when):
@@ -137,11 +138,11 @@ def test_sft_stopped_at_a_checkpoint_resumes_to_bit_identical_weights(tmp_path, 
     path = tmp_path / "sft_checkpoint.pt"
     with pytest.raises(StopRequested):
         train_tiny(base_models, tmp_path / "out", TrainingCheckpoints(path, 3, 0, "fp", safe_point=stop_at_six),
-                   mask_top_p=mask_top_p)
+                   **settings)
     assert saved == ["checkpoint3", "checkpoint6"] and path.exists() and not (tmp_path / "out").exists()
     logs = []
     resumed = train_tiny(base_models, tmp_path / "out", TrainingCheckpoints(path, 3, 0, "fp", log=logs.append),
-                         mask_top_p=mask_top_p)
+                         **settings)
     assert "resuming from the checkpoint at optimizer step 6 (epoch 2, 1 of its steps done)" in logs[0]
     timeless = lambda info: {k: v for k, v in info.items() if k != "train_s"}  # noqa: E731 -- seconds differ
     assert timeless(resumed) == timeless(whole) and whole["optimizer_steps"] == 10

@@ -2,7 +2,7 @@
 engine.models.worker_pool), on the CPU: two workers give the one-worker run byte for byte; a
 killed worker fails the stage naming its device, with the resume command, and leaves nothing
 running; a killed engine takes its workers with it, and the resumed run keeps every finished
-chunk."""
+chunk and is the one-worker run byte for byte."""
 from __future__ import annotations
 
 import os
@@ -53,19 +53,6 @@ def one_worker(tmp_path_factory, base_models):
     return home, run_id_of(proc)
 
 
-def test_two_cpu_workers_give_the_one_worker_run_byte_for_byte(home, one_worker):
-    proc = imm("run", str(TINY_PRESET), *sets("generation.workers=2", "eval.workers=2"), home=home, check=True)
-    run_id = run_id_of(proc)
-    assert_same_run(home, run_id, one_worker)  # samples, kept data, eval completions, weights, metrics
-    assert stage_info(home, run_id, 1, "generate")["workers"] == ["cpu", "cpu"]
-    assert stage_info(home, run_id, 1, "eval")["workers"] == ["cpu", "cpu"]
-    assert stage_info(*one_worker, 1, "generate")["workers"] == ["cpu"]
-    log = (home / "runs" / run_id / "engine.log").read_text()
-    assert log.count("generation workers: ") == 4  # generate, and eval of base, SFT1 and Merge1
-    assert "(1 torch thread(s) each)" in log
-    assert all(gone(pid) for pid in worker_pids(home / "runs" / run_id))
-
-
 @pytest.mark.fault
 def test_a_killed_worker_fails_the_stage_naming_its_device_and_nothing_is_left_running(home):
     engine = start_engine("run", str(TINY_PRESET), *sets("eval.workers=2"), home=home, hold="0:eval:base-chunk1")
@@ -90,7 +77,10 @@ def test_a_killed_worker_fails_the_stage_naming_its_device_and_nothing_is_left_r
 
 
 @pytest.mark.fault
-def test_a_killed_engine_takes_its_workers_along_and_the_resumed_run_keeps_every_finished_chunk(home, one_worker):
+def test_a_killed_engine_takes_its_workers_along_and_the_resumed_two_worker_run_is_the_one_worker_run(home, one_worker):
+    """Two workers, the engine killed after two generation chunks, resumed: every finished chunk
+    is kept, and the run is the one-worker run byte for byte (samples, kept data, eval completions,
+    weights, metrics): with the whole run on two workers this is also the workers' equivalence."""
     engine = start_engine("run", str(TINY_PRESET), *sets("generation.workers=2", "eval.workers=2"), home=home,
                           hold="1:generate:chunk2")
     run_id = engine.stdout.readline().split()[1]
@@ -106,6 +96,11 @@ def test_a_killed_engine_takes_its_workers_along_and_the_resumed_run_keeps_every
     imm("resume", run_id, home=home, check=True)
     assert "2 finished chunk(s) kept from samples.jsonl.partial" in (run_dir / "engine.log").read_text()
     assert_same_run(home, run_id, one_worker)
+    assert stage_info(home, run_id, 1, "generate")["workers"] == ["cpu", "cpu"]
+    assert stage_info(home, run_id, 1, "eval")["workers"] == ["cpu", "cpu"]
+    assert stage_info(*one_worker, 1, "generate")["workers"] == ["cpu"]
+    assert "(1 torch thread(s) each)" in (run_dir / "engine.log").read_text()
+    assert all(gone(pid) for pid in worker_pids(run_dir))
 
 
 def test_workers_setting_is_checked(home):

@@ -125,6 +125,11 @@ def _settings_agree(cfg: RunConfig) -> Errors:
             yield ConfigError(f"sft.{key}", value, "1 with sft.backend = 'deepspeed' (the interventions run on the hf backend)")
     if s.compile and s.backend == SFTBackend.DEEPSPEED:
         yield ConfigError("sft.compile", s.compile, "false with sft.backend = 'deepspeed' (compilation is the hf backend's)")
+    for key, setting, allowed in (("kernels", s.kernels, "'auto' or 'eager'"), ("precision", s.precision, "'fp32'")):
+        if setting in ("liger", "bf16") and s.backend == SFTBackend.DEEPSPEED:
+            yield ConfigError(f"sft.{key}", setting, f"{allowed} with sft.backend = 'deepspeed' (an hf backend option)")
+    if s.kernels == "liger" and cfg.device == "cpu":  # other devices are checked when SFT starts
+        yield ConfigError("sft.kernels", s.kernels, "'auto' or 'eager' with device = 'cpu' (liger-kernel runs on CUDA only)")
     yield from hosts_errors("sft.hosts", s.hosts)
     if s.hosts and s.backend == SFTBackend.HF:
         yield ConfigError("sft.hosts", s.hosts, "[] with sft.backend = 'hf' (several machines need 'deepspeed' or 'auto')")

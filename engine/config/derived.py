@@ -25,7 +25,8 @@ def derived_grad_accum(s: SFTConfig, gpus: int) -> int:
 
 def hf_only_options(s: SFTConfig) -> list[str]:
     """The SFT settings only the hf backend has that are on (sft.backend auto then picks hf)."""
-    return [k for k, on in (("grad_decay", s.grad_decay != 1), ("mask_top_p", s.mask_top_p != 1), ("compile", s.compile)) if on]
+    return [k for k, on in (("grad_decay", s.grad_decay != 1), ("mask_top_p", s.mask_top_p != 1), ("compile", s.compile),
+                            ("kernels", s.kernels == "liger"), ("precision", s.precision == "bf16")) if on]
 
 
 def sft_backend(s: SFTConfig, visible_gpus: int) -> SFTBackend:

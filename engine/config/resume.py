@@ -10,7 +10,7 @@ from .resolver import resolve
 from .schema import RunConfig
 
 RESUMABLE_KEYS = ("device", "generation.batch_size", "generation.workers", "eval.batch_size", "eval.workers", "analyze.batch_size",
-                  "sft.batch_size", "sft.grad_accum", "sft.num_gpus", "sft.grad_checkpointing", "sft.compile",
+                  "sft.batch_size", "sft.grad_accum", "sft.num_gpus", "sft.grad_checkpointing", "sft.compile", "sft.kernels",
                   "sft.checkpoint_every", "sft.checkpoint_minutes",
                   "merge.device", "report_to")
 

@@ -135,6 +135,13 @@ class SFTConfig:
     # about a third more compute). Both off: the CPU default trains as without them.
     compile: Flag = False
     grad_checkpointing: Flag = False
+    # Speed (GPU, hf backend; engine/train/kernels.py, engine/train/master_weights.py; not yet
+    # verified on a GPU). kernels: "auto" (liger-kernel's fused RMSNorm, SwiGLU, RoPE and linear
+    # cross-entropy on CUDA when the package is installed, else PyTorch's ops) | "liger" (those, or
+    # an error) | "eager". precision: "fp32" (fp32 weights under bf16 autocast on a GPU) | "bf16"
+    # (bf16 weights, fp32 master copy and gradients held by the optimizer; also on the CPU).
+    kernels: Annotated[Text, OneOf("auto", "liger", "eager")] = "auto"
+    precision: Annotated[Text, OneOf("fp32", "bf16")] = "fp32"
     # deepspeed backend over several machines: one "HOST slots=N" entry per machine (N GPUs),
     # written to a DeepSpeed hostfile; empty = this machine only (engine/train/deepspeed_launcher.py).
     hosts: Strings = field(default_factory=list)

@@ -1,5 +1,7 @@
 """Batched decoding for the hf backend on a GPU: a static KV cache, each prompt prefilled once for
-all its n samples, and every decode step replayed from one captured CUDA graph.
+all its n samples (and the prompts' shared few-shot prefix once for all of them), and every decode
+step replayed from one captured CUDA graph, its attention and sampling Triton kernels where Triton
+is installed (engine/models/triton_decode.py; SDPA and pick_tokens otherwise, the reference).
 
 Why not transformers' own fast paths: `generate_batch` (paged cache) reached 521 tokens/s on an
 H100 where plain `generate` gives 2,201 (issue 12); `generate` expands each prompt to its n samples
@@ -13,13 +15,15 @@ attention in every layer are supported; others decode with `generate`.
 
 Decoding is what `generate` does with the same settings: greedy (argmax) at temperature 0, else
 a draw from softmax(logits / temperature) with no truncation (the exponential-race form, as vLLM
-draws: argmax(p / E), E ~ Exp(1)), from torch's global generator, so a caller's seed fixes the
-draws on one machine; tokens after an end-of-sequence id are padding. Prompts are sorted by length
+draws: argmax(p / E), E ~ Exp(1); with the Triton kernels its Gumbel-max twin, other draws of the
+same distribution), from torch's global generator, so a caller's seed fixes the draws on one
+machine; tokens after an end-of-sequence id are padding. Prompts are sorted by length
 and cut into sub-batches that fit the GPU's memory beside the weights (a token budget, not a prompt
 count)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Callable, Optional
 
 import torch
@@ -53,8 +57,12 @@ class StaticDecoder:
         first = next(model.parameters())
         self.device, self.dtype = first.device, first.dtype
         self.graphed = self.device.type == "cuda"
+        # the step's attention and sampling: "triton" (engine/models/triton_decode.py; on CUDA
+        # where Triton is installed) or "torch" (SDPA and pick_tokens: the reference and fallback)
+        self.kernels = "triton" if self.graphed and importlib.util.find_spec("triton") else "torch"
         self.kv_bytes_per_token = 2 * self.n_layers * self.n_kv * self.head_dim * first.element_size()
         self.shape: Optional[tuple[int, int]] = None  # (sequences, cache length) of the buffers below
+        self.shared_prefix = 0  # prompt tokens the last sub-batch's prompts shared (prefilled once)
         self.room = None  # bytes for caches and sampling: the card's memory less the weights (CUDA only)
         if self.graphed:
             total = torch.cuda.get_device_properties(self.device).total_memory
@@ -99,15 +107,12 @@ class StaticDecoder:
         with torch.inference_mode():
             self._buffers(B, cache_len)
             lengths = torch.tensor([len(p) for p in prompts], device=self.device)
-            ids = torch.full((len(prompts), T), self.pad_id, dtype=torch.long)
-            for b, p in enumerate(prompts):
-                ids[b, T - len(p):] = torch.tensor(p, dtype=torch.long)
-            ids = ids.to(self.device)
-            logits = self._prefill(ids, lengths, n)
+            logits = self._prefill(prompts, T, n)
             # decode state: the cache slot written next, each sequence's next position, which keys count
             self.slot.fill_(T)
             self.pos.copy_(lengths.repeat_interleave(n)[:, None])
-            keep = torch.arange(cache_len, device=self.device)[None, :] >= (T - lengths.repeat_interleave(n))[:, None]
+            self.first.copy_(T - lengths.repeat_interleave(n))
+            keep = torch.arange(cache_len, device=self.device)[None, :] >= self.first[:, None]
             keep[:, T:] = False
             self.bias.copy_(torch.where(keep, 0.0, float("-inf"))[:, None, None, :])
             eos = torch.tensor(eos_ids, dtype=torch.long, device=self.device)
@@ -117,7 +122,7 @@ class StaticDecoder:
             for t in range(max_new_tokens):
                 if t:
                     logits = self._step_replay()
-                token = torch.where(done, self.pad_id, pick_tokens(logits, temperature))
+                token = torch.where(done, self.pad_id, self._pick(logits, temperature))
                 out[:, t] = token
                 done |= torch.isin(token, eos)
                 if t + 1 == max_new_tokens:
@@ -154,6 +159,8 @@ class StaticDecoder:
         self.tok = torch.zeros((B, 1), dtype=torch.long, device=self.device)
         self.pos = torch.zeros((B, 1), dtype=torch.long, device=self.device)
         self.slot = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.first = torch.zeros(B, dtype=torch.long, device=self.device)  # each row's first filled slot
+        self.splits = triton_decode().splits_for(B, self.n_kv, cache_len) if self.kernels == "triton" else 1
         self.bias = torch.zeros((B, 1, 1, cache_len), dtype=self.dtype, device=self.device)
         positions = torch.arange(cache_len, device=self.device)[None]
         cos, sin = self.model.model.rotary_emb(self.bias, positions)
@@ -168,7 +175,7 @@ class StaticDecoder:
     # ------------------------------------------------------------------ the model, in two passes
     def _layers(self, ids, cos, sin, attend) -> torch.Tensor:
         """The model on ids (B, T), rotary tables cos/sin (B, T, head_dim), attention by
-        attend(layer, q, k, v) -> (B, heads, T, head_dim); fp32 logits of the last position."""
+        attend(layer, q, k, v) -> (B, heads, T, head_dim); the logits of the last position (model dtype)."""
         inner = self.model.model
         B, T = ids.shape
         x = inner.embed_tokens(ids)
@@ -181,33 +188,71 @@ class StaticDecoder:
             q, k = self.rope(q, k, cos, sin)
             x = x + a.o_proj(attend(i, q, k, v).transpose(1, 2).reshape(B, T, -1))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
-        return self.model.lm_head(inner.norm(x[:, -1])).float()
+        return self.model.lm_head(inner.norm(x[:, -1]))
 
-    def _prefill(self, ids, lengths, n) -> torch.Tensor:
-        """Run the left-padded prompts ids (P, T) in chunks of PREFILL_TOKENS, writing each prompt's
-        keys and values into the cache rows of its n samples; the next-token logits, n rows a prompt."""
-        P, T = ids.shape
-        chunk = max(1, PREFILL_TOKENS // T)
+    def _prefill(self, prompts: list[list[int]], T: int, n: int) -> torch.Tensor:
+        """Write each prompt's keys and values into the cache rows of its n samples, right-aligned
+        at slot T; return the next-token logits, n rows a prompt. The prompts' shared prefix (the
+        few-shot exemplars) runs once (`_prefix`); the rest of each prompt, left-padded, in chunks
+        of PREFILL_TOKENS, attending to that prefix's keys and values and to its own."""
+        shared = self._prefix(prompts)
+        P = shared[0][0].shape[2] if shared else 0
+        self.shared_prefix = P
         out = []
-        for s in range(0, P, chunk):
-            part, lens = ids[s : s + chunk], lengths[s : s + chunk]
-            pad = (T - lens)[:, None]
-            real = torch.arange(T, device=self.device)[None, :] >= pad  # (p, T)
-            positions = (torch.arange(T, device=self.device)[None, :] - pad).clamp(min=0)
-            causal = torch.ones(T, T, dtype=torch.bool, device=self.device).tril()
+        step = max(1, PREFILL_TOKENS // T)
+        for s in range(0, len(prompts), step):
+            part = [p[P:] for p in prompts[s : s + step]]
+            S = _round_up(max(map(len, part)), PAD_TO)
+            lens = torch.tensor([len(p) for p in part], device=self.device)
+            ids = torch.full((len(part), S), self.pad_id, dtype=torch.long)
+            for b, p in enumerate(part):
+                ids[b, S - len(p):] = torch.tensor(p, dtype=torch.long)
+            pad = (S - lens)[:, None]
+            real = torch.arange(S, device=self.device)[None, :] >= pad  # (p, S)
+            positions = P + (torch.arange(S, device=self.device)[None, :] - pad).clamp(min=0)
+            causal = torch.ones(S, S, dtype=torch.bool, device=self.device).tril()
             # padded query rows see themselves only, so that no row is fully masked (NaN)
-            mask = ((causal[None] & real[:, None, :]) | torch.eye(T, dtype=torch.bool, device=self.device))[:, None]
-            rows = slice(s * n, (s + len(part)) * n)
+            own = (causal[None] & real[:, None, :]) | torch.eye(S, dtype=torch.bool, device=self.device)
+            mask = torch.cat([own.new_ones(len(part), S, P), own], 2)[:, None]  # every query sees the prefix
+            # cache slot t of a row holds key j of [prefix, left-padded rest]: the rest's real
+            # tokens end at slot T, the prefix just before them (slots before it stay masked)
+            slot = torch.arange(T, device=self.device)[None, :]
+            src = torch.where(slot >= T - lens[:, None], slot - T + P + S, (slot - T + lens[:, None] + P).clamp(min=0))
+            rows = slice(s * n, (s * n + len(part) * n))
 
             def attend(i, q, k, v):
-                self.k_cache[i][rows, :, :T] = k.repeat_interleave(n, 0)
-                self.v_cache[i][rows, :, :T] = v.repeat_interleave(n, 0)
+                if shared:
+                    k = torch.cat([shared[i][0].expand(len(part), -1, -1, -1), k], 2)
+                    v = torch.cat([shared[i][1].expand(len(part), -1, -1, -1), v], 2)
+                index = src[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
+                self.k_cache[i][rows, :, :T] = k.gather(2, index).repeat_interleave(n, 0)
+                self.v_cache[i][rows, :, :T] = v.gather(2, index).repeat_interleave(n, 0)
                 g = q.shape[1] // k.shape[1]
                 return F.scaled_dot_product_attention(q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1),
                                                       attn_mask=mask, scale=self.scaling)
 
-            out.append(self._layers(part, self.cos[positions], self.sin[positions], attend))
+            out.append(self._layers(ids.to(self.device), self.cos[positions], self.sin[positions], attend))
         return torch.cat(out).repeat_interleave(n, 0)
+
+    def _prefix(self, prompts: list[list[int]]) -> list:
+        """The keys and values, (1, kv heads, P, head_dim) per layer, of the prompts' longest shared
+        prefix P (at most the shortest prompt less one token); [] when under PAD_TO tokens."""
+        first, P = prompts[0], min(map(len, prompts)) - 1
+        for p in prompts[1:]:
+            P = next((j for j in range(P) if p[j] != first[j]), P)
+        if len(prompts) < 2 or P < PAD_TO:
+            return []
+        kv = []
+
+        def attend(i, q, k, v):
+            kv.append((k, v))
+            g = q.shape[1] // k.shape[1]
+            return F.scaled_dot_product_attention(q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1),
+                                                  is_causal=True, scale=self.scaling)
+
+        ids = torch.tensor([first[:P]], device=self.device)
+        self._layers(ids, self.cos[None, :P], self.sin[None, :P], attend)
+        return kv
 
     def _step(self) -> torch.Tensor:
         """One decode step for every sequence: self.tok at self.pos, written to cache slot self.slot."""
@@ -219,8 +264,11 @@ class StaticDecoder:
             vc.index_copy_(2, self.slot, v)
             B, H = q.shape[:2]
             # the query heads of each key/value group as one query block: the cache is read once
-            o = F.scaled_dot_product_attention(q.reshape(B, self.n_kv, -1, self.head_dim), kc, vc,
-                                               attn_mask=self.bias, scale=self.scaling)
+            q = q.reshape(B, self.n_kv, -1, self.head_dim)
+            if self.kernels == "triton":  # over the filled slots only
+                o = triton_decode().decode_attention(q, kc, vc, self.first, self.slot, self.scaling, self.splits)
+            else:
+                o = F.scaled_dot_product_attention(q, kc, vc, attn_mask=self.bias, scale=self.scaling)
             return o.reshape(B, H, 1, self.head_dim)
 
         return self._layers(self.tok, self.cos[self.pos], self.sin[self.pos], attend)
@@ -247,12 +295,23 @@ class StaticDecoder:
         return self.logits
 
 
+    def _pick(self, logits, temperature: float) -> torch.Tensor:
+        if temperature and self.kernels == "triton":
+            return triton_decode().sample_tokens(logits, temperature)
+        return pick_tokens(logits, temperature)
+
+
+def triton_decode():
+    """engine.models.triton_decode, imported on first use (it imports Triton)."""
+    return importlib.import_module("engine.models.triton_decode")
+
+
 def pick_tokens(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """The next token of each row of fp32 logits: argmax at temperature 0, else one draw from
-    softmax(logits / temperature) (argmax of p / E with E ~ Exp(1), which is a draw from p)."""
+    """The next token of each row of logits: argmax at temperature 0, else one draw from
+    softmax(logits / temperature) in fp32 (argmax of p / E with E ~ Exp(1), which is a draw from p)."""
     if temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, -1)
+    probs = torch.softmax(logits.float() / temperature, -1)
     return probs.div_(torch.empty_like(probs).exponential_()).argmax(-1)
 
 

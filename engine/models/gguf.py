@@ -49,9 +49,15 @@ def ensure_gguf(home: Path, gguf: str | Path, log: Callable[[str], None] = print
 
 def convert_gguf(gguf: Path, out: Path) -> None:
     """Dequantise `gguf` and write it to `out` as a model folder (through a temporary sibling)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from .loading import save_checkpoint
+
+    model, tokenizer = dequantised(gguf)
+    save_checkpoint(model, tokenizer, out)
+
+
+def dequantised(gguf: Path):
+    """(model, tokenizer) of a GGUF file: a plain transformers model holding its dequantised weights."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     where, name = str(gguf.parent), gguf.name
     # A GGUF file holds tensors and metadata, no Python code: nothing remote to trust.
@@ -62,4 +68,4 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     model = AutoModelForCausalLM.from_config(config, dtype=quantised.dtype, trust_remote_code=False)
     model.load_state_dict(quantised.state_dict(), strict=True)
     model.generation_config = quantised.generation_config
-    save_checkpoint(model, tokenizer, out)
+    return model, tokenizer

@@ -3,7 +3,8 @@ its last one instead of starting over.
 
 A checkpoint is taken after an optimizer step (the gradients are clear then) every
 sft.checkpoint_every steps or sft.checkpoint_minutes minutes, whichever comes first, and when a
-stop is asked for. It holds everything the rest of the run depends on: the fp32 weights, AdamW's
+stop is asked for. It holds everything the rest of the run depends on: the fp32 weights (or bf16
+weights and their fp32 masters, engine.train.master_weights), AdamW's
 state, the schedule's position, the weight mask, the RNG states and the data position (epoch and
 its optimizer steps done; each epoch's batches are rebuilt from its seed) with the loss history. One file,
 replaced atomically by the next; resuming from it gives bit-for-bit the weights of an
@@ -102,8 +103,10 @@ class TrainingCheckpoints:
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "position": asdict(position),
         }
-        tensors = {t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}
-        nbytes = 3 * sum(tensors.values())  # the weights and AdamW's two moments (a full disk says so)
+        # the weights, AdamW's two moments and any fp32 masters (a full disk says so)
+        found = [*state["model"].values(), *state["optimizer"].get("masters", []),
+                 *(v for s in state["optimizer"]["state"].values() for v in s.values() if torch.is_tensor(v))]
+        nbytes = sum({t.data_ptr(): t.numel() * t.element_size() for t in found}.values())
         write_then_publish(self.path, lambda tmp: torch.save(state, tmp), nbytes)
         self._saved_at = time.monotonic()
         self.log(f"sft: checkpoint at optimizer step {position.step} ({self.path.stat().st_size / 2**20:.1f} MiB)")

@@ -56,14 +56,15 @@ def top_share(score, share: float):
 
 
 class WeightMask:
-    """Weight masking: `apply(model)` before each optimizer step; the first call fixes the mask."""
+    """Weight masking: `apply(params)` (the trained tensors, in the model's parameter order) before
+    each optimizer step; the first call fixes the mask."""
 
     def __init__(self, share: float):
         self.share = share
         self.masks: list | None = None
 
-    def apply(self, model) -> None:
-        params = [p for p in model.parameters() if p.grad is not None]
+    def apply(self, params) -> None:
+        params = [p for p in params if p.grad is not None]
         if self.masks is None:
             self.masks = [top_share(p.grad * p.detach(), self.share) for p in params]
         for p, mask in zip(params, self.masks):

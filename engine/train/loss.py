@@ -69,10 +69,12 @@ def _linear_ce_sum(torch):
 _FUNCTION = None
 
 
-def response_loss_sum(model, input_ids, positions, targets, compute_dtype=None, chunk: int = CHUNK_TOKENS, **forward):
+def response_loss_sum(model, input_ids, positions, targets, compute_dtype=None, chunk: int = CHUNK_TOKENS,
+                      linear_ce=None, **forward):
     """Summed cross-entropy of a causal LM on the given positions (see loss_positions). The
     decoder runs as usual (under whatever autocast is active); the head's projection runs here in
-    `compute_dtype` (the hidden states' dtype when None) with fp32 softmax statistics."""
+    `compute_dtype` (the hidden states' dtype when None) with fp32 softmax statistics, chunked as
+    above or by `linear_ce(hidden, weight, targets)` (a fused kernel, engine.train.kernels)."""
     import torch
 
     global _FUNCTION
@@ -83,6 +85,8 @@ def response_loss_sum(model, input_ids, positions, targets, compute_dtype=None, 
     weight = model.get_output_embeddings().weight
     dtype = compute_dtype or hidden.dtype
     with torch.autocast(hidden.device.type, enabled=False):
+        if linear_ce is not None:
+            return linear_ce(hidden.to(dtype), weight.to(dtype), targets)
         return _FUNCTION.apply(hidden.to(dtype), weight.to(dtype), targets, chunk)
 
 

@@ -40,15 +40,19 @@ def optimizer_steps(n_items: int, cfg, world_size: int = 1) -> int:
 def optimizer_step(model, opt, sched, max_grad_norm: float, grad_mask=None):
     """Mask the gradient (weight masking, engine.train.interventions), clip its norm to
     max_grad_norm (0: no clipping), step the optimizer and the schedule, clear the gradients.
+    The gradient is the model's, or its fp32 masters' (engine.train.master_weights).
     Returns the gradient's total norm before clipping (a 0-d tensor on the model's device)."""
     import torch
 
+    from .master_weights import trained_tensors
+
+    params = trained_tensors(model, opt)
     if grad_mask is not None:
-        grad_mask.apply(model)
+        grad_mask.apply(params)
     if max_grad_norm > 0:
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     else:
-        norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
     opt.step()
     sched.step()
     opt.zero_grad(set_to_none=True)

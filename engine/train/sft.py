@@ -16,7 +16,9 @@ reads, and SDPA takes its causal (flash) kernel.
 
 On a GPU: fp32 master weights, the forward under bf16 autocast, the head's projection and
 softmax in chunks (bf16 matmuls, fp32 statistics), fused AdamW, no host sync before the end of
-an optimizer step; sft.compile and sft.grad_checkpointing are opt-in.
+an optimizer step; sft.compile and sft.grad_checkpointing are opt-in, and so are bf16 weights
+with fp32 masters in the optimizer (sft.precision, engine.train.master_weights); liger-kernel's
+fused kernels are taken when installed (sft.kernels, engine.train.kernels).
 """
 from __future__ import annotations
 
@@ -29,7 +31,9 @@ from ..config import SFTConfig
 from ..runstate.steps import StepRecorder
 from .checkpointing import Position, TrainingCheckpoints
 from .interventions import WeightMask, param_groups
+from .kernels import choose, liger_installed, patched
 from .loss import accumulate_step, optimizer_step_batches, response_loss_sum
+from .master_weights import master_adamw
 from .schedule import epoch_seed, lr_scheduler, optimizer_step, optimizer_steps, warmup_steps
 from .textdata import encode_pairs
 
@@ -62,23 +66,33 @@ def fit(model, items, pad_id: int, cfg: SFTConfig, device: str, seed: int,
     `checkpoints` (engine.train.checkpointing) restores the last training checkpoint first and
     hears every optimizer step; `recorder` (engine.runstate.steps) records each step's loss, lr,
     gradient norm and tokens, and is flushed before each checkpoint."""
-    import torch
-
     model.train()
     model.config.use_cache = False
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_enable()
-    if cfg.compile:
-        model.get_decoder().compile()
+    kernels = choose(cfg.kernels, device, model.config.model_type, liger_installed())
+    if kernels != "eager":
+        log(f"sft: {kernels} kernels")
+    with patched(model, kernels) as linear_ce:
+        if cfg.compile:
+            model.get_decoder().compile()
+        return _fit(model, items, pad_id, cfg, device, seed, log, progress, max_steps, checkpoints, recorder, linear_ce)
+
+
+def _fit(model, items, pad_id, cfg, device, seed, log, progress, max_steps, checkpoints, recorder, linear_ce) -> dict:
+    import torch
+
     total = optimizer_steps(len(items), cfg)
     warmup = warmup_steps(cfg.warmup, total)
     on_gpu = device == "cuda"
-    opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.grad_decay), lr=cfg.lr,
-                            weight_decay=cfg.weight_decay, fused=on_gpu)
+    groups = param_groups(model, cfg.lr, cfg.grad_decay)
+    adamw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, fused=on_gpu)
+    opt = master_adamw(model, groups, **adamw) if cfg.precision == "bf16" else torch.optim.AdamW(groups, **adamw)
     grad_mask = WeightMask(cfg.mask_top_p) if cfg.mask_top_p < 1 else None
     sched = lr_scheduler(opt, total, warmup, cfg.schedule)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu)
-    loss_of = functools.partial(response_loss_sum, model, compute_dtype=torch.bfloat16 if on_gpu else None)
+    loss_of = functools.partial(response_loss_sum, model, compute_dtype=torch.bfloat16 if on_gpu else None,
+                                linear_ce=linear_ce)
     at = checkpoints.restore(model, opt, sched, grad_mask) if checkpoints is not None else Position()
     if progress is not None:  # resumed from a training checkpoint: the bar starts where it was
         progress.start(total, "steps", restored=at.step)
@@ -113,5 +127,7 @@ def fit(model, items, pad_id: int, cfg: SFTConfig, device: str, seed: int,
         if step == max_steps:
             break
     seconds = time.perf_counter() - started
+    if cfg.precision == "bf16":
+        opt.finish()
     return {"examples": len(items), "optimizer_steps": step, "final_loss": step_losses[-1] if step_losses else None,
             "train_s": round(seconds, 1)}
