@@ -89,3 +89,17 @@ def test_every_shipped_preset_validates(tmp_path, monkeypatch):
     assert gguf_stand_ins(tmp_path)
     for preset in presets:
         resolve(preset)
+
+
+@pytest.mark.parametrize("name", ["café", "a" * 65, "a b", "-x", ""])
+def test_a_preset_name_imm_run_refuses_is_refused_when_saving(tmp_path, name):
+    """One name rule: save_preset refuses exactly the names `imm run` refuses as a run's name."""
+    from engine import api
+    from engine.errors import UserError
+
+    with pytest.raises(ConfigError, match="^name: got"):
+        resolve(TINY_PRESET, [f"name={name!r}".replace("'", '"')])
+    with pytest.raises(UserError, match="preset name: got .*1-64 ASCII letters"):
+        api.save_preset(name, TINY_PRESET, folder=tmp_path / "presets")
+    assert not (tmp_path / "presets").exists()
+    assert api.save_preset("a" * 64, TINY_PRESET, folder=tmp_path / "presets").stem == "a" * 64
