@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol, Union
 
-from ..domain import GenerationBackend
 from ..tasks.base import cut_at_stop
 
 # A prompt is plain text, or chat messages that the backend renders with the model's chat template.
@@ -144,15 +143,6 @@ class HFGenerator:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-def make_generator(backend: GenerationBackend, path, device: str, dtype, batch_size: int, trust_remote_code: bool = False,
-                   tensor_parallel: int = 1):
-    if backend == GenerationBackend.VLLM:
-        from .vllm_backend import VLLMGenerator
-
-        return VLLMGenerator(path, dtype, trust_remote_code=trust_remote_code, tensor_parallel=tensor_parallel)
-    return HFGenerator(path, device, dtype, batch_size=batch_size, trust_remote_code=trust_remote_code)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from engine.models.generation import make_generator
+    from engine.models.backends import make_generator
     from engine.models.loading import torch_dtype
     from engine.models.generation import Chunk
 

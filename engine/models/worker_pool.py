@@ -63,7 +63,7 @@ def serve(conn, parent: int, slot: Slot, threads: int, backend: str, path: str, 
         import torch
 
         from ..domain import GenerationBackend
-        from .generation import make_generator
+        from .backends import make_generator
         from .loading import torch_dtype
 
         torch.set_num_threads(threads)

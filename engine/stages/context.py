@@ -110,7 +110,7 @@ class StageContext:
         process for one worker, else a pool of worker processes (engine.models.worker_pool), or
         with sft.hosts one rank per GPU of every host (engine.models.host_workers); close() it. `.devices` names where it runs. Its code runs as model.trust_remote_code says,
         unless the caller (the teacher) says."""
-        from ..models.generation import make_generator
+        from ..models.backends import make_generator
         from ..models.loading import torch_dtype
 
         device, dtype = self.device_and_dtype()
