@@ -20,7 +20,7 @@ from .reads import (
     sft_steps, system_history, tail_log, trials, verdicts,
 )
 from ..tools import analyze_checkpoints, grade_file, merge_checkpoints, parse_task_spec
-from ..domain import Checkpoint, Domain, GenerationBackend, Method, SFTBackend, TrialStatus
+from ..domain import Checkpoint, CheckpointKind, Domain, GenerationBackend, Method, SFTBackend, TrialStatus
 from ..plain_text import clean, json_line
 from ..results_table import render_text, trial_table
 from ..runstate.machine import GpuReading, MachineSample, Sampler

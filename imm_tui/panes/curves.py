@@ -44,14 +44,15 @@ def current_iteration(stages: tuple[api.StageRow, ...], iterations: list[int]) -
 def per_iteration(stages: tuple[api.StageRow, ...], results: list[api.ResultRow], method: str) -> dict[str, list]:
     """yield % of each filter stage; ID and mean OOD pass@1 of Base (0) and of each iteration's
     checkpoint that the next one starts from."""
-    kind = "merge" if method == "imm" else "sft"
+    start_of_next = api.Checkpoint.merge if method == api.Method.IMM else api.Checkpoint.sft
     yields = [(s.iteration, s.info["yield_pct"]) for s in stages
-              if s.stage == "filter" and s.status == "done" and "yield_pct" in s.info]
-    by_domain: dict[str, dict[int, list[float]]] = {"id": {}, "ood": {}}
+              if s.stage == api.Stage.FILTER and s.status == api.StageStatus.DONE and "yield_pct" in s.info]
+    by_domain: dict[str, dict[int, list[float]]] = {api.Domain.ID: {}, api.Domain.OOD: {}}
+    base = str(api.Checkpoint(api.CheckpointKind.BASE))
     for r in results:
-        if r.metric == "pass@1" and (r.checkpoint == "base" or r.checkpoint == f"{kind}{r.iteration}"):
-            by_domain[r.domain].setdefault(0 if r.checkpoint == "base" else r.iteration, []).append(r.value)
-    label = "Merge" if kind == "merge" else "SFT"
+        if r.metric == "pass@1" and r.checkpoint in (base, str(start_of_next(r.iteration))):
+            by_domain[r.domain].setdefault(0 if r.checkpoint == base else r.iteration, []).append(r.value)
+    label = "Merge" if method == api.Method.IMM else "SFT"
     lines = {"yield %": yields}
     for domain, values in by_domain.items():
         lines[f"{domain.upper()} pass@1 {label}"] = sorted((t, sum(v) / len(v)) for t, v in values.items())
