@@ -285,7 +285,7 @@ async def test_new_run_shows_engine_validation_inline_and_writes_nothing(tmp_pat
             box = screen.query_one("#e-" + field_id(path))
             return str(box.render()) if box.display else ""
 
-        assert "merge.alpha: got 2.0" in error("merge.alpha")
+        assert "merge.alpha: got 2;" in error("merge.alpha")  # the value as typed (it said 2.0 before the schema)
         assert "merge.drop_rate: got 1.0" in error("merge.drop_rate")
         assert "generation.k: got 0" in error("generation.k")
         assert "tasks.ood[1]: got 'nosuch'" in error("tasks.ood")
