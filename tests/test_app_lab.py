@@ -173,7 +173,9 @@ async def test_charts_keep_their_height_and_keys_off_the_data_at_80x24(snapshot_
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await open_pane(pilot, RUN_DONE, LayersPane)
         await until(pilot, lambda: "Iteration 2 of 2" in text_of(pane.query_one("#layers-head")), what="the head")
-        assert "⅃" not in screen_text(app) and "█ importance   ░ weight change (right axis)" in screen_text(app)
+        legend = "█ importance   ░ weight change (right axis)"
+        await until(pilot, lambda: legend in screen_text(app), what="the layers legend")  # drawn after the head
+        assert "⅃" not in screen_text(app)
         lab = pilot.app.screen.query_one(MergeLabPane)
         await pilot.press("4")
         await until(pilot, lambda: lab.data is not None, what="the lab")
@@ -182,8 +184,9 @@ async def test_charts_keep_their_height_and_keys_off_the_data_at_80x24(snapshot_
         await pilot.press("3")
         plot = pilot.app.screen.query_one("#results-plot", PlotextPlot)
         await until(pilot, lambda: plot.size.height >= PLOT_ROWS, what="the results plot's height")
-        key = str(pilot.app.screen.query_one("#results-key", Static).render())
-        assert "● arith_add3 ID" in key and "x arith_add4 OOD" in key
+        key = pilot.app.screen.query_one("#results-key", Static)
+        await until(pilot, lambda: "● arith_add3 ID" in str(key.render()), what="the results key")
+        assert "x arith_add4 OOD" in str(key.render())
 
 
 async def test_merge_lab_refuses_a_running_run_with_the_engines_text(snapshot_home):
