@@ -94,12 +94,13 @@ def card() -> tuple[str, float]:
 
 
 class StepClock:
-    """A progress reporter that timestamps each optimizer step (fit syncs once a step)."""
+    """A progress reporter that timestamps each optimizer step (fit syncs once a step) and keeps its
+    loss (the same seeded model and data in every configuration: the losses compare the kernels)."""
 
     unit = None
 
     def __init__(self):
-        self.times, self.tokens = [], []
+        self.times, self.tokens, self.losses = [], [], []
 
     def start(self, total, unit, restored=0):
         self.times.append(time.perf_counter())
@@ -107,6 +108,7 @@ class StepClock:
     def update(self, step, loss=None, tokens=0):
         self.times.append(time.perf_counter())
         self.tokens.append(tokens)
+        self.losses.append(None if loss is None else round(loss, 4))
 
     def rate(self) -> tuple[float, float]:
         """(tokens/s, seconds a step) over the steps after the first."""
@@ -179,7 +181,7 @@ def measure(shape: str, loop: str, micro: int, steps: int, options: str = "") ->
            "global_batch": GLOBAL_BATCH, "params": params, "tokens_per_s": round(tokens_s) if tokens_s else None,
            "step_s": round(step_s, 3) if step_s else None,
            "mfu_pct": round(100 * 6 * params * tokens_s / (peak * 1e12), 1) if tokens_s else None,
-           "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1), "error": error}
+           "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1), "losses": clock.losses, "error": error}
     del model
     return row
 

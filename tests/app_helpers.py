@@ -26,6 +26,14 @@ async def until(pilot, condition, timeout: float = 60.0, what: str = "condition"
         await pilot.pause(0.05)
 
 
+async def until_shown(pilot, *texts: str, what: str = "") -> str:
+    """Wait until every one of texts is on the screen at once and return the screen's text: parts
+    of a screen arrive from separate reads, so a test never checks one part after waiting for
+    another."""
+    return await until(pilot, lambda: all(t in (s := screen_text(pilot.app)) for t in texts) and s,
+                       what=what or " and ".join(map(repr, texts)))
+
+
 def screen_text(app) -> str:
     """What the terminal shows, as plain text."""
     return "\n".join("".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips())

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 from textual.widgets import DataTable, TextArea
 
-from app_helpers import cells, screen_text, until
+from app_helpers import cells, screen_text, until, until_shown
 from app_fixtures import (
     FAILED_ERROR, MARKUP_NAME, RUN_DONE, RUN_FAILED, RUN_INTERRUPTED, RUN_STOPPED, freeze_clock, make_snapshot_home,
 )
@@ -270,11 +270,9 @@ async def test_running_stage_progress_rate_loss_and_tokens(snapshot_home):
     app = ImmApp(snapshot_home)
     async with app.run_test(size=SIZE) as pilot:
         await open_detail(pilot, RUN_INTERRUPTED)
-        text = await until(pilot, lambda: "steps/s" in (t := screen_text(app)) and MARKUP_NAME in t and t,
-                           what="the progress line")
-        assert "interrupted" in text and "⏸" in text  # its engine is gone: no clock runs
-        assert "iter 1 sft · 40/120 steps · 2.0 steps/s · loss 0.734 · 5,400 tok/s" in text and "33%" in text
-        assert f"({MARKUP_NAME})" in text and "[/foo]␛[2J" in text  # its name and log line, literally
+        await until_shown(pilot, "interrupted", "⏸",  # its engine is gone: no clock runs
+                          "iter 1 sft · 40/120 steps · 2.0 steps/s · loss 0.734 · 5,400 tok/s", "33%",
+                          f"({MARKUP_NAME})", "[/foo]␛[2J")  # its name and log line, literally
 
 
 def test_progress_line_of_a_running_stage_has_an_eta():
