@@ -150,7 +150,7 @@ def spawn(role: str, home: Path, run_id: str, seconds: float, out: Path) -> subp
 async def watch_in_app(home: Path, run_id: str, seconds: float) -> dict:
     """The app on the run's detail screen for `seconds`, switching tabs every second: the latency
     of its panes' reads (LivePoll.read, in worker threads) and the reads that failed (a live pane
-    shows the error as text; the header its own)."""
+    shows the error as text, the run screen as a notification)."""
     from imm_tui.app import ImmApp
     from imm_tui.screens.run_detail import RunDetailScreen
     from imm_tui.widgets.live_poll import LivePoll, Polled
@@ -158,7 +158,7 @@ async def watch_in_app(home: Path, run_id: str, seconds: float) -> dict:
     failed: list[str] = []
     reads: list[float] = []
     originals = {cls: cls.read for cls in LivePoll.__subclasses__()}
-    polled, header = Polled.__init__, RunDetailScreen.Polled.__init__
+    polled = Polled.__init__
 
     def timed(read):
         def wrapper(self):
@@ -174,14 +174,9 @@ async def watch_in_app(home: Path, run_id: str, seconds: float) -> dict:
             failed.append(f"{type(data).__name__}: {data}")
         polled(self, data)
 
-    def record_header(self, detail, progress, error=None):
-        if error:
-            failed.append(error)
-        header(self, detail, progress, error)
-
     for cls, read in originals.items():
         cls.read = timed(read)
-    Polled.__init__, RunDetailScreen.Polled.__init__ = record, record_header
+    Polled.__init__ = record
     try:
         async with ImmApp(str(home)).run_test(size=(120, 40)) as pilot:
             await pilot.pause(0.5)
@@ -194,7 +189,7 @@ async def watch_in_app(home: Path, run_id: str, seconds: float) -> dict:
     finally:
         for cls, read in originals.items():
             cls.read = read
-        Polled.__init__, RunDetailScreen.Polled.__init__ = polled, header
+        Polled.__init__ = polled
     return {"latency": quantiles(reads), "n_errors": len(failed), "errors": failed[:5]}
 
 

@@ -86,17 +86,17 @@ async def test_runs_table_cells_fit_their_columns_from_the_first_draw_at_80x24(s
     from rich.cells import cell_len
 
     cut: list[str] = []
-    show = RunsScreen.show
+    draw = RunsScreen.draw
 
-    def checked_show(screen: RunsScreen) -> None:
-        show(screen)
+    def checked_draw(screen: RunsScreen) -> None:
+        draw(screen)
         table = screen.query_one("#runs")
         for i, column in enumerate(table.ordered_columns):
             room = column.get_render_width(table) - 2 * table.cell_padding
             cut.extend([f"{column.key.value}: {cell.plain!r} in {room}" for cell in table.get_column_at(i)
                         if cell_len(cell.plain) > room])
 
-    monkeypatch.setattr(RunsScreen, "show", checked_show)
+    monkeypatch.setattr(RunsScreen, "draw", checked_draw)
     async with ImmApp(snap_home).run_test(size=(80, 24)) as pilot:
         screen = await runs_screen(pilot)
         assert not cut, cut

@@ -1,16 +1,14 @@
 """A run in detail: a header line (id, live status, where it is, elapsed) over tabs: Progress,
 Layers, Results, Merge lab, Samples, Config, Curves. The screen polls the run's detail once a
-second (in a thread) and hands it to the Progress, Samples and Config panes; r resumes, s stops
+second (LivePoll: in a thread) and hands it to the Progress, Samples and Config panes; r resumes, s stops
 (asks first), 1-7 open the tabs, S the run's system history."""
 from __future__ import annotations
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import Header, Static, TabbedContent, TabPane
 
 from engine import api
@@ -25,10 +23,10 @@ from ..panes.results import ResultsPane
 from ..panes.samples import SamplesPane
 from .runs import stoppable
 from ..widgets.footer import ImmFooter
+from ..widgets.live_poll import LivePoll
 from ..widgets.plain import clean
 from ..widgets.fmt import STATUS_STYLE, duration
 
-POLL_S = 1.0
 TABS = ("progress", "layers", "results", "merge-lab", "samples", "config", "curves")
 
 
@@ -62,7 +60,7 @@ class RunTabPane(TabPane):
         event.prevent_default()  # Textual calls each class's handler unless the default is prevented
 
 
-class RunDetailScreen(Screen):
+class RunDetailScreen(LivePoll, Screen):
     AUTO_FOCUS = None  # focus goes to the open pane's own widget (see _focus_pane)
     DEFAULT_CSS = """
     RunDetailScreen > #run-header { height: auto; max-height: 2; padding: 0 1; background: $boost; }
@@ -78,17 +76,13 @@ class RunDetailScreen(Screen):
           for n, tab in enumerate(TABS, 1)],
     ]
 
-    class Polled(Message):
-        def __init__(self, detail: api.RunDetail | None, progress: api.Progress | None, error: str | None = None):
-            super().__init__()
-            self.detail, self.progress, self.error = detail, progress, error
+    poll_s = 1.0
 
     def __init__(self, run_id: str):
         super().__init__()
         self.run_id = run_id
         self.detail: api.RunDetail | None = None
         self._last_error: str | None = None
-        self._timer: Timer | None = None
         self._header: Text | None = None
         self._tabs_settled = False
         self._asked_tab: str | None = None  # a tab key pressed before the tabs settled
@@ -115,40 +109,34 @@ class RunDetailScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = self.run_id
-        self._poll()
+        self.poll_now()
         self.call_after_refresh(self._focus_pane)
 
     # ---------------------------------------------------------------- live detail
 
-    @work(thread=True, exclusive=True, group="run-detail", exit_on_error=False)
-    def _poll(self) -> None:
-        try:
-            detail = api.run_detail(self.run_id, home=self.app.home)
-            running = any(s.status == "running" for s in detail.stages)
-            progress = api.progress(self.run_id, home=self.app.home) if running else None
-        except Exception as exc:  # noqa: BLE001 - a busy or missing database: say so, poll again
-            self.post_message(self.Polled(None, None, str(exc) or type(exc).__name__))
-            return
-        self.post_message(self.Polled(detail, progress))
+    def read(self) -> tuple[api.RunDetail, api.Progress | None]:
+        detail = api.run_detail(self.run_id, home=self.app.home)
+        running = any(s.status == "running" for s in detail.stages)
+        return detail, api.progress(self.run_id, home=self.app.home) if running else None
 
-    @on(Polled)
-    def _polled(self, event: Polled) -> None:
-        if event.detail is None:
-            if event.error != self._last_error:
-                self.notify(clean(event.error), title="run detail", severity="error", markup=False)
-            self._last_error = event.error
-        else:
-            self._last_error = None
-            self._say_if_it_ended(self.detail, event.detail)
-            self.detail = event.detail
-            header = header_text(event.detail.summary)
-            if header != self._header:  # once a second; unchanged for a finished run
-                self._header = header
-                self.query_one("#run-header", Static).update(header)
-            self.query_one(ProgressPane).show(event.detail, event.progress)
-            self.query_one(ConfigPane).show(event.detail)
-            self.query_one(SamplesPane).show(event.detail)
-        self._arm()
+    def show(self, data: tuple[api.RunDetail, api.Progress | None] | Exception) -> None:
+        if isinstance(data, Exception):  # a busy or missing database: say so (once), poll again
+            error = str(data) or type(data).__name__
+            if error != self._last_error:
+                self.notify(clean(error), title="run detail", severity="error", markup=False)
+            self._last_error = error
+            return
+        detail, progress = data
+        self._last_error = None
+        self._say_if_it_ended(self.detail, detail)
+        self.detail = detail
+        header = header_text(detail.summary)
+        if header != self._header:  # once a second; unchanged for a finished run
+            self._header = header
+            self.query_one("#run-header", Static).update(header)
+        self.query_one(ProgressPane).show(detail, progress)
+        self.query_one(ConfigPane).show(detail)
+        self.query_one(SamplesPane).show(detail)
 
     def _say_if_it_ended(self, before: api.RunDetail | None, now: api.RunDetail) -> None:
         """A run that ends while watched says so: done, or failed with the engine's error."""
@@ -160,17 +148,6 @@ class RunDetailScreen(Screen):
                         severity="error", markup=False, timeout=30)
         elif status in ("done", "stopped", "interrupted", "missing"):
             self.notify(f"{self.run_id}: {status}", markup=False)
-
-    def _arm(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()  # a poll out of turn (RunChanged) must not start a second chain
-        self._timer = self.set_timer(POLL_S, self._tick)
-
-    def _tick(self) -> None:
-        if self.is_current:
-            self._poll()
-        else:
-            self._arm()
 
     # ---------------------------------------------------------------- keys
 
@@ -213,4 +190,4 @@ class RunDetailScreen(Screen):
 
     def on_run_changed(self, event: RunChanged) -> None:
         if event.run_id == self.run_id:
-            self._poll()
+            self.poll_now()

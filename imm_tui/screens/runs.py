@@ -9,23 +9,20 @@ from __future__ import annotations
 
 from rich.cells import cell_len
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import DataTable, Header, Input, Static
 
 from engine import api
-from engine.errors import RunStateError
 
 from ..messages import RunChanged
 from ..widgets.fmt import STATUS_STYLE, duration, percent, when
 from ..widgets.footer import ImmFooter
+from ..widgets.live_poll import LivePoll
 from ..widgets.plain import plain
 
-POLL_SECONDS = 1.0
 COLUMNS = [("mark", " "), ("id", "Run"), ("status", "Status"), ("stage", "Stage"), ("best_id", "ID p@1"),
            ("best_ood", "OOD p@1"), ("verdict", "Verdict"), ("elapsed", "Elapsed"), ("started", "Started"),
            ("name", "Name"), ("preset", "Preset"), ("method", "Method"), ("model", "Model")]
@@ -114,7 +111,7 @@ class RunsTable(DataTable):
                 Binding("end", "scroll_bottom", "Last run", show=False)]
 
 
-class RunsScreen(Screen):
+class RunsScreen(LivePoll, Screen):
     AUTO_FOCUS = "#runs"
     BINDINGS = [
         Binding("n", "new_run", "New"),
@@ -128,10 +125,7 @@ class RunsScreen(Screen):
         Binding("S", "system", "System"),
     ]
 
-    class Loaded(Message):
-        def __init__(self, runs: list[api.RunSummary] | None, error: str | None) -> None:
-            super().__init__()
-            self.runs, self.error = runs, error
+    poll_s = 1.0
 
     def __init__(self) -> None:
         super().__init__()
@@ -140,7 +134,6 @@ class RunsScreen(Screen):
         self._shown: list[str] = []
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._layout: list[tuple[str, int]] = []  # the table's (column, width)s
-        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -151,30 +144,23 @@ class RunsScreen(Screen):
         yield ImmFooter()
 
     def on_screen_resume(self) -> None:
-        self.poll()
+        self.poll_now()
 
     def on_run_changed(self, _: RunChanged) -> None:
-        self.poll()
+        self.poll_now()
 
     # ------------------------------------------------------------ live data
-    @work(thread=True, exclusive=True, group="runs-poll", exit_on_error=False)
-    def poll(self) -> None:
-        try:
-            self.post_message(self.Loaded(api.list_runs(self.app.home), None))
-        except RunStateError as exc:
-            self.post_message(self.Loaded(None, str(exc)))
+    def read(self) -> list[api.RunSummary]:
+        return api.list_runs(self.app.home)
 
-    def on_runs_screen_loaded(self, message: Loaded) -> None:
-        if message.error is not None:
-            self.query_one("#run-info", Static).update(plain(f"error: {message.error}", "bold red"))
+    def show(self, runs: list[api.RunSummary] | Exception) -> None:
+        if isinstance(runs, Exception):
+            self.query_one("#run-info", Static).update(plain(f"error: {runs}", "bold red"))
         else:
-            self.runs = message.runs or []
-            self.show()
-        if self._timer is not None:
-            self._timer.stop()
-        self._timer = self.set_timer(POLL_SECONDS, self.poll) if self.is_current else None
+            self.runs = runs
+            self.draw()
 
-    def show(self) -> None:
+    def draw(self) -> None:
         """Put the filtered runs in the table: in place when the same runs show in the same order."""
         table = self.query_one(RunsTable)
         query = self.query_one("#filter", Input).value.strip().lower()
@@ -222,7 +208,7 @@ class RunsScreen(Screen):
 
     def on_resize(self) -> None:
         if self.runs:
-            self.show()
+            self.draw()
 
     def current_id(self) -> str | None:
         table = self.query_one(RunsTable)
@@ -273,7 +259,7 @@ class RunsScreen(Screen):
         run_id = self.current_id()
         if run_id is not None:
             self.marked ^= {run_id}
-            self.show()
+            self.draw()
             self.query_one(RunsTable).action_cursor_down()
 
     def action_compare(self) -> None:
@@ -289,11 +275,11 @@ class RunsScreen(Screen):
         box.value = ""
         box.display = False
         self.query_one(RunsTable).focus()
-        self.show()
+        self.draw()
 
     @on(Input.Changed, "#filter")
     def filter_changed(self) -> None:
-        self.show()
+        self.draw()
 
     @on(Input.Submitted, "#filter")
     def filter_done(self) -> None:
