@@ -1,7 +1,9 @@
-"""JSON Lines files: reading with errors that name the file and line, and atomic, durable writing."""
+"""JSON Lines files: reading with errors that name the file and line, atomic writing, and durable
+appending, all durable (engine.durable)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .durable import write_atomic
@@ -33,3 +35,12 @@ def read_records(path: Path, where: str) -> list[dict]:
 def write_records(path: Path, records: list[dict]) -> None:
     """Write records to a temporary sibling, then publish it durably (engine.durable)."""
     write_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def append_record(path: Path, record: dict) -> None:
+    """Append one record as a line, flushed and fsynced before this returns (a file read again
+    after a crash holds every record appended before it)."""
+    with Path(path).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())

@@ -30,6 +30,7 @@ def main(argv=None) -> int:
 
     import torch
 
+    from engine.jsonl import append_record
     from engine.models.backends import make_generator
     from engine.models.loading import torch_dtype
     from engine.models.generation import Chunk
@@ -42,14 +43,10 @@ def main(argv=None) -> int:
     gen = make_generator(spec["backend"], spec["path"], device, torch_dtype(spec["dtype"], device), spec["batch_size"],
                          spec["trust_remote_code"], spec["tensor_parallel"])
     chunks = [Chunk(**{**c, "stop": tuple(c["stop"])}) for c in spec["chunks"]][rank::world]
-    with rank_file(args.job, rank).open("a", encoding="utf-8") as out:
-        for chunk in chunks:
-            tokens = []
-            completions = chunk.run(gen, lambda prompts, n: tokens.append(n))
-            out.write(json.dumps({"key": chunk.key, "completions": completions, "tokens": sum(tokens)},
-                                 ensure_ascii=False) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
+    for chunk in chunks:
+        tokens = []
+        completions = chunk.run(gen, lambda prompts, n: tokens.append(n))
+        append_record(rank_file(args.job, rank), {"key": chunk.key, "completions": completions, "tokens": sum(tokens)})
     gen.close()
     return 0
 

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from ..jsonl import append_record
 from ..models.generation import Chunk
 
 
@@ -73,10 +74,7 @@ class PartialFile:
 
     def add(self, key: str, completions: list[list[str]]) -> None:
         """Append a finished chunk, durably: flushed and fsynced before this returns."""
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"key": key, "completions": completions}, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_record(self.path, {"key": key, "completions": completions})
         self.chunks[key] = completions
 
     def remove(self) -> None:

@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     import torch.distributed as dist
 
     from engine.config import SFTConfig
+    from engine.jsonl import read_records
     from engine.models.loading import load_tokenizer
     from engine.runstate.names import PEAK_GPU_KEY
     from engine.train.deepspeed_launcher import ds_config
@@ -59,12 +60,7 @@ def main(argv=None) -> int:
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(seed)
 
-    pairs = []
-    with open(spec["pairs"], encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                pairs.append((r["prompt"], r["response"]))
+    pairs = [(r["prompt"], r["response"]) for r in read_records(Path(spec["pairs"]), "the job's pairs")]
     tokenizer = load_tokenizer(init_path, padding_side="right", trust_remote_code=trust_remote_code)
     items = encode_pairs(tokenizer, pairs, cfg.max_length)
     total = optimizer_steps(len(items), cfg, world)
