@@ -162,9 +162,7 @@ def verdicts(run: str, home=None) -> list[Verdict]:
 def trials(run: str, iteration: int | None = None, home=None) -> list[Trial]:
     r = reader(home)
     out = []
-    for t in r.trials(find_run(r, run)["id"]):
-        if iteration is not None and t["iteration"] != iteration:
-            continue
+    for t in r.trials(find_run(r, run)["id"], iteration):
         rows = tuple(_result({"checkpoint": "trial", "iteration": t["iteration"], **x})
                      for x in (json.loads(t["results"]) if t["results"] else []))
         out.append(Trial(id=t["id"], iteration=t["iteration"], alpha=t["alpha"], drop_rate=t["drop_rate"], seed=t["seed"],

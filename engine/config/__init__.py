@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import importlib
 
-_HOMES = {
-    "checks": ["local_path"],
-    "derived": ["derived_grad_accum", "hf_only_options", "samples_per_temperature", "sft_backend", "sft_step_examples"],
-    "messages": ["int_bounds"],
-    "presets": ["apply_override", "deep_merge", "gather_task_specs", "load_preset"],
+_HOMES = {  # what the rest of the project imports from the package
+    "derived": ["derived_grad_accum", "samples_per_temperature", "sft_backend"],
+    "presets": ["apply_override", "load_preset"],
     "resolver": ["resolve"],
     "resume": ["RESUMABLE_KEYS", "resume_config"],
-    "schema": ["AnalyzeConfig", "EvalConfig", "FilterConfig", "GenerationConfig", "MergeConfig", "MixtureConfig",
-               "ModelConfig", "RunConfig", "SFTConfig", "TasksConfig", "TeacherConfig"],
-    "types": ["ALPHA", "DROP_RATE", "MAX_THREADS", "MAX_WORKERS", "NAME_ALLOWED", "SEED_MAX", "check", "check_alpha",
-              "check_drop_rate", "check_name"],
+    "schema": ["EvalConfig", "RunConfig", "SFTConfig"],
+    "types": ["SEED_MAX", "check_alpha", "check_drop_rate", "check_name"],
     "writing": ["flatten", "to_toml"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}

@@ -1,6 +1,6 @@
 """The value types of the schema: strict scalars, bounded integers, ranges with their own wording
 and choices. A failed check raises PydanticCustomError("imm", ...) carrying the "allowed" text,
-which engine.config.errors turns into the project's "field: got X; allowed: Y"."""
+which engine.config.messages turns into the project's "field: got X; allowed: Y"."""
 from __future__ import annotations
 
 import math
