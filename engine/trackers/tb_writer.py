@@ -6,12 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..results_table import render_markdown
+
 FOLDER = "tensorboard"
-
-
-def markdown_table(columns, rows) -> str:
-    lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + "---|" * len(columns)]
-    return "\n".join(lines + ["| " + " | ".join("" if v is None else str(v) for v in r) + " |" for r in rows])
 
 
 class TensorBoardBackend:
@@ -29,7 +26,8 @@ class TensorBoardBackend:
             self.writer.add_scalar(key, value, step)
 
     def table(self, key: str, columns, rows) -> None:
-        self.writer.add_text(key, markdown_table(columns, rows))
+        self.writer.add_text(key, render_markdown(list(map(str, columns)), [["" if v is None else str(v) for v in r]
+                                                                             for r in rows]))
         self.writer.flush()
 
     def close(self) -> None:
