@@ -16,7 +16,7 @@ from .models import (
     result_order,
 )
 from .reads import (
-    SAMPLE_SETS, layer_stats, list_runs, log_path, progress, read_log, results, run_detail, sample_sets, samples,
+    layer_stats, list_runs, log_path, progress, read_log, results, run_detail, sample_sets, samples,
     sft_steps, system_history, tail_log, trials, verdicts,
 )
 from ..tools import analyze_checkpoints, grade_file, merge_checkpoints, parse_task_spec

@@ -268,9 +268,6 @@ def _jsonl(path: Path) -> list[dict]:
     return out
 
 
-SAMPLE_SETS = ("generated", "kept")
-
-
 def sample_sets(run: str, iteration: int, home=None) -> list[str]:
     """What samples of iteration t are on disk: generated, kept, eval:CHECKPOINT."""
     r = reader(home)

@@ -75,10 +75,6 @@ class Reader(RunQueries):
         except sqlite3.DatabaseError as exc:
             raise BrokenStateError(f"{self.path}: not a readable imm database ({exc})") from None
 
-    def schema_version(self) -> int:
-        rows = self.query("PRAGMA user_version")
-        return next(iter(rows[0].values())) if rows else 0
-
     # ------------------------------------------------------------ rows
     def layer_stats(self, run_id: str) -> list[dict]:
         return self.query("SELECT * FROM layer_stats WHERE run_id = ? ORDER BY iteration, checkpoint, layer", [run_id])
