@@ -24,7 +24,7 @@ def app(tmp_path, monkeypatch) -> ImmApp:
     freeze_clock(monkeypatch)
     monkeypatch.setattr(system.Sampler, "sample",
                         lambda self: system.MachineSample((12.5, 87.5), 6 * system.GIB, 16 * system.GIB, ()))
-    monkeypatch.setattr(system, "POLL_SECONDS", 3600)  # one sample: the history is fixed
+    monkeypatch.setattr(system.SystemScreen, "poll_s", 3600)  # one sample: the history is fixed
     yield ImmApp(make_snapshot_home(tmp_path / HOME_NAME))
     time.tzset()
 

@@ -1,27 +1,24 @@
 """System: CPU per core (/proc/stat), memory (/proc/meminfo) and, where NVML finds NVIDIA GPUs,
 each GPU's utilisation and memory (engine.api.Sampler), with the last HISTORY samples as
-sparklines; sampled once a second in a thread worker. No NVML library, driver or GPU: the GPU
+sparklines; sampled once a second in a thread worker (LivePoll). No NVML library, driver or GPU: the GPU
 section is simply absent. A run's stored history is the run screen's System view (run_system.py)."""
 from __future__ import annotations
 
 from collections import deque
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import Header, Static
 
 from engine.api import MachineSample, Sampler
 
 from ..widgets.footer import ImmFooter
+from ..widgets.live_poll import LivePoll
 from ..widgets.plain import plain
 
 HISTORY = 60
-POLL_SECONDS = 1.0
 GIB = 1024**3
 
 
@@ -63,18 +60,13 @@ class Meter(Static):
         return plain(f"{self.label:<{LABEL_WIDTH}} {spark(self.history, width)}")
 
 
-class SystemScreen(Screen):
+class SystemScreen(LivePoll, Screen):
     BINDINGS = [("escape", "app.pop_screen", "Back")]
-
-    class Sampled(Message):
-        def __init__(self, sample: MachineSample) -> None:
-            super().__init__()
-            self.sample = sample
+    poll_s = 1.0
 
     def __init__(self, sampler: Sampler | None = None) -> None:
         super().__init__()
         self.sampler = sampler or Sampler()
-        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -89,14 +81,14 @@ class SystemScreen(Screen):
         self.query_one("#gpu-title").display = False
 
     def on_screen_resume(self) -> None:
-        self.poll()
+        self.poll_now()
 
-    @work(thread=True, exclusive=True, group="system-poll", exit_on_error=False)
-    def poll(self) -> None:
-        self.post_message(self.Sampled(self.sampler.sample()))
+    def read(self) -> MachineSample:
+        return self.sampler.sample()
 
-    async def on_system_screen_sampled(self, message: Sampled) -> None:
-        s = message.sample
+    async def show(self, s: MachineSample | Exception) -> None:
+        if isinstance(s, Exception):  # the next sample tries again
+            return
         self.query_one("#cpu", Meter).add(s.cpu, f"CPU {s.cpu:5.1f}% ({len(s.cores)} cores)")
         mem = 100.0 * s.mem_used / s.mem_total if s.mem_total else 0.0
         self.query_one("#memory", Meter).add(mem, f"Mem {s.mem_used / GIB:5.1f}/{s.mem_total / GIB:.0f} GiB")
@@ -111,6 +103,3 @@ class SystemScreen(Screen):
             used = 100.0 * gpu.mem_used / gpu.mem_total if gpu.mem_total else 0.0
             scroll.query_one(f"#gpumem-{gpu.index}", Meter).add(
                 used, f"GPU{gpu.index} mem {gpu.mem_used / GIB:5.1f}/{gpu.mem_total / GIB:.0f} GiB")
-        if self._timer is not None:
-            self._timer.stop()
-        self._timer = self.set_timer(POLL_SECONDS, self.poll) if self.is_current else None

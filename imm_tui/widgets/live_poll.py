@@ -2,6 +2,7 @@
 then arm the next read. Reads never overlap, and a hidden tab or a covered screen reads nothing."""
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from textual import work
@@ -28,7 +29,8 @@ class Polled(Message, bubble=False):  # type: ignore[call-arg]  # textual is rea
 
 class LivePoll(_Widget):
     """Mixin for a Widget: define `read()` (runs in a thread; engine.api calls only) and
-    `show(data)` (UI thread; data may be an Exception); call `start_polling()` from on_mount."""
+    `show(data)` (UI thread; data may be an Exception; it may be async, e.g. to mount widgets);
+    call `start_polling()` from on_mount."""
 
     poll_s: float = 2.0
     _poll_timer: Timer | None = None
@@ -36,7 +38,7 @@ class LivePoll(_Widget):
     def read(self) -> Any:
         raise NotImplementedError
 
-    def show(self, data: Any) -> None:  # what read() returned, or the Exception it raised
+    def show(self, data: Any) -> Any:  # what read() returned, or the Exception it raised; None or awaitable
         raise NotImplementedError
 
     def start_polling(self) -> None:
@@ -65,7 +67,9 @@ class LivePoll(_Widget):
             data = exc
         self.post_message(Polled(data))
 
-    def on_polled(self, message: Polled) -> None:
+    async def on_polled(self, message: Polled) -> None:
         message.stop()
-        self.show(message.data)
+        shown = self.show(message.data)
+        if inspect.isawaitable(shown):
+            await shown
         self._arm(self.poll_s)
