@@ -359,7 +359,7 @@ async def test_a_deleted_run_folder_shows_as_missing_and_refuses_work(snap_home,
         shutil.rmtree(folder)
         await until(pilot, lambda: next(r.status for r in screen.runs if r.id == RUN_DONE) == "missing", what="missing")
         pilot.app.open_run(RUN_DONE)
-        await until(pilot, lambda: "is gone" in screen_text(pilot.app), what="the run header")
+        await until(pilot, lambda: "its folder is gone:" in screen_text(pilot.app), what="the run header")
     assert main(["ls", "--home", str(snap_home)]) == 0
     assert any(RUN_DONE in line and "missing" in line for line in capsys.readouterr().out.splitlines())
     assert main(["show", RUN_DONE, "--home", str(snap_home)]) == 0

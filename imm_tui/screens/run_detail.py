@@ -45,7 +45,7 @@ def header_text(s: api.RunSummary) -> Text:
     if s.remote_code:
         text.append(f" · trust_remote_code on ({', '.join(s.remote_code)})", style="bold yellow")
     if s.status == api.RunStatus.MISSING:
-        text.append(f" · its folder {clean(s.run_dir)} is gone", style="red")
+        text.append(f" · its folder is gone: {clean(s.run_dir)}", style="red")  # the words first: a long path is cut
     if s.status == "failed" and s.error:
         text.append(f" · {clean(s.error)}", style="red")
     return text
