@@ -85,7 +85,7 @@ async def test_layers_shows_the_runs_numbers_and_steps_checkpoints(finished_run)
                 await pilot.press("c")
 
 
-async def test_layers_empty_state_then_rows_landing_live(snapshot_home):
+async def test_layers_empty_state_then_rows_landing_live_and_taking_the_keys(snapshot_home):
     from app_fixtures import _layer_rows
 
     app = ImmApp(snapshot_home)
@@ -103,6 +103,10 @@ async def test_layers_empty_state_then_rows_landing_live(snapshot_home):
         await until(pilot, lambda: table.row_count == len(rows), what="the new rows")
         assert not pane.query_one("#layers-empty").display
         assert column(table, 1) == [fmt(r["importance"], False) for r in rows]
+        # the table was hidden while the pane was empty: once shown it has the keys (a: Abs/%)
+        await until(pilot, lambda: app.focused is table, what="the table focused")
+        await pilot.press("a")
+        assert pane.percent and "% of total" in text_of(pane.query_one("#layers-head"))
 
 
 async def test_merge_lab_runs_a_real_trial_and_adopts_it(finished_run, tmp_path):

@@ -9,6 +9,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Header, Static, TabbedContent, TabPane
 
 from engine import api
@@ -49,6 +50,12 @@ def header_text(s: api.RunSummary) -> Text:
     if s.status == "failed" and s.error:
         text.append(f" · {clean(s.error)}", style="red")
     return text
+
+
+def focus_target(pane: Widget) -> Widget | None:
+    """The pane's first widget that can take the keys and is shown: a hidden one (the Layers table
+    of a run without diagnostics) would hold them out of sight, and loses focus once hidden."""
+    return next((w for w in pane.query("*") if w.focusable and all(n.display for n in w.ancestors_with_self)), None)
 
 
 class RunTabPane(TabPane):
@@ -137,6 +144,8 @@ class RunDetailScreen(LivePoll, Screen):
         self.query_one(ProgressPane).show(detail, progress)
         self.query_one(ConfigPane).show(detail)
         self.query_one(SamplesPane).show(detail)
+        if self.app.focused is None and self.is_current:  # a pane hid the widget that had the keys
+            self._focus_pane()
 
     def _say_if_it_ended(self, before: api.RunDetail | None, now: api.RunDetail) -> None:
         """A run that ends while watched says so: done, or failed with the engine's error."""
@@ -171,8 +180,7 @@ class RunDetailScreen(LivePoll, Screen):
         """Focus the first focusable widget of the open tab, so the pane's own keys work at once.
         The open tab, not the one asked for: focus inside another pane would switch back to it
         (a tab key pressed as the screen opened was undone by the mount's focus)."""
-        pane = self.query_one(f"TabPane#{self.query_one(TabbedContent).active}", TabPane)
-        target = next((w for w in pane.query("*") if w.focusable), None)
+        target = focus_target(self.query_one(f"TabPane#{self.query_one(TabbedContent).active}", TabPane))
         if target is not None:
             target.focus(scroll_visible=False)  # the tab opens at its top, whichever widget takes the keys
 
