@@ -15,5 +15,6 @@ def run(args) -> int:
 
     run_id = api.run_detail(args.run_id, home=args.home).summary.id
     pid = api.stop(run_id, home=args.home)
-    print(f"run {run_id}: stop requested; the engine (pid {pid}) stops before its next stage")
+    print(f"run {run_id}: stop requested; the engine (pid {pid}) stops at its next safe point "
+          "(after a chunk, at an SFT checkpoint or between stages)")
     return 0
