@@ -332,3 +332,24 @@ async def test_resume_and_stop_answer_with_the_engines_text(snapshot_home):
         await until(pilot, lambda: any("nothing to stop" in n.message for n in app._notifications))
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, RunDetailScreen), what="the screen to close")
+
+
+async def test_a_filled_table_draws_its_columns_as_wide_as_their_widest_cell_before_it_is_ever_idle():
+    """Textual measures auto-width columns on the table's idle; a frame drawn before that (a busy
+    machine) kept label-wide columns, "ad  arit", in the Samples tab."""
+    from textual.app import App
+
+    from imm_tui.widgets.table_fill import fill
+
+    class One(App):
+        def compose(self):
+            yield DataTable()
+
+    app = One()
+    async with app.run_test(size=(60, 6)) as pilot:
+        table = app.query_one(DataTable)
+        fill(table, [("id", None), ("task", None)], [["add3-0", "arith_add3"], ["mix3-12", "arith_mix3"]])
+        widths = [c.get_render_width(table) - 2 * table.cell_padding for c in table.ordered_columns]
+        assert widths == [7, 10] and table._require_update_dimensions  # not measured yet, already wide
+        await pilot.pause()
+        assert "mix3-12  arith_mix3" in screen_text(app)

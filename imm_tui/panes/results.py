@@ -21,6 +21,7 @@ from engine import api
 
 from ..widgets.live_poll import LivePoll
 from ..widgets.plain import clean, plain
+from ..widgets.table_fill import fill
 
 MARKERS = ("●", "x", "+", "o", "*", "#")  # one per task: lines stay apart in monochrome
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "red")  # one per task, named in the key line
@@ -115,13 +116,9 @@ class ResultsPane(LivePoll, Vertical):
                 + (f" · k: metric ({', '.join(metrics)})" if len(metrics) > 1 else "")
                 + "".join(f" · {table.label(c)} {a.text}" for c, a in table.adopted.items()))
         self.query_one("#results-note", Static).update(note if table.checkpoints else "no results yet")
-        dt = self.query_one(DataTable)
-        dt.clear(columns=True)
-        dt.add_column(Text("checkpoint"), key="checkpoint")
-        for domain, task in table.tasks:
-            dt.add_column(plain(f"{task} {domain.upper()}"), key=task)
-        dt.add_rows([[plain(table.label(c)), *[table.cell(c, t) for _, t in table.tasks]]
-                     for c in table.checkpoints])
+        fill(self.query_one(DataTable),
+             [(Text("checkpoint"), "checkpoint"), *[(plain(f"{task} {domain.upper()}"), task) for domain, task in table.tasks]],
+             [[plain(table.label(c)), *[table.cell(c, t) for _, t in table.tasks]] for c in table.checkpoints])
         self.plot(table)
 
     def plot(self, table: ResultsTable) -> None:

@@ -13,10 +13,12 @@ from textual.widgets import DataTable, Static
 from engine import api
 
 from ..widgets.plain import clean, plain
+from ..widgets.table_fill import fill
 
 CAP = 2000  # rows a page shows (< and > page through the rest)
 VERDICTS = ("all", "correct", "wrong")
 MARK = {True: "✓", False: "✗", None: "·"}
+COLUMNS = ("id", "task", "ok", "kept", "extracted", "gold", "completion")
 
 
 def first_line(s: str, width: int = 60) -> str:
@@ -139,12 +141,10 @@ class SamplesPane(Vertical):
             note = (f"iter {self.iteration}/{self.iterations} · {self.which} ({self.sets.index(self.which or '') + 1}/"
                     f"{len(self.sets)}) · {self.verdict_filter} · task {self.task_filter} · {count}")
         self.query_one("#samples-note", Static).update(clean(note))
-        table = self.query_one(DataTable)
-        table.clear(columns=True)
-        table.add_columns("id", "task", "ok", "kept", "extracted", "gold", "completion")
-        table.add_rows([[plain(s.id), plain(s.task), plain(MARK[s.correct]), plain(MARK[s.kept]),
-                         plain(s.extracted if s.extracted is not None else ""), plain(s.gold),
-                         plain(first_line(s.completion))] for s in self.shown])
+        fill(self.query_one(DataTable), [(label, None) for label in COLUMNS],
+             [[plain(s.id), plain(s.task), plain(MARK[s.correct]), plain(MARK[s.kept]),
+               plain(s.extracted if s.extracted is not None else ""), plain(s.gold),
+               plain(first_line(s.completion))] for s in self.shown])
         self.show_sample(0)
 
     @on(DataTable.RowHighlighted, "#samples-table")
