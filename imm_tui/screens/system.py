@@ -1,4 +1,4 @@
-"""System: CPU per core (/proc/stat), memory (/proc/meminfo) and, where NVML finds NVIDIA GPUs,
+"""System: CPU per core and memory (psutil) and, where NVML finds NVIDIA GPUs,
 each GPU's utilisation and memory (engine.api.Sampler), with the last HISTORY samples as
 sparklines; sampled once a second in a thread worker (LivePoll). No NVML library, driver or GPU: the GPU
 section is simply absent. A run's stored history is the run screen's System view (run_system.py)."""
