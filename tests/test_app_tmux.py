@@ -31,6 +31,11 @@ def tmux(session: str, *args: str) -> str:
     return subprocess.run(["tmux", "-L", session, *args], check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL).stdout
 
 
+# Each session's Textual log (TEXTUAL_LOG): a timed-out wait shows the app's last events with the
+# screen, so a key that never arrived can be told from one that arrived and drew nothing.
+TEXTUAL_LOGS: dict[str, Path] = {}
+
+
 def wait_for_screen(session: str, text: str, timeout: float = 120.0) -> str:
     def shown():
         screen = tmux(session, "capture-pane", "-p", "-t", session)
@@ -38,7 +43,9 @@ def wait_for_screen(session: str, text: str, timeout: float = 120.0) -> str:
     try:
         return wait_until(shown, timeout, f"{text!r} on screen", every=0.2)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; the screen:\n{tmux(session, 'capture-pane', '-p', '-t', session)}") from None
+        log = TEXTUAL_LOGS[session].read_text(errors="replace").splitlines()[-60:]
+        raise AssertionError(f"{exc}; the screen:\n{tmux(session, 'capture-pane', '-p', '-t', session)}\n"
+                             "the app's last events:\n" + "\n".join(log)) from None
 
 
 @contextlib.contextmanager
@@ -46,7 +53,9 @@ def imm_in_tmux(tmp_path: Path, home: Path, **extra_env: str):
     """A tmux session running the installed `imm --home HOME` at 80x24; after it quits, the pane
     shows `imm exited N`."""
     name = f"imm-test-{uuid.uuid4().hex[:8]}"
-    env = {"TERM": "xterm-256color", "TZ": "UTC", "IMM_PRESETS_DIR": str(tmp_path / "presets"), **extra_env}
+    TEXTUAL_LOGS[name] = tmp_path / f"{name}.textual.log"
+    env = {"TERM": "xterm-256color", "TZ": "UTC", "IMM_PRESETS_DIR": str(tmp_path / "presets"),
+           "TEXTUAL_LOG": str(TEXTUAL_LOGS[name]), **extra_env}
     exports = " ".join(f"{k}={v}" for k, v in env.items())
     tmux(name, "new-session", "-d", "-x", "80", "-y", "24", "-s", name,
          f"env {exports} {IMM} --home {home}; echo imm exited $?; sleep 30")
@@ -130,6 +139,36 @@ def test_export_onto_an_existing_file_asks_and_keeps_it_on_no(tmp_path):
         keys(session, "y")
         wait_for_screen(session, "wrote")
         assert target.read_text().startswith("| checkpoint |")
+
+
+def app_pid(session: str) -> int:
+    """The app's process: the pane's shell runs `env ... imm`, which execs imm."""
+    shell = tmux(session, "display-message", "-p", "-t", session, "#{pane_pid}").strip()
+    return int(subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True, check=True).stdout.split()[0])
+
+
+def test_keys_typed_while_the_app_is_stopped_apply_in_the_order_typed(tmp_path):
+    """The app stopped (SIGSTOP) while End, ctrl+u, a path and Enter are typed into the export
+    dialog, as keys queue up behind a busy machine: once it runs again the path is written. Textual
+    ran the field's ctrl+u after the characters typed behind it, so the path was deleted and the
+    field stayed empty (textual#6605)."""
+    target = tmp_path / "r.md"
+    with imm_in_tmux(tmp_path, make_snapshot_home(tmp_path / "home")) as session:
+        wait_for_screen(session, f"{RUN_INTERRUPTED} ·")
+        keys(session, "e")
+        wait_for_screen(session, "Results as Markdown")
+        keys(session, "Tab")
+        wait_for_screen(session, "┃  ./")
+        pid = app_pid(session)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            keys(session, "End", "C-u")
+            text(session, str(target))
+            keys(session, "Enter")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_for_screen(session, "wrote")
+    assert target.read_text().startswith("| checkpoint |")
 
 
 def test_an_adopted_trial_is_marked_in_config_results_and_export(tmp_path):
