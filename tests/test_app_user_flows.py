@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from textual import events
 
 from app_fixtures import RUN_DONE, freeze_clock, make_snapshot_home
 from app_helpers import screen_text, until
@@ -23,7 +24,7 @@ from engine.runstate.store import Store
 from imm_tui.app import ImmApp
 from imm_tui.cli import main
 from imm_tui.panes.config import ConfigPane
-from imm_tui.screens.export import CHOICES, ExportScreen
+from imm_tui.screens.export import CHOICES, HINT, ExportScreen
 from imm_tui.screens.new_run import NewRunScreen, field_id
 from imm_tui.screens.runs import RunsScreen
 from imm_tui.widgets.dialogs import ConfirmScreen, PresetNameScreen
@@ -174,6 +175,33 @@ async def test_export_takes_the_format_from_the_extension_and_enter_writes(snap_
         await until(pilot, lambda: ".json" in str(screen.query_one("#export-result").render()), what="the mismatch")
         assert "allowed: a .csv path" in str(screen.query_one("#export-result").render())
         assert not (tmp_path / "layers.json").exists()
+
+
+def send_together(pilot, keys: list[str]) -> None:
+    """Keys handed to the app as a terminal's driver hands them, all before it handles the first
+    (as they queue up on a busy machine); pilot.press waits for each."""
+    names = {"/": "slash", ".": "full_stop", "-": "minus", "_": "underscore"}
+    for key in keys:
+        event = events.Key(names.get(key, key), key if len(key) == 1 else None)
+        event.set_sender(pilot.app)
+        pilot.app._driver.send_message(event)
+
+
+async def test_export_path_keys_sent_together_apply_in_the_order_typed(snap_home, tmp_path):
+    """End, ctrl+u, a path and enter arriving together: ctrl+u empties the field before the path is
+    typed and enter writes that path. Textual ran an Input's bound keys only once they had bubbled
+    up to the app, after the characters behind them: ctrl+u deleted the typed path, enter found an
+    empty field (textual#6605; seen in tmux under load)."""
+    async with ImmApp(snap_home).run_test(size=(80, 24)) as pilot:
+        screen = await open_export(pilot, snap_home)
+        path = screen.query_one("#export-path")
+        await pilot.press("tab")
+        await until(pilot, lambda: pilot.app.focused is path, what="the path focused")
+        typed = tmp_path / "r.md"
+        send_together(pilot, ["end", "ctrl+u", *str(typed), "enter"])
+        await until(pilot, lambda: str(screen.query_one("#export-result").render()) != HINT, what="an answer")
+        assert path.value == str(typed)
+        assert str(screen.query_one("#export-result").render()) == f"wrote {typed}"
 
 
 async def test_export_focus_and_chosen_format_are_seen_without_colour(snap_home, monkeypatch):

@@ -18,11 +18,13 @@ from engine.errors import UserError
 
 from ..widgets.dialogs import ConfirmScreen
 from ..widgets.plain import plain
+from ..widgets.text_input import TextInput
 
 # (what, format, label); layer data, the SFT curves and the system history exist as CSV only.
 CHOICES = (("results", "md", "Results as Markdown"), ("results", "csv", "Results as CSV"),
            ("results", "json", "Results as JSON"), ("layers", "csv", "Layer data as CSV"),
            ("curves", "csv", "SFT curves (every optimizer step) as CSV"), ("system", "csv", "System history as CSV"))
+HINT = "enter or ctrl+s writes the file; escape closes"
 
 
 def default_path(run_id: str, what: str, fmt: str) -> str:
@@ -104,8 +106,8 @@ class ExportScreen(ModalScreen[str | None]):
             with FormatChoice(id="export-choice"):
                 for i, (_, _, label) in enumerate(CHOICES):
                     yield FormatButton(label, value=i == 0, id=f"choice-{i}")
-            yield Input(default_path(self.run_id, *CHOICES[0][:2]), id="export-path")
-            yield Static("enter or ctrl+s writes the file; escape closes", id="export-result", markup=False)
+            yield TextInput(default_path(self.run_id, *CHOICES[0][:2]), id="export-path")
+            yield Static(HINT, id="export-result", markup=False)
             with Horizontal():
                 yield Button("Export", id="export", variant="primary", compact=True)
                 yield Button("Close", id="close", compact=True)

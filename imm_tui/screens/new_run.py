@@ -26,6 +26,7 @@ from engine.errors import UserError
 from ..widgets.dialogs import ConfirmScreen, PresetNameScreen
 from ..widgets.footer import ImmFooter
 from ..widgets.plain import plain
+from ..widgets.text_input import TextInput
 
 DEFAULT_PRESET = "tiny-arith"
 VALIDATE_AFTER = 0.3  # seconds of no typing before the engine checks the form
@@ -131,11 +132,11 @@ class NewRunScreen(Screen):
                 for path, label in FIELDS:
                     with Horizontal(classes="field"):
                         yield Label(label, classes="field-label")
-                        yield Input(id=field_id(path), compact=True)
+                        yield TextInput(id=field_id(path), compact=True)
                     yield Static(id="e-" + field_id(path), classes="field-error", markup=False)
                 with Horizontal(classes="field"):
                     yield Label("More (--set)", classes="field-label")
-                    yield Input(id=field_id(EXTRA), compact=True, placeholder="key=value; key=value")
+                    yield TextInput(id=field_id(EXTRA), compact=True, placeholder="key=value; key=value")
                 yield Static(id="e-" + field_id(EXTRA), classes="field-error", markup=False)
                 with Horizontal(id="new-run-buttons"):
                     yield Button("Launch ^r", id="launch", variant="success", compact=True)

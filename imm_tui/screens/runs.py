@@ -22,6 +22,7 @@ from ..widgets.fmt import STATUS_STYLE, duration, percent, when
 from ..widgets.footer import ImmFooter
 from ..widgets.live_poll import LivePoll
 from ..widgets.plain import plain
+from ..widgets.text_input import TextInput
 
 COLUMNS = [("mark", " "), ("id", "Run"), ("status", "Status"), ("stage", "Stage"), ("best_id", "ID p@1"),
            ("best_ood", "OOD p@1"), ("verdict", "Verdict"), ("elapsed", "Elapsed"), ("started", "Started"),
@@ -137,7 +138,7 @@ class RunsScreen(LivePoll, Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter: id, name, preset, method, status", id="filter", compact=True)
+        yield TextInput(placeholder="filter: id, name, preset, method, status", id="filter", compact=True)
         yield Static(id="welcome", markup=False)
         yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static(id="run-info", markup=False)

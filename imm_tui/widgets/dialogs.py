@@ -14,6 +14,7 @@ from engine import api
 from engine.errors import UserError
 
 from .plain import clean, plain
+from .text_input import TextInput
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -61,7 +62,7 @@ class PromptScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box"):
             yield Label(plain(self.title_text), classes="dialog-text")
-            yield Input(self.value, placeholder=self.placeholder, compact=True, id="prompt")
+            yield TextInput(self.value, placeholder=self.placeholder, compact=True, id="prompt")
             yield Static(id="prompt-error", classes="field-error", markup=False)
 
     def on_mount(self) -> None:

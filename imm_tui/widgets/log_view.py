@@ -17,6 +17,7 @@ from engine import api
 
 from .live_poll import LivePoll
 from .plain import clean
+from .text_input import TextInput
 
 WINDOW = 5000  # lines kept in view
 MATCH = Style(reverse=True, bold=True)  # visible in 16 colours and NO_COLOR alike
@@ -107,7 +108,7 @@ class LogView(LivePoll, Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", id="log-state", markup=False)
         yield TailLog(max_lines=self.window, id="log")
-        yield Input(placeholder="search the log (Enter finds, Escape closes)", id="log-search")
+        yield TextInput(placeholder="search the log (Enter finds, Escape closes)", id="log-search")
 
     @property
     def log(self) -> TailLog:
