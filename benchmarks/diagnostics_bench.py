@@ -10,7 +10,7 @@
     seconds and peak GPU memory at each analyze.batch_size (nothing of (a) or (b)).
 
 Usage: .venv/bin/python benchmarks/diagnostics_bench.py [--repeats 15] [--threads 1] [--gpu 8,16]
-Writes benchmarks/out/diagnostics_bench.json.
+Writes benchmarks/out/diagnostics_bench.json (with --gpu: diagnostics_gpu_bench.json).
 """
 from __future__ import annotations
 

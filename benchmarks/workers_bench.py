@@ -45,7 +45,7 @@ def main() -> None:
 
     folder = Path(args.checkpoint)
     if not (folder / "config.json").exists():
-        make_checkpoint("0.5b", folder, "cuda")
+        make_checkpoint("0.5B", folder, "cuda")
     gen = HFGenerator(folder, "cuda", torch.bfloat16, batch_size=CHUNK)
     prompts = prompts_of(192, 300)
     tasks = {name: (get_task(name), "id" if i == 0 else "ood") for i, name in enumerate(["arith_add3", "arith_add4", "arith_mix3"])}
