@@ -115,6 +115,39 @@ def test_a_stage_and_an_adoption_are_recorded_all_or_nothing(tmp_path):
     assert stages[(1, "merge")]["info"] is None and store.metrics(run_id) == []
 
 
+def test_a_stage_start_that_reads_then_writes_is_not_failed_by_another_connections_commit(tmp_path, monkeypatch):
+    """start_stage reads the stage's row, then writes it. Another connection of the same home (the
+    system-history thread, a sweep, `imm stop`) committing in between failed it with "database
+    is locked" at once, whatever the busy timeout (WAL's BUSY_SNAPSHOT; a stage failed so under
+    load). Now the transaction holds the write lock from its start: the other commit waits."""
+    import sqlite_utils
+
+    from engine.config import resolve
+    from engine.runstate.plan import create_run
+    from engine.runstate.store import Store
+
+    store = Store(tmp_path / "home")
+    run_id, _ = create_run(store, resolve(TINY_PRESET, FAST), str(TINY_PRESET))
+    other = Store.another_connection(tmp_path / "home")
+    other.db.execute("PRAGMA busy_timeout = 50")  # its commit is refused soon instead of waiting 10 s
+    real_get = sqlite_utils.db.Table.get
+    refused = []
+
+    def get_then_other_commits(table, key):  # between start_stage's read and its write
+        row = real_get(table, key)
+        if table.db is store.db and table.name == "stages":
+            try:
+                other.update_run(run_id, status="stopping")
+            except sqlite3.OperationalError as exc:
+                refused.append(str(exc))
+        return row
+
+    monkeypatch.setattr(sqlite_utils.db.Table, "get", get_then_other_commits)
+    store.start_stage(run_id, 0, "eval")
+    assert refused and set(refused) == {"database is locked"}  # it waited behind the write lock (get runs twice)
+    assert [s["status"] for s in store.stages(run_id) if (s["iteration"], s["stage"]) == (0, "eval")] == ["running"]
+
+
 def test_the_writer_sets_synchronous_full_even_where_wal_defaults_to_normal(tmp_path, monkeypatch):
     """synchronous = FULL on the engine's connection (SQLite then syncs the WAL at every commit, so
     a commit survives a power loss), also where the SQLite build makes WAL mode default to NORMAL

@@ -10,10 +10,11 @@ trials for the sweep worker.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import sqlite_utils
@@ -187,16 +188,36 @@ class Store(RunQueries):
         store.db.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
         return store
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction, all or nothing, begun IMMEDIATE: it takes the write lock at its
+        start, waiting up to the busy timeout. sqlite-utils' atomic() begins a deferred one, which
+        reads under a snapshot and fails at its first write with "database is locked", at once and
+        whatever the timeout, when another connection committed in between (WAL's BUSY_SNAPSHOT:
+        the system-history thread, a sweep, `imm stop`); a stage failed so under load. Nested: a
+        savepoint of the open one."""
+        if self.db.conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.conn.rollback()
+            raise
+        self.db.conn.commit()
+
     def _migrate(self, version: int) -> None:
         for target in range(version, len(MIGRATIONS)):
-            with self.db.atomic():
+            with self.transaction():
                 MIGRATIONS[target](self.db)
                 self.db.execute(f"PRAGMA user_version = {target + 1}")
 
     # ------------------------------------------------------------ runs
     def create_run(self, run: dict, plan: Sequence[tuple[int, str]]) -> None:
         """Insert a run and its whole stage plan in one transaction."""
-        with self.db.atomic():
+        with self.transaction():
             self.db["runs"].insert({**run, "created": now(), "updated": now()})
             self.db["stages"].insert_all(
                 {"run_id": run["id"], "ord": i, "iteration": it, "stage": st, "status": StageStatus.PENDING}
@@ -207,18 +228,18 @@ class Store(RunQueries):
         return list(self.db.query(sql, args))
 
     def update_run(self, run_id: str, **fields) -> None:
-        with self.db.atomic():
+        with self.transaction():
             self.db["runs"].update(run_id, {**fields, "updated": now()})
 
     # ------------------------------------------------------------ stages
     def set_stage(self, run_id: str, iteration: int, stage: str, **fields) -> None:
-        with self.db.atomic():
+        with self.transaction():
             self.db["stages"].update((run_id, iteration, stage), fields)
 
     def start_stage(self, run_id: str, iteration: int, stage: str) -> None:
         """Mark a stage running from now, adding what its earlier attempt took to `spent`: until
         it was stopped (ended), or, for an engine killed in it, until its last progress row."""
-        with self.db.atomic():
+        with self.transaction():
             row = self.db["stages"].get((run_id, iteration, stage))
             spent = row.get("spent") or 0.0
             if row["started"] is not None:
@@ -235,7 +256,7 @@ class Store(RunQueries):
                      info: dict | None = None, rows: dict[str, list[dict]] | None = None) -> None:
         """Record a stage's rows (table -> rows: metrics, layer_stats, verdicts) and mark it done
         in one transaction: all or nothing."""
-        with self.db.atomic():
+        with self.transaction():
             for table, table_rows in (rows or {}).items():
                 if table_rows:
                     self.db[table].upsert_all([{"run_id": run_id, **r} for r in table_rows], pk=ROW_KEYS[table])
@@ -248,7 +269,7 @@ class Store(RunQueries):
     # ------------------------------------------------------------ progress inside a stage
     def set_progress(self, run_id: str, iteration: int, stage: str, **fields) -> None:
         """Upsert the stage's progress row (callers coalesce: see progress.ProgressReporter)."""
-        with self.db.atomic():
+        with self.transaction():
             self.db["progress"].upsert({"run_id": run_id, "iteration": iteration, "stage": stage, **fields,
                                         "updated": now()}, pk=("run_id", "iteration", "stage"))
 
@@ -291,7 +312,7 @@ class Store(RunQueries):
     def queue_trials(self, run_id: str, iteration: int, specs: list[dict]) -> list[int]:
         """Queue trials (alpha, drop_rate, seed, subset, keep_weights) for the sweep worker."""
         ids = []
-        with self.db.atomic():
+        with self.transaction():
             for spec in specs:
                 row = {"run_id": run_id, "iteration": iteration, "alpha": spec["alpha"], "drop_rate": spec["drop_rate"],
                        "seed": spec["seed"], "subset": spec["subset"], "weights": "keep" if spec["keep_weights"] else None,
@@ -301,7 +322,7 @@ class Store(RunQueries):
 
     def claim_trial(self, run_id: str) -> dict | None:
         """The oldest queued trial of the run, marked running; None when the queue is empty."""
-        with self.db.atomic():
+        with self.transaction():
             rows = list(self.db["sweeps"].rows_where("run_id = ? AND status = 'queued'", [run_id], order_by="id", limit=1))
             if not rows:
                 return None
@@ -309,17 +330,17 @@ class Store(RunQueries):
         return {**rows[0], "status": TrialStatus.RUNNING}
 
     def finish_trial(self, trial_id: int, results: list[dict], seconds: float, weights: str | None) -> None:
-        with self.db.atomic():
+        with self.transaction():
             self.db["sweeps"].update(trial_id, {"status": "done", "results": json.dumps(results), "seconds": seconds,
                                                 "weights": weights, "error": None})
 
     def fail_trial(self, trial_id: int, error: str) -> None:
-        with self.db.atomic():
+        with self.transaction():
             self.db["sweeps"].update(trial_id, {"status": TrialStatus.FAILED, "error": error})
 
     def requeue_running_trials(self, run_id: str) -> None:
         """Trials a killed worker left running go back to the queue."""
-        with self.db.atomic():
+        with self.transaction():
             self.db.execute("UPDATE sweeps SET status = 'queued' WHERE run_id = ? AND status = 'running'", [run_id])
 
     def adopt_trial(self, run_id: str, iteration: int, trial_id: int, merge_info: dict,
@@ -327,7 +348,7 @@ class Store(RunQueries):
         """Make a trial the iteration's merge in one transaction: its merge stage info and metrics
         change; the `reset` stages (all that depend on the merge) go back to pending, and the rows
         they wrote (later iterations' metrics, this and later iterations' diagnostics) go."""
-        with self.db.atomic():
+        with self.transaction():
             self.db.execute("UPDATE sweeps SET adopted = (id = ?) WHERE run_id = ? AND iteration = ?",
                             [trial_id, run_id, iteration])
             self.db["stages"].update((run_id, iteration, Stage.MERGE), {"info": json.dumps(merge_info)})
