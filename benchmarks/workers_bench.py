@@ -6,9 +6,11 @@ Workload: a random-weight Qwen2.5-0.5B-shaped bf16 checkpoint (benchmarks/genera
 generation: 192 prompts of about 300 characters, k = 3 over temperatures 0.2 / 0.4 / 0.6 (one
 sample each), 256 new tokens forced (random weights never stop), chunks of 64; evaluation:
 evaluate_tasks on arith_add3 / arith_add4 / arith_mix3, 128 questions each, greedy, 256 new
-tokens, chunks of 64. One warm-up pass, then --repeats timed passes of each.
+tokens, chunks of 64. One warm-up pass, then --repeats timed passes of each. `--kernels torch`
+runs the fast decoder's step on SDPA and torch sampling where the tree has Triton kernels (to tell
+the chunk dealing's cost from the kernels').
 
-    python benchmarks/workers_bench.py --root TREE [--label NAME] [--out FILE.json]
+    python benchmarks/workers_bench.py --root TREE [--label NAME] [--kernels torch] [--out FILE.json]
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ def main() -> None:
     parser.add_argument("--label", default="")
     parser.add_argument("--checkpoint", default="/tmp/workers-bench-0.5b")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--kernels", choices=["auto", "torch"], default="auto")
     parser.add_argument("--out")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(args.root).resolve()))
@@ -47,6 +50,9 @@ def main() -> None:
     if not (folder / "config.json").exists():
         make_checkpoint("0.5B", folder, "cuda")
     gen = HFGenerator(folder, "cuda", torch.bfloat16, batch_size=CHUNK)
+    decoder = getattr(gen, "decoder", None)
+    if args.kernels == "torch" and hasattr(decoder, "kernels"):
+        decoder.kernels = "torch"
     prompts = prompts_of(192, 300)
     tasks = {name: (get_task(name), "id" if i == 0 else "ood") for i, name in enumerate(["arith_add3", "arith_add4", "arith_mix3"])}
     eval_cfg = EvalConfig(max_new_tokens=NEW, batch_size=CHUNK)
@@ -75,7 +81,7 @@ def main() -> None:
             torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         rows[name] = {"seconds": [round(t, 2) for t in times], "tokens_per_s": round(tokens / min(times))}
-    result = {"label": args.label or args.root, "card": torch.cuda.get_device_name(), "rows": rows}
+    result = {"label": args.label or args.root, "kernels": getattr(decoder, "kernels", "torch"), "card": torch.cuda.get_device_name(), "rows": rows}
     print(json.dumps(result), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
