@@ -16,6 +16,7 @@ from engine import api
 from ..widgets.layer_chart import LayerChart, key
 from ..widgets.live_poll import LivePoll
 from ..widgets.plain import plain
+from ..widgets.table_fill import fill
 
 # Module views: the layer totals, or the sum over the modules whose name holds the key.
 MODULE_VIEWS = (("all modules", None), ("attention", "attn"), ("MLP", "mlp"))
@@ -112,7 +113,6 @@ class LayersPane(LivePoll, Vertical):
         yield Static("", id="layers-empty", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("layer", "importance", "Δ weight")
         self.start_polling()
 
     def read(self) -> LayersData:
@@ -170,9 +170,9 @@ class LayersPane(LivePoll, Vertical):
                                         self.percent, f"{label}: importance vs weight change ({scale}, {view_name})")
         table = self.query_one(DataTable)
         row = table.cursor_row
-        table.clear()
-        table.add_rows([(Text(str(n), justify="right"), Text(fmt(i, self.percent), justify="right"),
-                         Text(fmt(c, self.percent), justify="right")) for n, i, c in rows])
+        fill(table, [(label, None) for label in ("layer", "importance", "Δ weight")],
+             [(Text(str(n), justify="right"), Text(fmt(i, self.percent), justify="right"),
+               Text(fmt(c, self.percent), justify="right")) for n, i, c in rows])
         if rows:
             table.move_cursor(row=min(row, len(rows) - 1))
 

@@ -19,6 +19,7 @@ from ..widgets.dialogs import ConfirmScreen, PromptScreen
 from ..widgets.fmt import STATUS_STYLE
 from ..widgets.live_poll import LivePoll
 from ..widgets.plain import plain
+from ..widgets.table_fill import fill
 
 STEP = 0.1
 GRID_ALPHAS = [round(STEP * i, 1) for i in range(1, 10)]  # g queues these at the current p
@@ -49,6 +50,16 @@ def trial_metrics(t: api.Trial) -> dict[str, float]:
 
 def value(v: float | None) -> str:
     return "" if v is None else f"{v:.1f}"
+
+
+def trial_row(t: api.Trial) -> tuple[Text, ...]:
+    m = trial_metrics(t)
+    return (Text(str(t.id), justify="right"), Text(f"{t.alpha:g}"), Text(f"{t.drop_rate:g}"),
+            Text(t.status, style=STATUS_STYLE.get(t.status, "")),
+            Text(value(m.get("ID")), justify="right"), Text(value(m.get("OOD mean")), justify="right"),
+            Text(str(t.subset or "all"), justify="right"),
+            Text("" if t.seconds is None else f"{t.seconds:.0f}", justify="right"),
+            Text("✓ adopted" if t.adopted else ""))
 
 
 class TrialTable(DataTable):
@@ -105,10 +116,9 @@ class MergeLabPane(LivePoll, Vertical):
         yield Static("", id="lab-detail", markup=False)
         with Horizontal(id="lab-charts"):
             yield PlotextPlot(id="lab-plot")
-            yield AlphaGrid()
+            yield AlphaGrid(id="lab-grid")
 
     def on_mount(self) -> None:
-        self.query_one(TrialTable).add_columns("id", "α", "p", "status", "ID", "OOD", "n", "secs", "adopted")
         self.start_polling()
 
     # ------------------------------------------------------------ data
@@ -173,16 +183,8 @@ class MergeLabPane(LivePoll, Vertical):
         table = self.query_one(TrialTable)
         keep = self.highlighted()
         trials = self.trials()
-        table.clear()
-        for t in trials:
-            m = trial_metrics(t)
-            table.add_row(
-                Text(str(t.id), justify="right"), Text(f"{t.alpha:g}"), Text(f"{t.drop_rate:g}"),
-                Text(t.status, style=STATUS_STYLE.get(t.status, "")),
-                Text(value(m.get("ID")), justify="right"), Text(value(m.get("OOD mean")), justify="right"),
-                Text(str(t.subset or "all"), justify="right"),
-                Text("" if t.seconds is None else f"{t.seconds:.0f}", justify="right"),
-                Text("✓ adopted" if t.adopted else ""), key=str(t.id))
+        fill(table, [(label, None) for label in ("id", "α", "p", "status", "ID", "OOD", "n", "secs", "adopted")],
+             [trial_row(t) for t in trials], keys=[str(t.id) for t in trials])
         if keep is not None and any(t.id == keep.id for t in trials):
             table.move_cursor(row=table.get_row_index(str(keep.id)))
         self.render_detail()

@@ -19,6 +19,7 @@ from engine import api
 from ..widgets.live_poll import LivePoll
 from ..widgets.plain import plain
 from ..widgets.stage_timeline import duration
+from ..widgets.table_fill import fill
 
 GIB = 1024**3
 IDLE_PCT = 5.0  # a GPU below this utilisation counts as idle in a sample
@@ -130,16 +131,13 @@ class SystemHistoryPane(LivePoll, Vertical):
                               + f" · a GPU under {IDLE_PCT:g}% counts as idle"))
         all_spans = spans(data)
         self.plot(all_spans, gpus)
-        table = self.query_one(DataTable)
-        table.clear(columns=True)
         columns = ["stage", "time", "CPU avg %", "CPU max %", "mem GiB"]
         for i in gpus:
             columns += [f"GPU{i} %", f"GPU{i} idle %", f"GPU{i} GiB"]
-        for c in columns:
-            table.add_column(Text(c))
         last = {(s.iteration, s.stage): n for n, s in enumerate(all_spans)}  # a resumed stage: its time once
-        table.add_rows([stage_row(s, gpus, seconds.get((s.iteration, s.stage)) if last[s.iteration, s.stage] == n else None)
-                        for n, s in enumerate(all_spans)])
+        fill(self.query_one(DataTable), [(Text(c), None) for c in columns],
+             [stage_row(s, gpus, seconds.get((s.iteration, s.stage)) if last[s.iteration, s.stage] == n else None)
+              for n, s in enumerate(all_spans)])
 
     def plot(self, all_spans: list[StageSpan], gpus: list[int]) -> None:
         plot = self.query_one(PlotextPlot)

@@ -17,6 +17,7 @@ from engine import api
 
 from ..widgets.footer import ImmFooter
 from ..widgets.plain import plain
+from ..widgets.table_fill import fill
 
 
 def diff_text(value: float | None, first: float | None, n: int | None = None) -> Text:
@@ -89,28 +90,24 @@ class CompareScreen(Screen):
         for s in c.runs:
             for r in c.results[s.id]:
                 rows.setdefault((api.result_order(r.checkpoint, r.domain, r.task, r.metric), r.label), {})[s.id] = r
-        table = self.query_one("#compare-results", DataTable)
-        table.clear(columns=True)
-        table.add_columns("checkpoint", "task", "metric", *names)
         first = c.runs[0].id
         uneven = False
+        results = []
         for ((_, ood, task, metric), label), found in sorted(rows.items()):
             values = {run_id: r.value for run_id, r in found.items()}
             apart = len({r.n for r in found.values()}) > 1  # measured on different question counts
             uneven |= apart
-            table.add_row(plain(label), plain(f"{task} ({'ood' if ood else 'id'})"), plain(metric),
-                          *[diff_text(values.get(s.id), None if apart or not i else values.get(first),
-                                      found[s.id].n if apart and s.id in found else None)
-                            for i, s in enumerate(c.runs)])
+            results.append([plain(label), plain(f"{task} ({'ood' if ood else 'id'})"), plain(metric),
+                            *[diff_text(values.get(s.id), None if apart or not i else values.get(first),
+                                        found[s.id].n if apart and s.id in found else None)
+                              for i, s in enumerate(c.runs)]])
+        fill(self.query_one("#compare-results", DataTable),
+             [(label, None) for label in ("checkpoint", "task", "metric", *names)], results)
         self.query_one("#compare-results-title", Static).update(
             "Results (pass@k %, change against run 1)" + (
                 " · some rows were measured on different question counts (n): those show each n and no change"
                 if uneven else ""))
 
-        config = self.query_one("#compare-config", DataTable)
-        config.clear(columns=True)
-        config.add_columns("key", *names)
-        if not c.config_diff:
-            config.add_row(plain("(the configs are the same)"), *[""] * len(names))
-        for key, per_run in c.config_diff.items():
-            config.add_row(plain(key), *[plain(config_value(v)) for v in per_run])
+        config = [[plain(key), *[plain(config_value(v)) for v in per_run]] for key, per_run in c.config_diff.items()]
+        fill(self.query_one("#compare-config", DataTable), [(label, None) for label in ("key", *names)],
+             config or [[plain("(the configs are the same)"), *[""] * len(names)]])

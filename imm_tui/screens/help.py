@@ -10,6 +10,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Input, Label, TabPane
 
 from ..widgets.plain import plain
+from ..widgets.table_fill import fill
 
 
 def where(node) -> str:
@@ -52,6 +53,6 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(classes="dialog-box help-box"):
             yield Label(plain("Keys (escape closes; ctrl+p finds any command by name)"), classes="dialog-text")
             table = DataTable(cursor_type="row", id="keys")
-            table.add_columns("Key", "Does", "Where")
-            table.add_rows([plain(k), plain(d), plain(w)] for k, d, w in self.rows())
+            fill(table, [(label, None) for label in ("Key", "Does", "Where")],
+                 [[plain(k), plain(d), plain(w)] for k, d, w in self.rows()])
             yield table

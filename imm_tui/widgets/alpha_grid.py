@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
+from .table_fill import fill
+
 # Backgrounds from the 16 ANSI colours (they survive TERM=screen and 16-colour terminals).
 HEAT = ("white on red", "black on yellow", "black on green", "black on bright_green")
 
@@ -25,16 +27,11 @@ class AlphaGrid(DataTable):
         super().__init__(show_cursor=False, **kw)
 
     def show(self, cells: dict[tuple[float, float], float | str]) -> None:
-        self.clear(columns=True)
         alphas = sorted({a for a, _ in cells})
         drops = sorted({p for _, p in cells})
-        if not cells:
-            return
         values = [v for v in cells.values() if isinstance(v, float)]
         low, high = (min(values), max(values)) if values else (0.0, 0.0)
-        self.add_column(Text("α \\ p", style="bold"))
-        for p in drops:
-            self.add_column(Text(f"{p:g}", style="bold", justify="right"))
+        rows = []
         for a in alphas:
             row = [Text(f"{a:g}", style="bold")]
             for p in drops:
@@ -44,4 +41,6 @@ class AlphaGrid(DataTable):
                     row.append(Text(f"{v:5.1f}{mark}", style=heat_style(v, low, high), justify="right"))
                 else:
                     row.append(Text(v or "", justify="right"))
-            self.add_row(*row)
+            rows.append(row)
+        columns = [Text("α \\ p", style="bold"), *(Text(f"{p:g}", style="bold", justify="right") for p in drops)]
+        fill(self, [(label, None) for label in columns] if cells else [], rows)
