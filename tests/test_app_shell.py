@@ -137,6 +137,21 @@ async def test_empty_home_hint_keeps_its_command_whole_at_80_columns(tmp_path):
     home.parent.rmdir()  # the app created nothing in it
 
 
+async def test_an_empty_home_offers_only_the_keys_that_act_and_the_rest_come_with_the_first_run(tmp_path, monkeypatch):
+    freeze_clock(monkeypatch)
+    home = tmp_path / "home"
+    async with ImmApp(home).run_test(size=(80, 24)) as pilot:
+        footer = lambda: screen_text(pilot.app).splitlines()[-1]  # noqa: E731
+        await until(pilot, lambda: "imm run" in screen_text(pilot.app), what="the empty home's hint")
+        assert "n New" in footer()
+        for word in ("Resume", "Stop", "Mark", "Compare", "Export", "Filter"):
+            assert word not in footer(), footer()
+        await pilot.press("r", "s", "space", "c", "e")
+        assert not pilot.app._notifications and isinstance(pilot.app.screen, RunsScreen)
+        make_snapshot_home(home)  # runs arrive (as from an engine started elsewhere)
+        await until(pilot, lambda: "r Resume" in footer() and "space Mark" in footer(), what="the run keys in the footer")
+
+
 async def test_live_refresh_keeps_the_cursor(snap_home, monkeypatch):
     from engine.runstate.store import Store
 

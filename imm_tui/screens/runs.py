@@ -127,6 +127,7 @@ class RunsScreen(LivePoll, Screen):
     ]
 
     poll_s = 1.0
+    ON_A_RUN = {"resume", "stop", "mark", "compare", "export", "filter"}  # hidden while the home has none
 
     def __init__(self) -> None:
         super().__init__()
@@ -158,6 +159,8 @@ class RunsScreen(LivePoll, Screen):
         if isinstance(runs, Exception):
             self.query_one("#run-info", Static).update(plain(f"error: {runs}", "bold red"))
         else:
+            if bool(runs) != bool(self.runs):
+                self.refresh_bindings()
             self.runs = runs
             self.draw()
 
@@ -227,6 +230,9 @@ class RunsScreen(LivePoll, Screen):
         self.query_one("#run-info", Static).update(plain(about(run) if run else ""))
 
     # ------------------------------------------------------------ keys
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return bool(self.runs) or action not in self.ON_A_RUN
+
     @on(DataTable.RowSelected)
     def open_selected(self, event: DataTable.RowSelected) -> None:
         self.app.open_run(event.row_key.value)
@@ -234,7 +240,7 @@ class RunsScreen(LivePoll, Screen):
     def _with_run(self, action) -> None:
         run_id = self.current_id()
         if run_id is None:
-            self.notify("No run here yet: press n to start one.", severity="warning")
+            self.notify("No run shown: the filter matches none (escape clears it).", severity="warning")
         else:
             action(run_id)
 
