@@ -190,34 +190,39 @@ def fmt_ci(lo: float, hi: float) -> str:
 
 
 def figure(runs: dict, ood: list[str], in_domain: str) -> str:
-    """A text chart (plotext, as the app draws): in-domain and mean out-of-domain accuracy per
-    iteration, each method's carried model (IMM: Merge_t; vanilla, mixture: SFT_t)."""
+    """A text chart (plotext, as the app draws): in-domain accuracy above, mean out-of-domain accuracy
+    below (each panel on its own scale: the OOD differences are a few points), per iteration, each
+    method's carried model (IMM: Merge_t; vanilla, mixture: SFT_t). The key is printed under the
+    chart, where no line can hide it."""
     import plotext as plt
 
     plt.clear_figure()
-    plt.plotsize(78, 22)
+    plt.subplots(2, 1)
+    plt.plotsize(78, 30)
     plt.clear_color()
     carried = {"imm": "merge", "vanilla": "sft", "mixture": "sft"}
-    markers = {"imm": ("I", "i"), "vanilla": ("V", "v"), "mixture": ("M", "m")}
-    for method, run in runs.items():
-        xs, ids, oods = [], [], []
-        for t in range(0, 10):
-            checkpoint = "base" if t == 0 else f"{carried[method]}{t}"
-            marks = run["answers"].get(checkpoint)
-            if not marks or any(task not in marks for task in ood + [in_domain]):
-                continue
-            xs.append(t)
-            ids.append(100 * sum(marks[in_domain].values()) / len(marks[in_domain]))
-            oods.append(sum(100 * sum(marks[task].values()) / len(marks[task]) for task in ood) / len(ood))
-        if xs:
-            plt.plot(xs, ids, marker=markers[method][0], label=f"{method} in-domain ({in_domain})")
-            plt.plot(xs, oods, marker=markers[method][1], label=f"{method} OOD mean")
-    plt.xticks([0, 1, 2, 3], ["Base", "1", "2", "3"])
-    plt.xlabel("iteration (IMM: Merge_t; vanilla: SFT_t)")
-    plt.ylabel("pass@1 %")
+    markers = {"imm": "I", "vanilla": "V", "mixture": "M"}
+    panels = ((1, f"in-domain ({in_domain})", [in_domain]), (2, f"OOD mean ({', '.join(ood)})", ood))
+    for row, title, tasks in panels:
+        plt.subplot(row, 1)
+        plt.title(f"{title}, pass@1 %")
+        for method, run in runs.items():
+            xs, ys = [], []
+            for t in range(0, 10):
+                checkpoint = "base" if t == 0 else f"{carried[method]}{t}"
+                marks = run["answers"].get(checkpoint)
+                if not marks or any(task not in marks for task in ood + [in_domain]):
+                    continue
+                xs.append(t)
+                ys.append(sum(100 * sum(marks[task].values()) / len(marks[task]) for task in tasks) / len(tasks))
+            if xs:
+                plt.plot(xs, ys, marker=markers[method])
+        plt.xticks([0, 1, 2, 3], ["Base", "1", "2", "3"])
+    plt.xlabel("iteration (IMM: Merge_t; vanilla, mixture: SFT_t)")
     text = plt.uncolorize(plt.build())
     plt.clear_figure()
-    return "\n".join(line.rstrip() for line in text.splitlines())
+    key = "   ".join(f"{markers[m]} {m}" for m in runs)
+    return "\n".join([*(line.rstrip() for line in text.splitlines()), key])
 
 
 def markdown(runs: dict, rows: list[dict], comps: list[dict], ood: list[str], in_domain: str) -> str:
