@@ -148,6 +148,10 @@ async def test_an_empty_home_offers_only_the_keys_that_act_and_the_rest_come_wit
             assert word not in footer(), footer()
         await pilot.press("r", "s", "space", "c", "e")
         assert not pilot.app._notifications and isinstance(pilot.app.screen, RunsScreen)
+        await pilot.press("question_mark")
+        help_text = await until(pilot, lambda: "Keys (escape closes" in (s := screen_text(pilot.app)) and s, what="the keys")
+        assert "New" in help_text and "Clear filter" not in help_text and "Resume" not in help_text
+        await pilot.press("escape")
         make_snapshot_home(home)  # runs arrive (as from an engine started elsewhere)
         await until(pilot, lambda: "r Resume" in footer() and "space Mark" in footer(), what="the run keys in the footer")
 

@@ -127,7 +127,7 @@ class RunsScreen(LivePoll, Screen):
     ]
 
     poll_s = 1.0
-    ON_A_RUN = {"resume", "stop", "mark", "compare", "export", "filter"}  # hidden while the home has none
+    ON_A_RUN = {"resume", "stop", "mark", "compare", "export", "filter", "clear_filter"}  # hidden while the home has none
 
     def __init__(self) -> None:
         super().__init__()
