@@ -348,7 +348,7 @@ async def test_a_filled_table_draws_its_columns_as_wide_as_their_widest_cell_bef
     app = One()
     async with app.run_test(size=(60, 6)) as pilot:
         table = app.query_one(DataTable)
-        fill(table, [("id", None), ("task", None)], [["add3-0", "arith_add3"], ["mix3-12", "arith_mix3"]])
+        fill(table, ["id", "task"], [["add3-0", "arith_add3"], ["mix3-12", "arith_mix3"]])
         widths = [c.get_render_width(table) - 2 * table.cell_padding for c in table.ordered_columns]
         assert widths == [7, 10] and table._require_update_dimensions  # not measured yet, already wide
         await pilot.pause()

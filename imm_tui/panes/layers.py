@@ -170,7 +170,7 @@ class LayersPane(LivePoll, Vertical):
                                         self.percent, f"{label}: importance vs weight change ({scale}, {view_name})")
         table = self.query_one(DataTable)
         row = table.cursor_row
-        fill(table, [(label, None) for label in ("layer", "importance", "Δ weight")],
+        fill(table, ("layer", "importance", "Δ weight"),
              [(Text(str(n), justify="right"), Text(fmt(i, self.percent), justify="right"),
                Text(fmt(c, self.percent), justify="right")) for n, i, c in rows])
         if rows:

@@ -183,7 +183,7 @@ class MergeLabPane(LivePoll, Vertical):
         table = self.query_one(TrialTable)
         keep = self.highlighted()
         trials = self.trials()
-        fill(table, [(label, None) for label in ("id", "α", "p", "status", "ID", "OOD", "n", "secs", "adopted")],
+        fill(table, ("id", "α", "p", "status", "ID", "OOD", "n", "secs", "adopted"),
              [trial_row(t) for t in trials], keys=[str(t.id) for t in trials])
         if keep is not None and any(t.id == keep.id for t in trials):
             table.move_cursor(row=table.get_row_index(str(keep.id)))

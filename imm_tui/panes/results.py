@@ -117,7 +117,7 @@ class ResultsPane(LivePoll, Vertical):
                 + "".join(f" · {table.label(c)} {a.text}" for c, a in table.adopted.items()))
         self.query_one("#results-note", Static).update(note if table.checkpoints else "no results yet")
         fill(self.query_one(DataTable),
-             [(Text("checkpoint"), "checkpoint"), *[(plain(f"{task} {domain.upper()}"), task) for domain, task in table.tasks]],
+             [Text("checkpoint"), *[plain(f"{task} {domain.upper()}") for domain, task in table.tasks]],
              [[plain(table.label(c)), *[table.cell(c, t) for _, t in table.tasks]] for c in table.checkpoints])
         self.plot(table)
 

@@ -141,7 +141,7 @@ class SamplesPane(Vertical):
             note = (f"iter {self.iteration}/{self.iterations} · {self.which} ({self.sets.index(self.which or '') + 1}/"
                     f"{len(self.sets)}) · {self.verdict_filter} · task {self.task_filter} · {count}")
         self.query_one("#samples-note", Static).update(clean(note))
-        fill(self.query_one(DataTable), [(label, None) for label in COLUMNS],
+        fill(self.query_one(DataTable), COLUMNS,
              [[plain(s.id), plain(s.task), plain(MARK[s.correct]), plain(MARK[s.kept]),
                plain(s.extracted if s.extracted is not None else ""), plain(s.gold),
                plain(first_line(s.completion))] for s in self.shown])

@@ -135,7 +135,7 @@ class SystemHistoryPane(LivePoll, Vertical):
         for i in gpus:
             columns += [f"GPU{i} %", f"GPU{i} idle %", f"GPU{i} GiB"]
         last = {(s.iteration, s.stage): n for n, s in enumerate(all_spans)}  # a resumed stage: its time once
-        fill(self.query_one(DataTable), [(Text(c), None) for c in columns],
+        fill(self.query_one(DataTable), [Text(c) for c in columns],
              [stage_row(s, gpus, seconds.get((s.iteration, s.stage)) if last[s.iteration, s.stage] == n else None)
               for n, s in enumerate(all_spans)])
 

@@ -102,12 +102,12 @@ class CompareScreen(Screen):
                                         found[s.id].n if apart and s.id in found else None)
                               for i, s in enumerate(c.runs)]])
         fill(self.query_one("#compare-results", DataTable),
-             [(label, None) for label in ("checkpoint", "task", "metric", *names)], results)
+             ("checkpoint", "task", "metric", *names), results)
         self.query_one("#compare-results-title", Static).update(
             "Results (pass@k %, change against run 1)" + (
                 " · some rows were measured on different question counts (n): those show each n and no change"
                 if uneven else ""))
 
         config = [[plain(key), *[plain(config_value(v)) for v in per_run]] for key, per_run in c.config_diff.items()]
-        fill(self.query_one("#compare-config", DataTable), [(label, None) for label in ("key", *names)],
+        fill(self.query_one("#compare-config", DataTable), ("key", *names),
              config or [[plain("(the configs are the same)"), *[""] * len(names)]])

@@ -53,6 +53,6 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(classes="dialog-box help-box"):
             yield Label(plain("Keys (escape closes; ctrl+p finds any command by name)"), classes="dialog-text")
             table = DataTable(cursor_type="row", id="keys")
-            fill(table, [(label, None) for label in ("Key", "Does", "Where")],
+            fill(table, ("Key", "Does", "Where"),
                  [[plain(k), plain(d), plain(w)] for k, d, w in self.rows()])
             yield table

@@ -43,4 +43,4 @@ class AlphaGrid(DataTable):
                     row.append(Text(v or "", justify="right"))
             rows.append(row)
         columns = [Text("α \\ p", style="bold"), *(Text(f"{p:g}", style="bold", justify="right") for p in drops)]
-        fill(self, [(label, None) for label in columns] if cells else [], rows)
+        fill(self, columns if cells else [], rows)

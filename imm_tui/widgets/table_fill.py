@@ -15,11 +15,11 @@ def _width(cell: object) -> int:
     return cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
 
 
-def fill(table: DataTable, columns: Sequence[tuple[str | Text, str | None]], rows: Sequence[Sequence[object]],
+def fill(table: DataTable, labels: Sequence[str | Text], rows: Sequence[Sequence[object]],
          keys: Sequence[str] | None = None) -> None:
-    """Replace the table's columns (label, key) and rows (with their keys, if given)."""
+    """Replace the table's columns (their labels) and rows (with their keys, if given)."""
     table.clear(columns=True)
-    for i, (label, key) in enumerate(columns):
-        table.add_column(label, width=max([_width(label), *(_width(row[i]) for row in rows)]), key=key)
+    for i, label in enumerate(labels):
+        table.add_column(label, width=max([_width(label), *(_width(row[i]) for row in rows)]))
     for n, row in enumerate(rows):
         table.add_row(*row, key=None if keys is None else keys[n])
